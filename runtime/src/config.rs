@@ -1,0 +1,143 @@
+//! Configuration read through a [`Source`], so tests hand in a map and never touch the process environment.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where configuration values come from: the process environment in production, a map in tests.
+pub trait Source {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+impl Source for HashMap<&str, &str> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).map(|v| v.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}={value:?} is not valid: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Reads `key` and parses it, or gives `default` when it is unset.
+pub fn parse_or<T: FromStr>(source: &impl Source, key: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match source.get(key) {
+        None => Ok(default),
+        Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            key: key.to_string(),
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+/// Reads a duration given in milliseconds.
+pub fn millis_or(
+    source: &impl Source,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    parse_or(source, key, default.as_millis() as u64).map(Duration::from_millis)
+}
+
+/// What every service reads: where NATS is and which subject prefix it lives under.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `NATS_URL`, default `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// `BO_PREFIX`, default `bo`.
+    pub subjects: crate::Subjects,
+    /// `BO_BATCH_SIZE`: the most messages a consumer takes in one go, default 256.
+    pub batch_size: usize,
+    /// `BO_MAX_DELIVER`: deliveries of a failing message before it is parked in the dead-letter stream,
+    /// default 5.
+    pub max_deliver: i64,
+}
+
+impl CommonConfig {
+    pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
+        let prefix = source.get("BO_PREFIX").unwrap_or_else(|| "bo".to_string());
+        let subjects = crate::Subjects::new(&prefix).map_err(|reason| ConfigError::Invalid {
+            key: "BO_PREFIX".into(),
+            value: prefix.clone(),
+            reason,
+        })?;
+        let batch_size = parse_or(source, "BO_BATCH_SIZE", 256usize)?;
+        if batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "BO_BATCH_SIZE".into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            nats_url: source
+                .get("NATS_URL")
+                .unwrap_or_else(|| "nats://127.0.0.1:4222".to_string()),
+            subjects,
+            batch_size,
+            max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = CommonConfig::from_source(&HashMap::<&str, &str>::new()).unwrap();
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.subjects.prefix(), "bo");
+        assert_eq!(config.batch_size, 256);
+        assert_eq!(config.max_deliver, 5);
+    }
+
+    #[test]
+    fn values_are_read_and_bad_ones_named() {
+        let source = HashMap::from([("BO_PREFIX", "shop1"), ("BO_BATCH_SIZE", "lots")]);
+        let error = CommonConfig::from_source(&source).unwrap_err().to_string();
+        assert!(error.contains("BO_BATCH_SIZE"), "{error}");
+
+        let source = HashMap::from([("BO_PREFIX", "shop1"), ("NATS_URL", "nats://n:1")]);
+        let config = CommonConfig::from_source(&source).unwrap();
+        assert_eq!(config.subjects.order_placed(), "shop1.in.order.placed");
+        assert_eq!(config.nats_url, "nats://n:1");
+    }
+
+    #[test]
+    fn a_prefix_that_is_not_one_lowercase_token_is_refused() {
+        for bad in ["", "a.b", "Shop", "a b", "a*", ">"] {
+            let source = HashMap::from([("BO_PREFIX", bad)]);
+            assert!(
+                CommonConfig::from_source(&source).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

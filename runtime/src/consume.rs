@@ -1,0 +1,203 @@
+//! The consume loop every service runs: take what is ready (up to a batch), hand it to the service's handler,
+//! then settle each message by the outcome the handler gave. A message is acked only after the handler
+//! returned, that is after its effects are stored; one that keeps failing is parked in the dead-letter stream
+//! with its error instead of being retried forever, so the flow behind it keeps moving.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use prost::Message as _;
+
+use crate::jetstream::Bus;
+
+/// One message as a handler sees it.
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    /// The publisher's `Nats-Msg-Id`, if it sent one.
+    pub message_id: Option<String>,
+    pub stream: String,
+    pub stream_sequence: u64,
+    /// 1 on first delivery.
+    pub deliveries: i64,
+    /// When the stream stored it.
+    pub published: DateTime<Utc>,
+    message: jetstream::Message,
+}
+
+impl Delivery {
+    fn new(message: jetstream::Message) -> Result<Self, async_nats::Error> {
+        let info = message.info()?;
+        let (stream, stream_sequence, deliveries, published) = (
+            info.stream.to_string(),
+            info.stream_sequence,
+            info.delivered,
+            info.published,
+        );
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_string());
+        Ok(Self {
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+            message_id,
+            stream,
+            stream_sequence,
+            deliveries,
+            published,
+            message,
+        })
+    }
+
+    /// An id for this stored message that is the same on every delivery.
+    pub fn stream_id(&self) -> String {
+        format!("{}/{}", self.stream, self.stream_sequence)
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled (or found already handled): ack it.
+    Done,
+    /// It can never succeed (bad input the service cannot answer otherwise): park it now.
+    Reject(String),
+    /// It failed in a way that may pass (a lost connection): deliver it again after a pause; after
+    /// `max_deliver` deliveries it is parked.
+    Retry(String),
+}
+
+/// A service's handling of a batch: one outcome per delivery, in order.
+pub trait Handler: Send {
+    fn handle(&mut self, batch: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send;
+}
+
+pub struct Worker {
+    pub bus: Bus,
+    /// Names the dead-letter subject and the `service` field of parked messages.
+    pub service: &'static str,
+    pub batch_size: usize,
+    pub max_deliver: i64,
+}
+
+impl Worker {
+    /// Runs until `shutdown` resolves; the batch in hand is finished and settled first.
+    pub async fn run(
+        &self,
+        messages: pull::Stream,
+        handler: &mut impl Handler,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let mut batches = messages.ready_chunks(self.batch_size);
+        tokio::pin!(shutdown);
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(()),
+                batch = batches.next() => batch,
+            };
+            let Some(batch) = batch else {
+                anyhow::bail!("the consumer's message stream ended");
+            };
+            let deliveries: Vec<Delivery> = batch
+                .into_iter()
+                .filter_map(|message| match message.map_err(|e| e.to_string()).and_then(|m| {
+                    Delivery::new(m).map_err(|e| e.to_string())
+                }) {
+                    Ok(delivery) => Some(delivery),
+                    // Missed heartbeats and the like: the pull stream recovers by itself, and an unacked
+                    // message comes again after ack_wait.
+                    Err(error) => {
+                        tracing::warn!(service = self.service, %error, "skipping an unreadable delivery");
+                        None
+                    }
+                })
+                .collect();
+            if deliveries.is_empty() {
+                continue;
+            }
+            let outcomes = handler.handle(&deliveries).await;
+            debug_assert_eq!(outcomes.len(), deliveries.len());
+            for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+                self.settle(delivery, outcome).await;
+            }
+        }
+    }
+
+    async fn settle(&self, delivery: &Delivery, outcome: Outcome) {
+        let result = match outcome {
+            Outcome::Done => delivery.message.ack().await,
+            Outcome::Retry(error) if delivery.deliveries < self.max_deliver => {
+                let delay = retry_delay(delivery.deliveries);
+                tracing::warn!(
+                    service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
+                    deliveries = delivery.deliveries, retry_in = ?delay, %error, "handling failed, will retry"
+                );
+                delivery.message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Outcome::Retry(error) | Outcome::Reject(error) => self.park(delivery, error).await,
+        };
+        if let Err(error) = result {
+            // The message comes again after ack_wait; handlers are idempotent, so that costs time, not data.
+            tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
+        }
+    }
+
+    /// Stores the message with its error in the dead-letter stream, then acks it.
+    async fn park(&self, delivery: &Delivery, error: String) -> Result<(), async_nats::Error> {
+        tracing::error!(
+            service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
+            deliveries = delivery.deliveries, %error, "parking message in the dead-letter stream"
+        );
+        let letter = backorder_proto::v1::DeadLetter {
+            service: self.service.to_string(),
+            subject: delivery.subject.clone(),
+            stream: delivery.stream.clone(),
+            stream_sequence: delivery.stream_sequence,
+            payload: delivery.payload.to_vec(),
+            error,
+            deliveries: delivery.deliveries.max(0) as u64,
+            failed_at: Some(crate::time::to_proto(Utc::now())),
+            message_id: delivery.message_id.clone().unwrap_or_default(),
+        };
+        let id = format!("{}/{}", self.service, delivery.stream_id());
+        let subject = self.bus.subjects.dead_letter(self.service);
+        match self
+            .bus
+            .publish_bytes(subject, &id, letter.encode_to_vec().into())
+            .await
+        {
+            Ok(()) => delivery.message.ack().await,
+            Err(error) => {
+                tracing::warn!(%error, "dead-letter stream unreachable; the message stays unacked");
+                delivery
+                    .message
+                    .ack_with(AckKind::Nak(Some(retry_delay(delivery.deliveries))))
+                    .await
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s ... capped at a minute.
+pub fn retry_delay(deliveries: i64) -> Duration {
+    let exponent = deliveries.clamp(1, 7) as u32 - 1;
+    Duration::from_secs(2u64.pow(exponent).min(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        let delays: Vec<u64> = (0..10).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}

@@ -1,0 +1,129 @@
+//! The NATS connection, the streams every prefix has, durable consumers, and publishing with an id.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull, stream};
+use prost::Message;
+
+use crate::subjects::{StreamKind, Subjects};
+
+/// A JetStream context bound to one prefix.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub subjects: Subjects,
+}
+
+impl Bus {
+    /// Connects (retrying while the server is not up yet) and makes sure the prefix's streams exist.
+    pub async fn connect(url: &str, subjects: Subjects, name: &str) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let js = jetstream::new(client.clone());
+        let bus = Self {
+            client,
+            js,
+            subjects,
+        };
+        bus.ensure_streams().await?;
+        Ok(bus)
+    }
+
+    /// Creates the four streams of this prefix if they are missing. Every service calls it, so start-up order
+    /// does not matter and an OMS can publish before any consumer exists.
+    pub async fn ensure_streams(&self) -> anyhow::Result<()> {
+        for kind in StreamKind::ALL {
+            let name = self.subjects.stream(kind);
+            self.js
+                .get_or_create_stream(stream::Config {
+                    name: name.clone(),
+                    subjects: self.subjects.stream_subjects(kind),
+                    storage: stream::StorageType::File,
+                    max_age: Duration::from_secs(30 * 24 * 3600),
+                    // Long enough to cover a publisher's retries after a reconnect.
+                    duplicate_window: Duration::from_secs(10 * 60),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating stream {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// A durable pull consumer (explicit ack) on `kind`'s stream for `filters`. Redelivery is bounded by our
+    /// own loop (see `consume`), not by the server, so a message is never silently dropped.
+    pub async fn durable_consumer(
+        &self,
+        kind: StreamKind,
+        name: &str,
+        filters: Vec<String>,
+    ) -> anyhow::Result<pull::Stream> {
+        let stream_name = self.subjects.stream(kind);
+        let stream = self.js.get_stream(&stream_name).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                name,
+                pull::Config {
+                    durable_name: Some(name.to_string()),
+                    filter_subjects: filters,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("creating consumer {name} on {stream_name}"))?;
+        consumer
+            .messages()
+            .await
+            .with_context(|| format!("pulling from consumer {name}"))
+    }
+
+    /// Publishes `message` with `id` as `Nats-Msg-Id` and waits for the stream to store it.
+    pub async fn publish(
+        &self,
+        subject: String,
+        id: &str,
+        message: &impl Message,
+    ) -> anyhow::Result<()> {
+        self.publish_bytes(subject, id, message.encode_to_vec().into())
+            .await
+    }
+
+    pub async fn publish_bytes(
+        &self,
+        subject: String,
+        id: &str,
+        payload: bytes::Bytes,
+    ) -> anyhow::Result<()> {
+        self.send(subject.clone(), id, payload)
+            .await?
+            .await
+            .with_context(|| format!("waiting for the ack of {id} on {subject}"))?;
+        Ok(())
+    }
+
+    /// Publishes without waiting for the ack; await the returned future to know it is stored. Lets a caller
+    /// keep many publishes in flight.
+    pub async fn send(
+        &self,
+        subject: String,
+        id: &str,
+        payload: bytes::Bytes,
+    ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(id);
+        self.js
+            .send_publish(subject.clone(), publish)
+            .await
+            .with_context(|| format!("publishing {id} on {subject}"))
+    }
+}

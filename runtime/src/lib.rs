@@ -1,0 +1,15 @@
+//! Plumbing every backorder service shares, so no service carries its own copy: configuration, subject and
+//! stream names, the NATS/JetStream connection, the consume loop with its ack, retry and dead-letter rules,
+//! tracing and shutdown.
+
+pub mod config;
+pub mod consume;
+pub mod jetstream;
+pub mod shutdown;
+pub mod subjects;
+pub mod telemetry;
+pub mod time;
+
+pub use config::{CommonConfig, ConfigError, Source};
+pub use consume::{Delivery, Outcome};
+pub use subjects::Subjects;

@@ -1,0 +1,167 @@
+//! Subject, stream and dead-letter names, all derived from the one prefix (`BO_PREFIX`), so that two
+//! prefixes on one NATS server never share a stream, a consumer or a message.
+
+/// The names of everything on the bus for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+/// The JetStream streams, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `<p>.in.>`: what the OMS, WMS and purchasing publish.
+    Inbound,
+    /// Between the services.
+    Internal,
+    /// `<p>.out.>`: what the OMS, WMS, purchasing and gateways consume.
+    Outbound,
+    /// `<p>.dlq.>`: messages parked for an operator.
+    DeadLetter,
+}
+
+impl StreamKind {
+    pub const ALL: [StreamKind; 4] = [
+        StreamKind::Inbound,
+        StreamKind::Internal,
+        StreamKind::Outbound,
+        StreamKind::DeadLetter,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            StreamKind::Inbound => "IN",
+            StreamKind::Internal => "INTERNAL",
+            StreamKind::Outbound => "OUT",
+            StreamKind::DeadLetter => "DLQ",
+        }
+    }
+}
+
+impl Subjects {
+    /// A prefix is one subject token of lowercase letters, digits, `-` and `_`; stream names are its upper
+    /// case, so a prefix maps to exactly one set of streams.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid {
+            return Err("must be 1 to 64 characters of a-z, 0-9, '-' and '_'".into());
+        }
+        Ok(Self {
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn subject(&self, rest: &str) -> String {
+        format!("{}.{rest}", self.prefix)
+    }
+
+    pub fn order_placed(&self) -> String {
+        self.subject("in.order.placed")
+    }
+    pub fn order_cancel(&self) -> String {
+        self.subject("in.order.cancel")
+    }
+    pub fn stock_received(&self) -> String {
+        self.subject("in.stock.received")
+    }
+    pub fn stock_adjusted(&self) -> String {
+        self.subject("in.stock.adjusted")
+    }
+    pub fn shipment_confirmed(&self) -> String {
+        self.subject("in.shipment.confirmed")
+    }
+    pub fn supply_updated(&self) -> String {
+        self.subject("in.supply.updated")
+    }
+    pub fn sku_upserted(&self) -> String {
+        self.subject("in.sku.upserted")
+    }
+
+    pub fn order_accepted(&self) -> String {
+        self.subject("order.accepted")
+    }
+    pub fn reorder_needed(&self) -> String {
+        self.subject("reorder.needed")
+    }
+    pub fn customer_event(&self) -> String {
+        self.subject("customer.event")
+    }
+
+    pub fn order_rejected(&self) -> String {
+        self.subject("out.order.rejected")
+    }
+    pub fn order_status(&self) -> String {
+        self.subject("out.order.status")
+    }
+    pub fn allocation_created(&self) -> String {
+        self.subject("out.allocation")
+    }
+    pub fn purchase_request(&self) -> String {
+        self.subject("out.purchase.request")
+    }
+    pub fn notify_email(&self) -> String {
+        self.subject("out.notify.email")
+    }
+    pub fn notify_sms(&self) -> String {
+        self.subject("out.notify.sms")
+    }
+
+    /// Where `service` parks the messages it could not handle.
+    pub fn dead_letter(&self, service: &str) -> String {
+        self.subject(&format!("dlq.{service}"))
+    }
+
+    /// The stream's name, e.g. `BO_IN` for prefix `bo`.
+    pub fn stream(&self, kind: StreamKind) -> String {
+        format!("{}_{}", self.prefix.to_ascii_uppercase(), kind.suffix())
+    }
+
+    /// The subjects a stream captures.
+    pub fn stream_subjects(&self, kind: StreamKind) -> Vec<String> {
+        match kind {
+            StreamKind::Inbound => vec![self.subject("in.>")],
+            StreamKind::Internal => vec![
+                self.order_accepted(),
+                self.reorder_needed(),
+                self.customer_event(),
+            ],
+            StreamKind::Outbound => vec![self.subject("out.>")],
+            StreamKind::DeadLetter => vec![self.subject("dlq.>")],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_derive_from_the_prefix() {
+        let s = Subjects::new("bo").unwrap();
+        assert_eq!(s.order_placed(), "bo.in.order.placed");
+        assert_eq!(s.order_accepted(), "bo.order.accepted");
+        assert_eq!(s.notify_sms(), "bo.out.notify.sms");
+        assert_eq!(s.dead_letter("allocation"), "bo.dlq.allocation");
+        assert_eq!(s.stream(StreamKind::Inbound), "BO_IN");
+        assert_eq!(s.stream(StreamKind::DeadLetter), "BO_DLQ");
+    }
+
+    #[test]
+    fn two_prefixes_share_no_stream_or_subject() {
+        let (a, b) = (Subjects::new("t-1").unwrap(), Subjects::new("t_1").unwrap());
+        for kind in StreamKind::ALL {
+            assert_ne!(a.stream(kind), b.stream(kind));
+            for subject in a.stream_subjects(kind) {
+                assert!(!b.stream_subjects(kind).contains(&subject));
+            }
+        }
+    }
+}

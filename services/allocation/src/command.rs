@@ -1,0 +1,131 @@
+//! What allocation is asked to do, decoded and checked from the messages it consumes.
+
+use backorder_proto::v1::{
+    OrderAccepted, OrderPlaced, ShipmentConfirmed, StockAdjusted, StockReceived,
+};
+use backorder_runtime::{Subjects, time};
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    AcceptOrder(OrderPlaced),
+    ReceiveStock(StockReceived),
+    AdjustStock(StockAdjusted),
+    ConfirmShipment {
+        shipment: ShipmentConfirmed,
+        shipped_at: DateTime<Utc>,
+    },
+}
+
+impl Command {
+    /// Decodes a message by its subject. An `Err` names what is wrong; such a message can never succeed.
+    pub fn decode(
+        subjects: &Subjects,
+        subject: &str,
+        payload: &[u8],
+        published: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let bad = |e: prost::DecodeError| format!("cannot decode {subject}: {e}");
+        let command = if subject == subjects.order_accepted() {
+            let accepted = OrderAccepted::decode(payload).map_err(bad)?;
+            Command::AcceptOrder(accepted.order.ok_or("OrderAccepted without an order")?)
+        } else if subject == subjects.stock_received() {
+            Command::ReceiveStock(StockReceived::decode(payload).map_err(bad)?)
+        } else if subject == subjects.stock_adjusted() {
+            Command::AdjustStock(StockAdjusted::decode(payload).map_err(bad)?)
+        } else if subject == subjects.shipment_confirmed() {
+            let shipment = ShipmentConfirmed::decode(payload).map_err(bad)?;
+            let shipped_at = shipment
+                .shipped_at
+                .as_ref()
+                .and_then(time::from_proto)
+                .unwrap_or(published);
+            Command::ConfirmShipment {
+                shipment,
+                shipped_at,
+            }
+        } else {
+            return Err(format!("allocation does not handle subject {subject}"));
+        };
+        command.check()?;
+        Ok(command)
+    }
+
+    /// The id under which its effects are stored once: a redelivery with the same id does nothing.
+    pub fn message_id(&self) -> String {
+        match self {
+            Command::AcceptOrder(o) => format!("order/{}", o.order_id),
+            Command::ReceiveStock(r) => format!("receipt/{}", r.receipt_id),
+            Command::AdjustStock(a) => format!("adjustment/{}", a.adjustment_id),
+            Command::ConfirmShipment { shipment, .. } => {
+                format!("shipment/{}", shipment.shipment_id)
+            }
+        }
+    }
+
+    /// The SKUs whose stock it may touch, where the message names them (a shipment names only its order).
+    pub fn named_skus(&self) -> Vec<&str> {
+        match self {
+            Command::AcceptOrder(o) => o.lines.iter().map(|l| l.sku.as_str()).collect(),
+            Command::ReceiveStock(r) => vec![&r.sku],
+            Command::AdjustStock(a) => vec![&a.sku],
+            Command::ConfirmShipment { .. } => vec![],
+        }
+    }
+
+    /// For log spans.
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Command::AcceptOrder(o) => Some(&o.order_id),
+            Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
+            _ => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let present = |what: &str, value: &str| {
+            if value.trim().is_empty() {
+                Err(format!("{what} is missing"))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            // order-intake validated it; only what the engine relies on is checked again.
+            Command::AcceptOrder(o) => {
+                present("order_id", &o.order_id)?;
+                if o.lines.is_empty() || o.lines.iter().any(|l| l.quantity <= 0 || l.line_no == 0) {
+                    return Err(format!(
+                        "order {} has no lines or a line without a positive quantity",
+                        o.order_id
+                    ));
+                }
+                Ok(())
+            }
+            Command::ReceiveStock(r) => {
+                present("receipt_id", &r.receipt_id)?;
+                present("sku", &r.sku)?;
+                if r.quantity <= 0 {
+                    return Err(format!(
+                        "receipt {}: quantity must be positive, got {}",
+                        r.receipt_id, r.quantity
+                    ));
+                }
+                Ok(())
+            }
+            Command::AdjustStock(a) => {
+                present("adjustment_id", &a.adjustment_id)?;
+                present("sku", &a.sku)?;
+                if a.delta == 0 {
+                    return Err(format!("adjustment {}: delta is 0", a.adjustment_id));
+                }
+                Ok(())
+            }
+            Command::ConfirmShipment { shipment, .. } => {
+                present("shipment_id", &shipment.shipment_id)?;
+                present("order_id", &shipment.order_id)
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The messages allocation emits, built from what a transaction decided. They go to the outbox, never
+//! straight to NATS.
+
+use backorder_proto::v1::{
+    AllocationCreated, AllocationLine, Customer, CustomerEvent, CustomerEventLine, OrderStatus,
+    OrderStatusLine, ReorderNeeded, customer_event::Kind, order_status,
+};
+use backorder_runtime::{Subjects, time};
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+use crate::rules::{LineUnits, Status};
+
+/// A row for the outbox: the message id doubles as `Nats-Msg-Id`.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub message_id: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+}
+
+/// A line as it stands, with the units an event is about.
+#[derive(Debug, Clone)]
+pub struct LineState {
+    pub line_no: i32,
+    pub sku: String,
+    pub units: LineUnits,
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn allocation_created(
+    subjects: &Subjects,
+    allocation_id: &str,
+    order_id: &str,
+    lines: &[(i32, String, i64)],
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let message = AllocationCreated {
+        allocation_id: allocation_id.to_string(),
+        order_id: order_id.to_string(),
+        lines: lines
+            .iter()
+            .map(|(line_no, sku, quantity)| AllocationLine {
+                line_no: *line_no as u32,
+                sku: sku.clone(),
+                quantity: *quantity,
+            })
+            .collect(),
+        created_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: allocation_id.to_string(),
+        subject: subjects.allocation_created(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+/// `lines` pairs each line's state with the units the event is about.
+pub fn customer_event(
+    subjects: &Subjects,
+    kind: Kind,
+    order_id: &str,
+    customer: &Customer,
+    lines: &[(LineState, i64)],
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let event_id = new_id();
+    let message = CustomerEvent {
+        event_id: event_id.clone(),
+        kind: kind as i32,
+        order_id: order_id.to_string(),
+        customer: Some(customer.clone()),
+        lines: lines
+            .iter()
+            .map(|(line, quantity)| CustomerEventLine {
+                line_no: line.line_no as u32,
+                sku: line.sku.clone(),
+                quantity: *quantity,
+                eta: None,
+                ordered: line.units.ordered,
+                allocated: line.units.allocated,
+                backordered: line.units.backordered,
+                shipped: line.units.shipped,
+                cancelled: line.units.cancelled,
+            })
+            .collect(),
+        occurred_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: event_id,
+        subject: subjects.customer_event(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+pub fn order_status(
+    subjects: &Subjects,
+    order_id: &str,
+    status: Status,
+    version: i64,
+    lines: &[LineState],
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let message = OrderStatus {
+        order_id: order_id.to_string(),
+        status: proto_status(status) as i32,
+        lines: lines
+            .iter()
+            .map(|line| OrderStatusLine {
+                line_no: line.line_no as u32,
+                sku: line.sku.clone(),
+                ordered: line.units.ordered,
+                allocated: line.units.allocated,
+                backordered: line.units.backordered,
+                shipped: line.units.shipped,
+                cancelled: line.units.cancelled,
+                eta: None,
+            })
+            .collect(),
+        version: version as u64,
+        updated_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: format!("status/{order_id}/{version}"),
+        subject: subjects.order_status(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+pub struct StockFigures {
+    pub backordered: i64,
+    pub on_hand: i64,
+    pub available: i64,
+    pub inbound: i64,
+}
+
+pub fn reorder_needed(
+    subjects: &Subjects,
+    sku: &str,
+    figures: &StockFigures,
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let event_id = new_id();
+    let message = ReorderNeeded {
+        sku: sku.to_string(),
+        shortage: crate::rules::shortage(figures.backordered, figures.available, figures.inbound),
+        backordered: figures.backordered,
+        on_hand: figures.on_hand,
+        inbound: figures.inbound,
+        event_id: event_id.clone(),
+        occurred_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: event_id,
+        subject: subjects.reorder_needed(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+fn proto_status(status: Status) -> order_status::Status {
+    use order_status::Status as P;
+    match status {
+        Status::Open => P::Open,
+        Status::PartiallyAllocated => P::PartiallyAllocated,
+        Status::Backordered => P::Backordered,
+        Status::Allocated => P::Allocated,
+        Status::PartiallyShipped => P::PartiallyShipped,
+        Status::Completed => P::Completed,
+        Status::Cancelled => P::Cancelled,
+    }
+}

@@ -1,0 +1,232 @@
+//! allocation: owns the Postgres store of stock, orders, allocations and backorders. It ships what is in stock,
+//! backorders the rest, gives incoming stock to the backorder queue, books shipments and closes finished
+//! orders; every change and the events it causes commit in one transaction and leave through the outbox.
+
+pub mod command;
+pub mod engine;
+pub mod events;
+pub mod outbox;
+pub mod rules;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use backorder_runtime::config::{Source, parse_or};
+use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::subjects::StreamKind;
+use backorder_runtime::{CommonConfig, ConfigError};
+use futures::FutureExt;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use tokio::sync::Notify;
+
+use crate::command::Command;
+use crate::engine::{Applied, Engine};
+
+pub const SERVICE: &str = "allocation";
+
+pub struct Config {
+    pub common: CommonConfig,
+    /// `DATABASE_URL`; the database is created if it does not exist.
+    pub database_url: String,
+    /// `BO_DB_POOL_SIZE`, default 8.
+    pub pool_size: u32,
+}
+
+impl Config {
+    pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_source(source)?,
+            database_url: source.get("DATABASE_URL").unwrap_or_else(|| {
+                "postgres://postgres:postgres@127.0.0.1:5432/backorder".to_string()
+            }),
+            pool_size: parse_or(source, "BO_DB_POOL_SIZE", 8u32)?,
+        })
+    }
+}
+
+/// Connects to the database (creating it when missing) and applies the migrations.
+pub async fn connect_database(url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")?;
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let admin = options.clone().database("postgres");
+    let mut conn = admin
+        .connect()
+        .await
+        .with_context(|| format!("connecting to Postgres for {name}"))?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let create = format!("create database \"{}\"", name.replace('"', "\"\""));
+        // Another instance may win the race; that is fine.
+        if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut conn)
+            .await
+        {
+            tracing::info!(%error, database = name, "create database");
+        }
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to database {name}"))?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
+    Ok(pool)
+}
+
+pub struct Application {
+    pool: PgPool,
+    bus: Bus,
+    common: CommonConfig,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = connect_database(&config.database_url, config.pool_size).await?;
+        let bus = Bus::connect(
+            &config.common.nats_url,
+            config.common.subjects.clone(),
+            SERVICE,
+        )
+        .await?;
+        Ok(Self {
+            pool,
+            bus,
+            common: config.common,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs the two consumers (accepted orders; stock and shipments from the WMS) and the outbox relay until
+    /// `shutdown`; each finishes what it holds first.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let subjects = &self.common.subjects;
+        let orders = self
+            .bus
+            .durable_consumer(
+                StreamKind::Internal,
+                SERVICE,
+                vec![subjects.order_accepted()],
+            )
+            .await?;
+        let warehouse = self
+            .bus
+            .durable_consumer(
+                StreamKind::Inbound,
+                SERVICE,
+                vec![
+                    subjects.stock_received(),
+                    subjects.stock_adjusted(),
+                    subjects.shipment_confirmed(),
+                ],
+            )
+            .await?;
+        let wake = Arc::new(Notify::new());
+        let engine = Engine {
+            pool: self.pool.clone(),
+            subjects: subjects.clone(),
+        };
+        let worker = Worker {
+            bus: self.bus.clone(),
+            service: SERVICE,
+            batch_size: self.common.batch_size,
+            max_deliver: self.common.max_deliver,
+        };
+        let relay = outbox::Relay {
+            pool: self.pool.clone(),
+            bus: self.bus.clone(),
+            wake: wake.clone(),
+        };
+        let mut on_orders = Allocator {
+            engine: engine.clone(),
+            wake: wake.clone(),
+        };
+        let mut on_warehouse = Allocator { engine, wake };
+        let shutdown = shutdown.shared();
+        tracing::info!(prefix = subjects.prefix(), "allocation running");
+        tokio::try_join!(
+            worker.run(orders, &mut on_orders, shutdown.clone()),
+            worker.run(warehouse, &mut on_warehouse, shutdown.clone()),
+            relay.run(shutdown),
+        )?;
+        Ok(())
+    }
+}
+
+/// Decodes a batch and applies it through the engine.
+struct Allocator {
+    engine: Engine,
+    wake: Arc<Notify>,
+}
+
+impl Handler for Allocator {
+    async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let subjects = &self.engine.subjects;
+        let decoded: Vec<Result<Command, String>> = batch
+            .iter()
+            .map(|d| Command::decode(subjects, &d.subject, &d.payload, d.published))
+            .collect();
+        let commands: Vec<Command> = decoded
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let mut applied = self.apply(&commands).await.into_iter();
+        self.wake.notify_one();
+        decoded
+            .into_iter()
+            .map(|c| match c {
+                Err(reason) => Outcome::Reject(reason),
+                Ok(_) => applied.next().expect("one result per command"),
+            })
+            .collect()
+    }
+}
+
+impl Allocator {
+    /// The whole batch in one transaction; when that fails, each command alone, so one bad message costs only
+    /// itself a retry.
+    async fn apply(&self, commands: &[Command]) -> Vec<Outcome> {
+        if commands.is_empty() {
+            return Vec::new();
+        }
+        match self.engine.apply(commands).await {
+            Ok(results) => results.into_iter().map(outcome).collect(),
+            Err(error) if commands.len() == 1 => vec![Outcome::Retry(format!("database: {error}"))],
+            Err(error) => {
+                tracing::warn!(%error, size = commands.len(), "batch failed, applying its commands one by one");
+                let mut outcomes = Vec::with_capacity(commands.len());
+                for command in commands {
+                    outcomes.push(
+                        match self.engine.apply(std::slice::from_ref(command)).await {
+                            Ok(mut results) => outcome(results.remove(0)),
+                            Err(error) => Outcome::Retry(format!("database: {error}")),
+                        },
+                    );
+                }
+                outcomes
+            }
+        }
+    }
+}
+
+fn outcome(applied: Applied) -> Outcome {
+    match applied {
+        Applied::Done | Applied::Duplicate => Outcome::Done,
+        Applied::Refused(reason) => Outcome::Reject(reason),
+    }
+}

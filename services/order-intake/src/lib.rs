@@ -1,0 +1,131 @@
+//! order-intake: reads orders the OMS publishes on `<p>.in.order.placed`, refuses bad ones with every reason
+//! (`<p>.out.order.rejected`), and hands good ones to allocation (`<p>.order.accepted`).
+
+pub mod validate;
+
+use backorder_proto::v1::{OrderAccepted, OrderRejected};
+use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::subjects::StreamKind;
+use backorder_runtime::{CommonConfig, time};
+use tracing::Instrument;
+
+pub const SERVICE: &str = "order-intake";
+
+pub struct Application {
+    worker: Worker,
+    messages: async_nats::jetstream::consumer::pull::Stream,
+}
+
+impl Application {
+    pub async fn build(config: CommonConfig) -> anyhow::Result<Self> {
+        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), SERVICE).await?;
+        let messages = bus
+            .durable_consumer(
+                StreamKind::Inbound,
+                SERVICE,
+                vec![config.subjects.order_placed()],
+            )
+            .await?;
+        let worker = Worker {
+            bus,
+            service: SERVICE,
+            batch_size: config.batch_size,
+            max_deliver: config.max_deliver,
+        };
+        Ok(Self { worker, messages })
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tracing::info!(
+            prefix = self.worker.bus.subjects.prefix(),
+            "order-intake running"
+        );
+        let mut intake = Intake {
+            bus: self.worker.bus.clone(),
+        };
+        self.worker.run(self.messages, &mut intake, shutdown).await
+    }
+}
+
+struct Intake {
+    bus: Bus,
+}
+
+impl Handler for Intake {
+    async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let span = tracing::info_span!(
+                "order",
+                order_id = tracing::field::Empty,
+                seq = delivery.stream_sequence
+            );
+            outcomes.push(self.take(delivery).instrument(span).await);
+        }
+        outcomes
+    }
+}
+
+impl Intake {
+    async fn take(&self, delivery: &Delivery) -> Outcome {
+        let subjects = &self.bus.subjects;
+        match validate::validate(&delivery.payload) {
+            Ok(mut order) => {
+                tracing::Span::current().record("order_id", order.order_id.as_str());
+                if order.placed_at.is_none() {
+                    order.placed_at = Some(time::to_proto(delivery.published));
+                }
+                let id = order.order_id.clone();
+                let accepted = OrderAccepted {
+                    order: Some(order),
+                    accepted_at: Some(time::to_proto(chrono::Utc::now())),
+                };
+                // The order id as Nats-Msg-Id: a redelivered or re-sent order is stored once in the window,
+                // and allocation refuses a second order with the same id for good.
+                match self
+                    .bus
+                    .publish(subjects.order_accepted(), &id, &accepted)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(
+                            lines = accepted.order.as_ref().map_or(0, |o| o.lines.len()),
+                            "order accepted"
+                        );
+                        Outcome::Done
+                    }
+                    Err(error) => Outcome::Retry(format!("{error:#}")),
+                }
+            }
+            Err(rejection) => {
+                let order_id = rejection.order_id.clone().unwrap_or_default();
+                tracing::Span::current().record("order_id", order_id.as_str());
+                tracing::warn!(errors = %rejection.summary(), "order rejected");
+                let rejected = OrderRejected {
+                    order_id,
+                    errors: rejection.errors.clone(),
+                    rejection_id: format!("rejected/{}", delivery.stream_id()),
+                    subject: delivery.subject.clone(),
+                    stream_sequence: delivery.stream_sequence,
+                    payload: delivery.payload.to_vec(),
+                };
+                if let Err(error) = self
+                    .bus
+                    .publish(subjects.order_rejected(), &rejected.rejection_id, &rejected)
+                    .await
+                {
+                    return Outcome::Retry(format!("{error:#}"));
+                }
+                match rejection.order_id {
+                    Some(_) => Outcome::Done,
+                    // Nobody can tie this rejection to an order: park the bytes for an operator as well.
+                    None => Outcome::Reject(format!(
+                        "order rejected, no readable order id: {}",
+                        rejection.summary()
+                    )),
+                }
+            }
+        }
+    }
+}
