@@ -1,0 +1,105 @@
+# backorder: build, test and demo on a developer/CI machine or a fresh Debian 12.
+#
+#   make demo           the main job: toolchain + NATS + PostgreSQL, release build, scripts/demo.sh
+#   make test           toolchain + NATS + PostgreSQL, then the whole workspace's tests
+#   make build          cargo build --release --bins
+#   make services-up    start the four services in the background (.local/run/*.log, *.pid)
+#   make services-down  stop them (SIGTERM, then wait)
+#   make services-status
+#   make fmt            cargo fmt --all (rewrite);  make fmt-check: cargo fmt --all -- --check
+#   make lint           fmt-check + cargo clippy --workspace --all-targets -- -D warnings
+#   make infra          just ensure NATS and PostgreSQL and print their URLs
+#   make stop-infra     stop the NATS server that scripts/ensure-nats.sh started (if any)
+#
+# NATS_URL / DATABASE_URL from the environment are honoured as-is (see the
+# scripts). Otherwise NATS is Debian's on 4222 when >= 2.10, else our own
+# nats-server 2.15.1 on 127.0.0.1:$(BO_NATS_PORT, default 4333); PostgreSQL is
+# postgres://postgres:postgres@127.0.0.1:5432.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := demo
+
+export PATH := $(HOME)/.cargo/bin:$(PATH):/usr/lib/rustup/bin
+
+CARGO ?= cargo
+BO_PREFIX ?= bo
+# Tests are mostly I/O bound (NATS, PostgreSQL); 4 threads on 2 cores.
+TEST_THREADS ?= 4
+
+.PHONY: help demo test build build-debug services-up services-down services-status \
+        fmt fmt-check lint infra stop-infra
+
+help:
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
+
+demo:
+	@scripts/ensure-rust.sh
+	scripts/ensure-nats.sh >/dev/null
+	scripts/ensure-postgres.sh >/dev/null
+	echo "+ $(CARGO) build --release --workspace --bins" >&2
+	$(CARGO) build --release --workspace --bins
+	scripts/demo.sh
+
+test:
+	@scripts/ensure-rust.sh
+	NATS_URL="$$(scripts/ensure-nats.sh | tail -n1)"
+	if [[ -n "$${DATABASE_URL:-}" ]]; then
+		# Given by the caller: used as-is.
+		DATABASE_URL="$$(scripts/ensure-postgres.sh | tail -n1)"
+	else
+		# #[sqlx::test] needs DATABASE_URL to name an existing database; it
+		# creates its own per-test databases from there.
+		base="$$(scripts/ensure-postgres.sh | tail -n1)"
+		has_test() { [[ "$$(psql -X -tA "$$base/postgres" -c "select 1 from pg_database where datname = 'test'")" == 1 ]]; }
+		if ! has_test; then
+			echo "creating database test" >&2
+			psql -X -q "$$base/postgres" -c 'create database test' || has_test
+		fi
+		DATABASE_URL="$$base/test"
+	fi
+	export NATS_URL DATABASE_URL
+	echo "NATS_URL=$$NATS_URL DATABASE_URL=$$DATABASE_URL" >&2
+	echo "+ $(CARGO) build --workspace --bins" >&2
+	$(CARGO) build --workspace --bins
+	if $(CARGO) nextest --version >/dev/null 2>&1; then
+		echo "+ $(CARGO) nextest run --workspace --no-fail-fast --test-threads $(TEST_THREADS)" >&2
+		$(CARGO) nextest run --workspace --no-fail-fast --test-threads $(TEST_THREADS)
+	else
+		echo "+ $(CARGO) test --workspace --no-fail-fast -- --test-threads $(TEST_THREADS)" >&2
+		$(CARGO) test --workspace --no-fail-fast -- --test-threads $(TEST_THREADS)
+	fi
+
+build:
+	@scripts/ensure-rust.sh
+	$(CARGO) build --release --workspace --bins
+
+build-debug:
+	@scripts/ensure-rust.sh
+	$(CARGO) build --workspace --bins
+
+services-up: build
+	@BO_PREFIX="$(BO_PREFIX)" scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down
+
+services-status:
+	@scripts/services.sh status
+
+fmt:
+	@$(CARGO) fmt --all
+
+fmt-check:
+	@$(CARGO) fmt --all -- --check
+
+lint: fmt-check
+	@$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+infra:
+	@echo "NATS_URL=$$(scripts/ensure-nats.sh | tail -n1)"
+	echo "PostgreSQL: $$(scripts/ensure-postgres.sh | tail -n1)"
+
+stop-infra:
+	@scripts/stop-nats.sh

