@@ -1,1 +1,396 @@
+//! Drives the real system from outside, as an OMS, a WMS and the gateways would: the end-to-end tests start
+//! the four service binaries as processes under a prefix and database of their own; the demo uses the same
+//! pieces against services that are already running.
 
+pub mod messages;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use backorder_runtime::Subjects;
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::subjects::StreamKind;
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use tokio::process::{Child, Command};
+
+pub const SERVICES: [&str; 4] = [
+    "order-intake",
+    "allocation",
+    "replenishment-trigger",
+    "notifier",
+];
+
+/// How long a test waits for something to appear on the bus before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Test resources are named `e2e-<unix seconds>-<random>`; ones older than this belong to a crashed run and
+/// are removed by the next run.
+const STALE_AFTER_SECS: u64 = 3600;
+
+/// Every message published under a prefix, in the order this client saw them, by subject.
+#[derive(Clone, Default)]
+pub struct Seen {
+    log: Arc<Mutex<Vec<(String, Bytes)>>>,
+}
+
+impl Seen {
+    /// Records everything under `<prefix>.>` from now on (a core subscription: JetStream-stored messages are
+    /// delivered to it too).
+    pub async fn subscribe(bus: &Bus) -> anyhow::Result<Self> {
+        let seen = Seen::default();
+        let mut subscription = bus
+            .client
+            .subscribe(format!("{}.>", bus.subjects.prefix()))
+            .await?;
+        // The server has the subscription once a round trip has passed.
+        bus.client.flush().await?;
+        let log = seen.log.clone();
+        tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                log.lock()
+                    .unwrap()
+                    .push((message.subject.to_string(), message.payload));
+            }
+        });
+        Ok(seen)
+    }
+
+    /// Every message seen on `subject`, decoded.
+    pub fn all<M: Message + Default>(&self, subject: &str) -> Vec<M> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == subject)
+            .filter_map(|(_, payload)| M::decode(payload.as_ref()).ok())
+            .collect()
+    }
+
+    pub fn count(&self, subject: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == subject)
+            .count()
+    }
+
+    /// Waits for the first message on `subject` that satisfies `matches`.
+    pub async fn wait_for<M: Message + Default>(
+        &self,
+        subject: &str,
+        matches: impl Fn(&M) -> bool,
+    ) -> anyhow::Result<M> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(found) = self.all::<M>(subject).into_iter().find(|m| matches(m)) {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "nothing matching on {subject} within {PATIENCE:?}; seen there: {}",
+                    self.count(subject)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits until `query` (a single bigint) returns `expected`, retrying while the schema does not exist yet.
+pub async fn wait_for_value(
+    pool: &PgPool,
+    query: &'static str,
+    bind: &str,
+    expected: i64,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let value: Option<i64> = sqlx::query_scalar(query)
+            .bind(bind)
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten();
+        if value == Some(expected) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{query} with {bind:?} is {value:?}, expected {expected}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until allocation has booked `on_hand` units of `sku`.
+pub async fn wait_for_stock(pool: &PgPool, sku: &str, on_hand: i64) -> anyhow::Result<()> {
+    wait_for_value(
+        pool,
+        "select on_hand from stock where sku = $1",
+        sku,
+        on_hand,
+    )
+    .await
+}
+
+/// Deletes the four streams of a prefix (and with them their consumers); missing ones are fine.
+pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
+    for kind in StreamKind::ALL {
+        let name = bus.subjects.stream(kind);
+        if let Err(error) = bus.js.delete_stream(&name).await {
+            if bus.js.get_stream(&name).await.is_ok() {
+                return Err(error).with_context(|| format!("deleting stream {name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects as a client of the system (creating the prefix's streams, so publishing works before any service
+/// is up).
+pub async fn connect(nats_url: &str, prefix: &str) -> anyhow::Result<Bus> {
+    Bus::connect(
+        nats_url,
+        Subjects::new(prefix).map_err(anyhow::Error::msg)?,
+        "backorder-client",
+    )
+    .await
+}
+
+/// The four services as processes, under a prefix and database of their own.
+pub struct System {
+    pub bus: Bus,
+    pub seen: Seen,
+    /// The allocation service's database, for waiting on and checking invariants.
+    pub db: PgPool,
+    database: String,
+    admin: PgConnectOptions,
+    children: Vec<(&'static str, Child)>,
+    logs: PathBuf,
+}
+
+impl System {
+    /// Starts the four services with `NATS_URL` and a new database on the server of `DATABASE_URL` (as
+    /// `make test` sets them; defaults for this team's machines otherwise).
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&HashMap::new()).await
+    }
+
+    /// Like [`start`](Self::start), with extra environment for the services.
+    pub async fn start_with(env: &HashMap<&str, &str>) -> anyhow::Result<Self> {
+        let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let database_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let prefix = format!(
+            "e2e-{now}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let database = prefix.replace('-', "_");
+
+        let admin = database_url
+            .parse::<PgConnectOptions>()?
+            .database("postgres");
+        remove_stale_databases(&admin, now).await?;
+        let mut conn = admin.connect().await.context("connecting to Postgres")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "create database \"{database}\""
+        )))
+        .execute(&mut conn)
+        .await?;
+        let db_options = admin.clone().database(&database);
+        let db = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(db_options)
+            .await?;
+        let service_database_url = admin.clone().database(&database).to_url_lossy().to_string();
+
+        let bus = connect(&nats_url, &prefix).await?;
+        remove_stale_streams(&bus, now).await?;
+        let seen = Seen::subscribe(&bus).await?;
+
+        let bin_dir = binaries_dir()?;
+        let logs = bin_dir.join("e2e-logs").join(&prefix);
+        std::fs::create_dir_all(&logs)?;
+        let mut children = Vec::new();
+        for service in SERVICES {
+            let log = std::fs::File::create(logs.join(format!("{service}.log")))?;
+            let child = Command::new(bin_dir.join(service))
+                .env("NATS_URL", &nats_url)
+                .env("DATABASE_URL", &service_database_url)
+                .env("BO_PREFIX", &prefix)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .envs(env.iter())
+                .stdout(Stdio::from(log.try_clone()?))
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {service} from {}", bin_dir.display()))?;
+            children.push((service, child));
+        }
+        Ok(Self {
+            bus,
+            seen,
+            db,
+            database,
+            admin,
+            children,
+            logs,
+        })
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.bus.subjects
+    }
+
+    pub async fn publish(
+        &self,
+        subject: String,
+        id: &str,
+        message: &impl Message,
+    ) -> anyhow::Result<()> {
+        self.bus.publish(subject, id, message).await
+    }
+
+    /// Fails when a service has exited (it should run until stopped).
+    pub fn assert_running(&mut self) -> anyhow::Result<()> {
+        for (service, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{service} exited with {status}; see {}",
+                    self.logs.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops one service the hard way (kill -9), as a crash would.
+    pub async fn kill(&mut self, service: &str) -> anyhow::Result<()> {
+        let (_, child) = self
+            .children
+            .iter_mut()
+            .find(|(s, _)| *s == service)
+            .context("no such service")?;
+        child.kill().await?;
+        Ok(())
+    }
+
+    /// Stops the services with SIGTERM (as an orchestrator would) and removes the prefix's streams and the
+    /// database. Logs stay under `target/<profile>/e2e-logs/<prefix>/`.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for (service, child) in &mut self.children {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on a child we spawned and have not reaped yet, so the pid is still ours.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+            match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => bail!("{service} stopped with {status} on SIGTERM"),
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => bail!("{service} did not stop within 15 s of SIGTERM"),
+            }
+        }
+        delete_streams(&self.bus).await?;
+        self.db.close().await;
+        let mut conn = self.admin.connect().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "drop database if exists \"{}\" with (force)",
+            self.database
+        )))
+        .execute(&mut conn)
+        .await?;
+        let _ = std::fs::remove_dir_all(&self.logs);
+        Ok(())
+    }
+}
+
+/// Where cargo put the service binaries: beside the directory of the running test binary
+/// (`target/<profile>/deps/..`), or `BO_BIN_DIR`.
+pub fn binaries_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("BO_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("test binary has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    for service in SERVICES {
+        if !dir.join(service).exists() {
+            bail!(
+                "{} is missing: build the services first (`cargo build --workspace --bins`, as `make test` does)",
+                dir.join(service).display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// `e2e-<secs>-...` (streams: upper case, databases: `_`) older than an hour.
+fn is_stale(name: &str, now: u64) -> bool {
+    let lower = name.to_ascii_lowercase().replace('_', "-");
+    let Some(rest) = lower.strip_prefix("e2e-") else {
+        return false;
+    };
+    let secs = rest.split('-').next().and_then(|s| s.parse::<u64>().ok());
+    secs.is_some_and(|secs| secs + STALE_AFTER_SECS < now)
+}
+
+async fn remove_stale_databases(admin: &PgConnectOptions, now: u64) -> anyhow::Result<()> {
+    let mut conn = admin.connect().await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 'e2e\\_%'")
+            .fetch_all(&mut conn)
+            .await?;
+    for name in names.into_iter().filter(|n| is_stale(n, now)) {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "drop database if exists \"{name}\" with (force)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+    Ok(())
+}
+
+async fn remove_stale_streams(bus: &Bus, now: u64) -> anyhow::Result<()> {
+    let mut names = bus.js.stream_names();
+    let mut stale = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name?;
+        if is_stale(&name, now) {
+            stale.push(name);
+        }
+    }
+    for name in stale {
+        let _ = bus.js.delete_stream(&name).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_test_resources_are_stale() {
+        assert!(is_stale("E2E-100-ABCD_IN", 100 + STALE_AFTER_SECS + 1));
+        assert!(is_stale("e2e_100_abcd", 100 + STALE_AFTER_SECS + 1));
+        assert!(!is_stale("e2e_100_abcd", 200));
+        assert!(!is_stale("BO_IN", u64::MAX));
+    }
+}

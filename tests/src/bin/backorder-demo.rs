@@ -1,0 +1,298 @@
+//! The demo: plays an OMS, a WMS and a purchasing desk against the running services (started by
+//! `scripts/demo.sh`) and tells what happens. `--reset` deletes the prefix's streams instead, for a clean slate.
+//!
+//! Reads NATS_URL, BO_PREFIX (default `demo`) and DATABASE_URL (the allocation database, to know when stock is
+//! booked).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use backorder_e2e::{Seen, connect, delete_streams, messages, wait_for_stock};
+use backorder_proto::v1::{
+    AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus, PurchaseRequest,
+    SmsMessage, customer_event::Kind,
+};
+use backorder_runtime::Subjects;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let prefix = std::env::var("BO_PREFIX").unwrap_or_else(|_| "demo".into());
+    let bus = connect(&nats_url, &prefix).await?;
+    if std::env::args().any(|a| a == "--reset") {
+        delete_streams(&bus).await?;
+        eprintln!("deleted the streams of prefix {prefix}");
+        return Ok(());
+    }
+    let database_url = std::env::var("DATABASE_URL")
+        .context("DATABASE_URL (the allocation database) is needed")?;
+    let db = sqlx::PgPool::connect(&database_url).await?;
+    let seen = Seen::subscribe(&bus).await?;
+    let s = bus.subjects.clone();
+    let demo = Demo { s: &s, seen: &seen };
+
+    println!("== backorder demo: prefix {prefix}, NATS {nats_url} ==\n");
+    let acme = messages::customer("C-ACME", "purchasing@acme.example", "+4915112345678", "en");
+    let bistro = messages::customer("C-BISTRO", "owner@bistro.example", "", "de");
+
+    println!("[WMS] initial stock: WIDGET-RED 70, GADGET-BLUE 500");
+    for (sku, quantity) in [("WIDGET-RED", 70), ("GADGET-BLUE", 500)] {
+        let id = format!("init-{sku}");
+        bus.publish(
+            s.stock_adjusted(),
+            &id,
+            &messages::adjustment(&id, sku, quantity, "initial load"),
+        )
+        .await?;
+        wait_for_stock(&db, sku, quantity).await?;
+    }
+
+    println!("\n[OMS] Acme Wholesale orders SO-1001: 100 x WIDGET-RED, 20 x GADGET-BLUE");
+    let so1001 = messages::order(
+        "SO-1001",
+        acme.clone(),
+        &[("WIDGET-RED", 100), ("GADGET-BLUE", 20)],
+    );
+    bus.publish(s.order_placed(), "SO-1001", &so1001).await?;
+    demo.allocation("SO-1001", 1).await?;
+    demo.status("SO-1001", 1).await?;
+    demo.purchase_request("WIDGET-RED", 1).await?;
+    demo.email("SO-1001", Kind::Backordered).await?;
+    demo.sms("SO-1001", Kind::Backordered).await?;
+
+    println!(
+        "\n[OMS] Bistro Berlin orders SO-1002: 15 x WIDGET-RED (nothing left: all backordered)"
+    );
+    bus.publish(
+        s.order_placed(),
+        "SO-1002",
+        &messages::order("SO-1002", bistro, &[("WIDGET-RED", 15)]),
+    )
+    .await?;
+    demo.status("SO-1002", 1).await?;
+    demo.purchase_request("WIDGET-RED", 2).await?;
+    demo.email("SO-1002", Kind::Backordered).await?;
+
+    println!("\n[OMS] sends SO-1001 again (a retry): nothing new happens");
+    bus.publish(s.order_placed(), "SO-1001-retry", &so1001)
+        .await?;
+    println!("[OMS] sends SO-1003 with a zero quantity and a repeated line number");
+    let mut bad = messages::order(
+        "SO-1003",
+        acme.clone(),
+        &[("WIDGET-RED", 0), ("GADGET-BLUE", 1)],
+    );
+    bad.lines[1].line_no = 1;
+    bus.publish(s.order_placed(), "SO-1003", &bad).await?;
+    let rejected = seen
+        .wait_for::<OrderRejected>(&s.order_rejected(), |r| r.order_id == "SO-1003")
+        .await?;
+    for error in &rejected.errors {
+        println!(
+            "  -> OMS    SO-1003 rejected: {}: {}",
+            error.field, error.message
+        );
+    }
+    println!("[OMS] sends bytes that are not an order at all");
+    bus.publish_bytes(
+        s.order_placed(),
+        "garbage-1",
+        bytes::Bytes::from_static(b"{\"order\":1}"),
+    )
+    .await?;
+    let letter = seen
+        .wait_for::<DeadLetter>(&s.dead_letter("order-intake"), |d| {
+            d.message_id == "garbage-1"
+        })
+        .await?;
+    println!("  -> DLQ    parked by {}: {}", letter.service, letter.error);
+
+    println!("\n[WMS] ships what was allocated to SO-1001 (70 + 20)");
+    bus.publish(
+        s.shipment_confirmed(),
+        "SH-1",
+        &messages::shipment("SH-1", "SO-1001", &[(1, 70), (2, 20)]),
+    )
+    .await?;
+    demo.status("SO-1001", 2).await?;
+    demo.email("SO-1001", Kind::Shipped).await?;
+
+    println!("\n[WMS] receives 40 x WIDGET-RED on PO-7781: first come, first served");
+    bus.publish(
+        s.stock_received(),
+        "RC-1",
+        &messages::receipt("RC-1", "WIDGET-RED", 40, "PO-7781"),
+    )
+    .await?;
+    demo.allocation("SO-1001", 2).await?;
+    demo.allocation("SO-1002", 1).await?;
+    demo.status("SO-1001", 3).await?;
+    demo.status("SO-1002", 2).await?;
+    demo.email("SO-1001", Kind::ReadyToShip).await?;
+
+    println!("\n[WMS] ships the last 30 of SO-1001");
+    bus.publish(
+        s.shipment_confirmed(),
+        "SH-2",
+        &messages::shipment("SH-2", "SO-1001", &[(1, 30)]),
+    )
+    .await?;
+    demo.status("SO-1001", 4).await?;
+    demo.email("SO-1001", Kind::Completed).await?;
+    demo.sms("SO-1001", Kind::Completed).await?;
+
+    println!("\n== summary ==");
+    let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
+    for status in seen.all::<OrderStatus>(&s.order_status()) {
+        if latest
+            .get(&status.order_id)
+            .is_none_or(|l| l.version < status.version)
+        {
+            latest.insert(status.order_id.clone(), status);
+        }
+    }
+    println!(
+        "{:<9} {:<20} {:<12} {:>7} {:>9} {:>11} {:>7}",
+        "order", "status", "sku", "ordered", "allocated", "backordered", "shipped"
+    );
+    for status in latest.values() {
+        for line in &status.lines {
+            println!(
+                "{:<9} {:<20} {:<12} {:>7} {:>9} {:>11} {:>7}",
+                status.order_id,
+                status.status().as_str_name(),
+                line.sku,
+                line.ordered,
+                line.allocated,
+                line.backordered,
+                line.shipped
+            );
+        }
+    }
+    println!();
+    for (name, subject) in [
+        ("allocations to the WMS", s.allocation_created()),
+        ("order statuses to the OMS", s.order_status()),
+        ("rejections to the OMS", s.order_rejected()),
+        ("purchase requests", s.purchase_request()),
+        ("emails", s.notify_email()),
+        ("SMS", s.notify_sms()),
+        ("dead letters (order-intake)", s.dead_letter("order-intake")),
+    ] {
+        println!("{name:<28} {}", seen.count(&subject));
+    }
+    Ok(())
+}
+
+struct Demo<'a> {
+    s: &'a Subjects,
+    seen: &'a Seen,
+}
+
+impl Demo<'_> {
+    /// The `nth` allocation of an order.
+    async fn allocation(&self, order_id: &str, nth: usize) -> anyhow::Result<()> {
+        let subject = self.s.allocation_created();
+        let seen = self.seen;
+        seen.wait_for::<AllocationCreated>(&subject, |_| {
+            seen.all::<AllocationCreated>(&subject)
+                .iter()
+                .filter(|a| a.order_id == order_id)
+                .count()
+                >= nth
+        })
+        .await?;
+        let allocation = seen
+            .all::<AllocationCreated>(&subject)
+            .into_iter()
+            .filter(|a| a.order_id == order_id)
+            .nth(nth - 1)
+            .unwrap();
+        let lines: Vec<String> = allocation
+            .lines
+            .iter()
+            .map(|l| format!("line {} {} x {}", l.line_no, l.quantity, l.sku))
+            .collect();
+        println!("  -> WMS    pick {order_id}: {}", lines.join(", "));
+        Ok(())
+    }
+
+    async fn status(&self, order_id: &str, version: u64) -> anyhow::Result<()> {
+        let status = self
+            .seen
+            .wait_for::<OrderStatus>(&self.s.order_status(), |o| {
+                o.order_id == order_id && o.version == version
+            })
+            .await?;
+        println!(
+            "  -> OMS    {order_id} v{version} {}",
+            status.status().as_str_name()
+        );
+        for l in &status.lines {
+            println!(
+                "             line {} {}: ordered {}, allocated {}, backordered {}, shipped {}",
+                l.line_no, l.sku, l.ordered, l.allocated, l.backordered, l.shipped
+            );
+        }
+        Ok(())
+    }
+
+    /// The `nth` purchase request that names `sku`.
+    async fn purchase_request(&self, sku: &str, nth: usize) -> anyhow::Result<()> {
+        let subject = self.s.purchase_request();
+        let names = |r: &PurchaseRequest| r.lines.iter().any(|l| l.sku == sku);
+        let seen = self.seen;
+        seen.wait_for::<PurchaseRequest>(&subject, |_| {
+            seen.all::<PurchaseRequest>(&subject)
+                .iter()
+                .filter(|r| names(r))
+                .count()
+                >= nth
+        })
+        .await?;
+        let request = seen
+            .all::<PurchaseRequest>(&subject)
+            .into_iter()
+            .filter(names)
+            .nth(nth - 1)
+            .unwrap();
+        let lines: Vec<String> = request
+            .lines
+            .iter()
+            .map(|l| format!("{} x {}", l.quantity, l.sku))
+            .collect();
+        println!(
+            "  -> BUYER  purchase request {} to supplier {}: {} ({})",
+            request.request_id,
+            request.supplier_id,
+            lines.join(", "),
+            request.reason
+        );
+        Ok(())
+    }
+
+    async fn email(&self, order_id: &str, kind: Kind) -> anyhow::Result<()> {
+        let email = self
+            .seen
+            .wait_for::<EmailMessage>(&self.s.notify_email(), |m| {
+                m.order_id == order_id && m.kind() == kind
+            })
+            .await?;
+        println!("  -> EMAIL  to {}: {}", email.to, email.subject);
+        for line in email.text_body.lines() {
+            println!("             | {line}");
+        }
+        Ok(())
+    }
+
+    async fn sms(&self, order_id: &str, kind: Kind) -> anyhow::Result<()> {
+        let sms = self
+            .seen
+            .wait_for::<SmsMessage>(&self.s.notify_sms(), |m| {
+                m.order_id == order_id && m.kind() == kind
+            })
+            .await?;
+        println!("  -> SMS    to {}: {}", sms.to, sms.text);
+        Ok(())
+    }
+}
