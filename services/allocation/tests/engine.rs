@@ -1,13 +1,14 @@
 //! The engine against a real Postgres: each test gets its own database from `#[sqlx::test]`, migrated.
 
+use allocation::command::Command;
+use allocation::engine::{Applied, Engine};
 use backorder_proto::v1::{
-    AllocationCreated, CustomerEvent, OrderLine, OrderPlaced, OrderStatus, ReorderNeeded, ShipmentConfirmed,
-    ShipmentLine, StockAdjusted, StockReceived, customer_event::Kind, order_status::Status,
+    AllocationCreated, CustomerEvent, OrderLine, OrderPlaced, OrderStatus, ReorderNeeded,
+    ShipmentConfirmed, ShipmentLine, StockAdjusted, StockReceived, customer_event::Kind,
+    order_status::Status,
 };
 use backorder_proto::{Message, Timestamp};
 use backorder_runtime::Subjects;
-use allocation::command::Command;
-use allocation::engine::{Applied, Engine};
 use sqlx::PgPool;
 
 fn engine(pool: &PgPool) -> Engine {
@@ -30,7 +31,10 @@ fn order(id: &str, priority: i32, placed_at: i64, lines: &[(&str, i64)]) -> Comm
             })
             .collect(),
         priority,
-        placed_at: Some(Timestamp { seconds: 1_700_000_000 + placed_at, nanos: 0 }),
+        placed_at: Some(Timestamp {
+            seconds: 1_700_000_000 + placed_at,
+            nanos: 0,
+        }),
         ..Default::default()
     })
 }
@@ -58,7 +62,13 @@ fn ship(id: &str, order_id: &str, lines: &[(u32, i64)]) -> Command {
         shipment: ShipmentConfirmed {
             shipment_id: id.into(),
             order_id: order_id.into(),
-            lines: lines.iter().map(|(line_no, quantity)| ShipmentLine { line_no: *line_no, quantity: *quantity }).collect(),
+            lines: lines
+                .iter()
+                .map(|(line_no, quantity)| ShipmentLine {
+                    line_no: *line_no,
+                    quantity: *quantity,
+                })
+                .collect(),
             shipped_at: None,
         },
         shipped_at: chrono::Utc::now(),
@@ -81,12 +91,15 @@ async fn line(pool: &PgPool, order_id: &str, line_no: i32) -> (i64, i64, i64) {
 
 /// Decoded outbox messages on `subject`, oldest first.
 async fn outbox<M: Message + Default>(pool: &PgPool, subject: &str) -> Vec<M> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar("select payload from outbox where subject = $1 order by id")
-        .bind(subject)
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    rows.iter().map(|r| M::decode(r.as_slice()).unwrap()).collect()
+    let rows: Vec<Vec<u8>> =
+        sqlx::query_scalar("select payload from outbox where subject = $1 order by id")
+            .bind(subject)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|r| M::decode(r.as_slice()).unwrap())
+        .collect()
 }
 
 /// The invariants that must hold after anything: stock is conserved and never over-allocated, every line
@@ -111,7 +124,10 @@ async fn assert_invariants(pool: &PgPool) {
     .fetch_all(pool)
     .await
     .unwrap();
-    assert!(unfair.is_empty(), "stock left while backorders wait: {unfair:?}");
+    assert!(
+        unfair.is_empty(),
+        "stock left while backorders wait: {unfair:?}"
+    );
 }
 
 #[sqlx::test]
@@ -126,12 +142,25 @@ async fn given_70_in_stock_an_order_of_100_allocates_70_and_backorders_30(pool: 
     assert_eq!(allocations[0].lines[0].quantity, 70);
     let statuses: Vec<OrderStatus> = outbox(&pool, "t.out.order.status").await;
     assert_eq!(statuses.len(), 1);
-    assert_eq!((statuses[0].status(), statuses[0].version), (Status::PartiallyAllocated, 1));
+    assert_eq!(
+        (statuses[0].status(), statuses[0].version),
+        (Status::PartiallyAllocated, 1)
+    );
     let events: Vec<CustomerEvent> = outbox(&pool, "t.customer.event").await;
     assert_eq!(events[0].kind(), Kind::Backordered);
-    assert_eq!((events[0].lines[0].quantity, events[0].lines[0].allocated), (30, 70));
+    assert_eq!(
+        (events[0].lines[0].quantity, events[0].lines[0].allocated),
+        (30, 70)
+    );
     let reorders: Vec<ReorderNeeded> = outbox(&pool, "t.reorder.needed").await;
-    assert_eq!((reorders[0].sku.as_str(), reorders[0].shortage, reorders[0].backordered), ("SKU-A", 30, 30));
+    assert_eq!(
+        (
+            reorders[0].sku.as_str(),
+            reorders[0].shortage,
+            reorders[0].backordered
+        ),
+        ("SKU-A", 30, 30)
+    );
     assert_invariants(&pool).await;
 }
 
@@ -151,39 +180,93 @@ async fn a_receipt_fills_backorders_by_priority_then_first_come_first_served(poo
     assert_eq!(line(&pool, "SO-3", 1).await, (4, 0, 0));
     assert_eq!(line(&pool, "SO-1", 1).await, (20, 0, 0));
     assert_eq!(line(&pool, "SO-2", 1).await, (6, 19, 0));
-    let why: Vec<String> = sqlx::query_scalar("select detail from line_history where change = 'filled' order by id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(why, ["queue position 1 at priority 5", "queue position 2 at priority 0", "queue position 3 at priority 0"]);
+    let why: Vec<String> =
+        sqlx::query_scalar("select detail from line_history where change = 'filled' order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        why,
+        [
+            "queue position 1 at priority 5",
+            "queue position 2 at priority 0",
+            "queue position 3 at priority 0"
+        ]
+    );
     let ready: Vec<CustomerEvent> = outbox(&pool, "t.customer.event").await;
-    assert_eq!(ready.iter().filter(|e| e.kind() == Kind::ReadyToShip).count(), 3);
+    assert_eq!(
+        ready
+            .iter()
+            .filter(|e| e.kind() == Kind::ReadyToShip)
+            .count(),
+        3
+    );
     assert_invariants(&pool).await;
 }
 
 #[sqlx::test]
 async fn a_redelivered_message_and_a_second_order_with_the_same_id_change_nothing(pool: PgPool) {
-    let first = [adjust("init", "SKU-A", 10), order("SO-1", 0, 0, &[("SKU-A", 5)])];
+    let first = [
+        adjust("init", "SKU-A", 10),
+        order("SO-1", 0, 0, &[("SKU-A", 5)]),
+    ];
     assert_eq!(apply(&pool, &first).await, [Applied::Done, Applied::Done]);
-    let outbox_rows = || async { sqlx::query_scalar::<_, i64>("select count(*) from outbox").fetch_one(&pool).await.unwrap() };
+    let outbox_rows = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
     let before = outbox_rows().await;
-    assert_eq!(apply(&pool, &first).await, [Applied::Duplicate, Applied::Duplicate]);
+    assert_eq!(
+        apply(&pool, &first).await,
+        [Applied::Duplicate, Applied::Duplicate]
+    );
     // Same order id, other content: nothing new either.
-    assert_eq!(apply(&pool, &[order("SO-1", 0, 0, &[("SKU-A", 7)])]).await, [Applied::Duplicate]);
+    assert_eq!(
+        apply(&pool, &[order("SO-1", 0, 0, &[("SKU-A", 7)])]).await,
+        [Applied::Duplicate]
+    );
     // And twice in one batch.
-    assert_eq!(apply(&pool, &[receive("R", "SKU-A", 1), receive("R", "SKU-A", 1)]).await, [Applied::Done, Applied::Duplicate]);
+    assert_eq!(
+        apply(&pool, &[receive("R", "SKU-A", 1), receive("R", "SKU-A", 1)]).await,
+        [Applied::Done, Applied::Duplicate]
+    );
     assert_eq!(outbox_rows().await, before);
-    let on_hand: i64 = sqlx::query_scalar("select on_hand from stock where sku = 'SKU-A'").fetch_one(&pool).await.unwrap();
+    let on_hand: i64 = sqlx::query_scalar("select on_hand from stock where sku = 'SKU-A'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(on_hand, 11);
     assert_eq!(line(&pool, "SO-1", 1).await, (5, 0, 0));
 }
 
 #[sqlx::test]
 async fn shipments_complete_the_order_and_bad_ones_are_refused_without_effect(pool: PgPool) {
-    apply(&pool, &[adjust("init", "SKU-A", 70), order("SO-1", 0, 0, &[("SKU-A", 100)])]).await;
-    let refused = apply(&pool, &[ship("S-bad", "SO-1", &[(1, 71)]), ship("S-none", "SO-9", &[(1, 1)])]).await;
-    assert!(matches!(&refused[0], Applied::Refused(r) if r.contains("71 shipped but only 70 allocated")), "{refused:?}");
-    assert!(matches!(&refused[1], Applied::Refused(r) if r.contains("order SO-9 is unknown")), "{refused:?}");
+    apply(
+        &pool,
+        &[
+            adjust("init", "SKU-A", 70),
+            order("SO-1", 0, 0, &[("SKU-A", 100)]),
+        ],
+    )
+    .await;
+    let refused = apply(
+        &pool,
+        &[
+            ship("S-bad", "SO-1", &[(1, 71)]),
+            ship("S-none", "SO-9", &[(1, 1)]),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(&refused[0], Applied::Refused(r) if r.contains("71 shipped but only 70 allocated")),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(&refused[1], Applied::Refused(r) if r.contains("order SO-9 is unknown")),
+        "{refused:?}"
+    );
 
     apply(&pool, &[ship("S-1", "SO-1", &[(1, 70)])]).await;
     apply(&pool, &[receive("R-1", "SKU-A", 30)]).await;
@@ -195,21 +278,54 @@ async fn shipments_complete_the_order_and_bad_ones_are_refused_without_effect(po
     let seen: Vec<(Status, u64)> = statuses.iter().map(|s| (s.status(), s.version)).collect();
     assert_eq!(
         seen,
-        [(Status::PartiallyAllocated, 1), (Status::PartiallyShipped, 2), (Status::PartiallyShipped, 3), (Status::Completed, 4)]
+        [
+            (Status::PartiallyAllocated, 1),
+            (Status::PartiallyShipped, 2),
+            (Status::PartiallyShipped, 3),
+            (Status::Completed, 4)
+        ]
     );
-    let kinds: Vec<Kind> = outbox::<CustomerEvent>(&pool, "t.customer.event").await.iter().map(|e| e.kind()).collect();
-    assert_eq!(kinds, [Kind::Backordered, Kind::Shipped, Kind::ReadyToShip, Kind::Completed]);
+    let kinds: Vec<Kind> = outbox::<CustomerEvent>(&pool, "t.customer.event")
+        .await
+        .iter()
+        .map(|e| e.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::Backordered,
+            Kind::Shipped,
+            Kind::ReadyToShip,
+            Kind::Completed
+        ]
+    );
     // A shipment that is redelivered after the order completed changes nothing.
-    assert_eq!(apply(&pool, &[ship("S-2", "SO-1", &[(1, 30)])]).await, [Applied::Duplicate]);
+    assert_eq!(
+        apply(&pool, &[ship("S-2", "SO-1", &[(1, 30)])]).await,
+        [Applied::Duplicate]
+    );
     assert_invariants(&pool).await;
 }
 
 #[sqlx::test]
 async fn a_count_below_what_is_allocated_is_refused(pool: PgPool) {
-    apply(&pool, &[adjust("init", "SKU-A", 10), order("SO-1", 0, 0, &[("SKU-A", 8)])]).await;
+    apply(
+        &pool,
+        &[
+            adjust("init", "SKU-A", 10),
+            order("SO-1", 0, 0, &[("SKU-A", 8)]),
+        ],
+    )
+    .await;
     let refused = apply(&pool, &[adjust("count", "SKU-A", -3)]).await;
-    assert!(matches!(&refused[0], Applied::Refused(r) if r.contains("below the 8 units allocated")), "{refused:?}");
-    assert_eq!(apply(&pool, &[adjust("count-2", "SKU-A", -2)]).await, [Applied::Done]);
+    assert!(
+        matches!(&refused[0], Applied::Refused(r) if r.contains("below the 8 units allocated")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        apply(&pool, &[adjust("count-2", "SKU-A", -2)]).await,
+        [Applied::Done]
+    );
     assert_invariants(&pool).await;
 }
 
@@ -226,7 +342,11 @@ async fn two_engines_racing_over_the_same_skus_keep_the_books_straight(pool: PgP
             for round in 0..30 {
                 let id = format!("SO-{worker}-{round}");
                 // Lines over the SKUs in a different order per worker, to tempt a deadlock.
-                let (a, b) = if worker == 0 { (skus[round % 3], skus[(round + 1) % 3]) } else { (skus[(round + 1) % 3], skus[round % 3]) };
+                let (a, b) = if worker == 0 {
+                    (skus[round % 3], skus[(round + 1) % 3])
+                } else {
+                    (skus[(round + 1) % 3], skus[round % 3])
+                };
                 let batch = [
                     order(&id, (round % 3) as i32, round as i64, &[(a, 3), (b, 2)]),
                     receive(&format!("R-{worker}-{round}"), b, 2),
@@ -239,7 +359,10 @@ async fn two_engines_racing_over_the_same_skus_keep_the_books_straight(pool: PgP
     for task in tasks {
         task.await.unwrap();
     }
-    let orders: i64 = sqlx::query_scalar("select count(*) from orders").fetch_one(&pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("select count(*) from orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(orders, 60);
     assert_invariants(&pool).await;
 }

@@ -1,0 +1,12 @@
+use backorder_runtime::config::ProcessEnv;
+use backorder_runtime::{shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(&ProcessEnv);
+    let config = replenishment_trigger::Config::from_source(&ProcessEnv)?;
+    replenishment_trigger::Application::build(config)
+        .await?
+        .run_until_stopped(shutdown::signal())
+        .await
+}
