@@ -38,7 +38,8 @@ const STALE_AFTER_SECS: u64 = 3600;
 /// Every message published under a prefix, in the order this client saw them, by subject.
 #[derive(Clone, Default)]
 pub struct Seen {
-    log: Arc<Mutex<Vec<(String, Bytes)>>>,
+    /// (subject, Nats-Msg-Id, payload)
+    log: Arc<Mutex<Vec<(String, Option<String>, Bytes)>>>,
 }
 
 impl Seen {
@@ -55,9 +56,14 @@ impl Seen {
         let log = seen.log.clone();
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
+                let id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                    .map(|v| v.as_str().to_string());
                 log.lock()
                     .unwrap()
-                    .push((message.subject.to_string(), message.payload));
+                    .push((message.subject.to_string(), id, message.payload));
             }
         });
         Ok(seen)
@@ -69,8 +75,8 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(s, _)| s == subject)
-            .filter_map(|(_, payload)| M::decode(payload.as_ref()).ok())
+            .filter(|(s, _, _)| s == subject)
+            .filter_map(|(_, _, payload)| M::decode(payload.as_ref()).ok())
             .collect()
     }
 
@@ -79,8 +85,23 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(s, _)| s == subject)
+            .filter(|(s, _, _)| s == subject)
             .count()
+    }
+
+    /// Messages on `subject` a consumer that dedupes by `Nats-Msg-Id` would see, decoded. (A core subscriber
+    /// also sees the copies a stream drops as duplicates.)
+    pub fn distinct<M: Message + Default>(&self, subject: &str) -> Vec<M> {
+        let mut ids = std::collections::HashSet::new();
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, id, _)| {
+                s == subject && id.as_ref().is_none_or(|id| ids.insert(id.clone()))
+            })
+            .filter_map(|(_, _, payload)| M::decode(payload.as_ref()).ok())
+            .collect()
     }
 
     /// Waits for the first message on `subject` that satisfies `matches`.
@@ -175,6 +196,9 @@ pub struct System {
     admin: PgConnectOptions,
     children: Vec<(&'static str, Child)>,
     logs: PathBuf,
+    bin_dir: PathBuf,
+    /// The environment every service process gets.
+    env: Vec<(String, String)>,
 }
 
 impl System {
@@ -185,7 +209,7 @@ impl System {
     }
 
     /// Like [`start`](Self::start), with extra environment for the services.
-    pub async fn start_with(env: &HashMap<&str, &str>) -> anyhow::Result<Self> {
+    pub async fn start_with(extra_env: &HashMap<&str, &str>) -> anyhow::Result<Self> {
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let database_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
@@ -220,34 +244,58 @@ impl System {
         let bin_dir = binaries_dir()?;
         let logs = bin_dir.join("e2e-logs").join(&prefix);
         std::fs::create_dir_all(&logs)?;
-        let mut children = Vec::new();
-        for service in SERVICES {
-            let log = std::fs::File::create(logs.join(format!("{service}.log")))?;
-            let child = Command::new(bin_dir.join(service))
-                .env("NATS_URL", &nats_url)
-                .env("DATABASE_URL", &service_database_url)
-                .env("BO_PREFIX", &prefix)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .envs(env.iter())
-                .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log))
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting {service} from {}", bin_dir.display()))?;
-            children.push((service, child));
-        }
-        Ok(Self {
+        let mut env: Vec<(String, String)> = vec![
+            ("NATS_URL".into(), nats_url),
+            ("DATABASE_URL".into(), service_database_url),
+            ("BO_PREFIX".into(), prefix),
+            (
+                "RUST_LOG".into(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let mut system = Self {
             bus,
             seen,
             db,
             database,
             admin,
-            children,
+            children: Vec::new(),
             logs,
-        })
+            bin_dir,
+            env,
+        };
+        for service in SERVICES {
+            system.spawn(service)?;
+        }
+        Ok(system)
+    }
+
+    /// Starts `service` as a process, its output appended to its log.
+    fn spawn(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{service}.log")))?;
+        let child = Command::new(self.bin_dir.join(service))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {service} from {}", self.bin_dir.display()))?;
+        self.children.retain(|(s, _)| *s != service);
+        self.children.push((service, child));
+        Ok(())
+    }
+
+    /// Starts a service again after [`kill`](Self::kill).
+    pub fn restart(&mut self, service: &'static str) -> anyhow::Result<()> {
+        self.spawn(service)
     }
 
     pub fn subjects(&self) -> &Subjects {

@@ -114,9 +114,11 @@ pub fn sms(event: &CustomerEvent) -> Option<SmsMessage> {
         return None;
     }
     let lang = Lang::from_locale(&customer.locale);
+    // An SMS has room only for the lines the event is about (the email lists them all).
     let details: Vec<String> = event
         .lines
         .iter()
+        .filter(|line| line.quantity > 0)
         .map(|line| sms_line(lang, kind, line))
         .collect();
     let mut text = sms_headline(lang, kind, &event.order_id, total(event));
@@ -469,6 +471,16 @@ mod tests {
             ],
             occurred_at: None,
         }
+    }
+
+    #[test]
+    fn an_sms_names_only_the_lines_the_event_is_about() {
+        let mut e = event(Kind::Backordered, "en");
+        e.lines[1].quantity = 0;
+        let text = sms(&e).unwrap().text;
+        assert!(text.contains("SKU-A") && !text.contains("SKU-B"), "{text}");
+        // The email still says what ships now for every line.
+        assert!(email(&e).unwrap().text_body.contains("SKU-B"));
     }
 
     #[test]
