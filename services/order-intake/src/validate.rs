@@ -151,7 +151,7 @@ fn looks_like_e164(s: &str) -> bool {
     })
 }
 
-/// Turns prost's "failed to decode Protobuf message: OrderPlaced.lines: OrderLine.quantity: invalid wire
+/// Turns prost's "failed to decode Protobuf message: OrderLine.quantity: OrderPlaced.lines: invalid wire
 /// type: ..." into field `lines.quantity` and the description.
 fn decode_error(e: &prost::DecodeError) -> FieldError {
     let text = e.to_string();
@@ -169,6 +169,8 @@ fn decode_error(e: &prost::DecodeError) -> FieldError {
             _ => break,
         }
     }
+    // prost lists the innermost field first.
+    path.reverse();
     error(path.join("."), format!("cannot decode OrderPlaced: {rest}"))
 }
 
