@@ -35,11 +35,13 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// are removed by the next run.
 const STALE_AFTER_SECS: u64 = 3600;
 
+/// (subject, Nats-Msg-Id, payload)
+type Received = (String, Option<String>, Bytes);
+
 /// Every message published under a prefix, in the order this client saw them, by subject.
 #[derive(Clone, Default)]
 pub struct Seen {
-    /// (subject, Nats-Msg-Id, payload)
-    log: Arc<Mutex<Vec<(String, Option<String>, Bytes)>>>,
+    log: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Seen {
@@ -166,10 +168,10 @@ pub async fn wait_for_stock(pool: &PgPool, sku: &str, on_hand: i64) -> anyhow::R
 pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
     for kind in StreamKind::ALL {
         let name = bus.subjects.stream(kind);
-        if let Err(error) = bus.js.delete_stream(&name).await {
-            if bus.js.get_stream(&name).await.is_ok() {
-                return Err(error).with_context(|| format!("deleting stream {name}"));
-            }
+        if let Err(error) = bus.js.delete_stream(&name).await
+            && bus.js.get_stream(&name).await.is_ok()
+        {
+            return Err(error).with_context(|| format!("deleting stream {name}"));
         }
     }
     Ok(())

@@ -81,10 +81,12 @@ fn check(order: &OrderPlaced) -> Vec<FieldError> {
             format!("{} is not a known ship policy", order.ship_policy),
         ));
     }
-    if let Some(placed_at) = &order.placed_at {
-        if backorder_runtime::time::from_proto(placed_at).is_none() {
-            errors.push(error("placed_at", "is not a valid timestamp"));
-        }
+    if order
+        .placed_at
+        .as_ref()
+        .is_some_and(|at| backorder_runtime::time::from_proto(at).is_none())
+    {
+        errors.push(error("placed_at", "is not a valid timestamp"));
     }
     if order.lines.is_empty() {
         errors.push(error("lines", "an order needs at least one line"));
