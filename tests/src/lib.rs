@@ -28,8 +28,9 @@ pub const SERVICES: [&str; 4] = [
     "notifier",
 ];
 
-/// How long a test waits for something to appear on the bus before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a test waits for something before it fails: beyond the 30 s ack wait after which a message held
+/// by a killed service is redelivered.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Test resources are named `e2e-<unix seconds>-<random>`; ones older than this belong to a crashed run and
 /// are removed by the next run.
