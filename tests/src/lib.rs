@@ -3,6 +3,7 @@
 //! pieces against services that are already running.
 
 pub mod messages;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -213,7 +214,7 @@ impl System {
 
     /// Like [`start`](Self::start), with extra environment for the services.
     pub async fn start_with(extra_env: &HashMap<&str, &str>) -> anyhow::Result<Self> {
-        let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let nats_url = stream::nats_url();
         let database_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();

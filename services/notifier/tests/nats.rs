@@ -1,10 +1,9 @@
-//! The notifier against a real NATS server: set `NATS_URL` to run it; without it, or with the server down,
-//! the test says so and passes. Every run uses a prefix of its own and deletes its streams afterwards.
+//! The notifier against a real NATS server (`NATS_URL`, as `make test` sets it). Every run uses a prefix of its
+//! own and deletes its streams afterwards.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use backorder_e2e::stream::{message_id, nats_url, stored, wait_for_stored};
 use backorder_proto::v1::customer_event::Kind;
 use backorder_proto::v1::{
     Customer, CustomerEvent, CustomerEventLine, DeadLetter, EmailMessage, SmsMessage,
@@ -12,87 +11,8 @@ use backorder_proto::v1::{
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{CommonConfig, Subjects};
-use futures::{FutureExt as _, TryStreamExt};
+use futures::FutureExt as _;
 use prost::Message as _;
-
-/// The server's URL when one answers.
-async fn nats_url() -> Option<String> {
-    let Ok(url) = std::env::var("NATS_URL") else {
-        eprintln!("NATS_URL is not set: skipping");
-        return None;
-    };
-    let address = url.trim_start_matches("nats://").to_string();
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(&address),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Some(url),
-        _ => {
-            eprintln!("no NATS server at {url}: skipping");
-            None
-        }
-    }
-}
-
-/// Everything stored on `subject` in `kind`'s stream.
-async fn stored(
-    bus: &Bus,
-    kind: StreamKind,
-    subject: &str,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let stream = bus.js.get_stream(bus.subjects.stream(kind)).await?;
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_string(),
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await?;
-    let pending = consumer.info().await?.num_pending as usize;
-    if pending == 0 {
-        return Ok(Vec::new());
-    }
-    let batch = consumer
-        .fetch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    batch
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// Waits until at least `count` messages are stored on `subject`.
-async fn wait_for(
-    bus: &Bus,
-    kind: StreamKind,
-    subject: &str,
-    count: usize,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let messages = stored(bus, kind, subject).await?;
-        if messages.len() >= count || Instant::now() > deadline {
-            return Ok(messages);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn message_id(message: &jetstream::Message) -> String {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-        .map(|v| v.as_str().to_string())
-        .unwrap_or_default()
-}
 
 fn event(event_id: &str, email: &str, phone: &str) -> CustomerEvent {
     CustomerEvent {
@@ -120,9 +40,7 @@ fn event(event_id: &str, email: &str, phone: &str) -> CustomerEvent {
 
 #[tokio::test]
 async fn events_become_one_email_and_one_sms_each_and_bad_ones_are_parked() -> anyhow::Result<()> {
-    let Some(url) = nats_url().await else {
-        return Ok(());
-    };
+    let url = nats_url();
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let source = HashMap::from([("NATS_URL", url.as_str()), ("BO_PREFIX", prefix.as_str())]);
     let config = CommonConfig::from_source(&source)?;
@@ -157,7 +75,7 @@ async fn events_become_one_email_and_one_sms_each_and_bad_ones_are_parked() -> a
         bus.publish(subject.clone(), "ev-3", &no_customer).await?;
 
         // The dead letter comes last; once it is there, everything before it was handled.
-        let letters = wait_for(
+        let letters = wait_for_stored(
             &bus,
             StreamKind::DeadLetter,
             &bus.subjects.dead_letter("notifier"),

@@ -1,89 +1,18 @@
-//! The replenishment trigger against a real NATS server: set `NATS_URL` to run it; without it, or with the
-//! server down, the test says so and passes. Every run uses a prefix of its own and deletes its streams and
-//! bucket afterwards.
+//! The replenishment trigger against a real NATS server (`NATS_URL`, as `make test` sets it). Every run uses a
+//! prefix of its own and deletes its streams and bucket afterwards.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use async_nats::jetstream;
+use backorder_e2e::stream::{nats_url, wait_for_stored};
 use backorder_proto::v1::{DeadLetter, PurchaseRequest, ReorderNeeded};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{Subjects, time};
-use futures::{FutureExt as _, TryStreamExt};
+use futures::FutureExt as _;
 use prost::Message as _;
 use replenishment_trigger::store::{self, Outstanding};
 use replenishment_trigger::{Application, Config};
-
-/// The server's URL when one answers.
-async fn nats_url() -> Option<String> {
-    let Ok(url) = std::env::var("NATS_URL") else {
-        eprintln!("NATS_URL is not set: skipping");
-        return None;
-    };
-    let address = url.trim_start_matches("nats://").to_string();
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(&address),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Some(url),
-        _ => {
-            eprintln!("no NATS server at {url}: skipping");
-            None
-        }
-    }
-}
-
-/// Everything stored on `subject` in `kind`'s stream.
-async fn stored(
-    bus: &Bus,
-    kind: StreamKind,
-    subject: &str,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let stream = bus.js.get_stream(bus.subjects.stream(kind)).await?;
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_string(),
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await?;
-    let pending = consumer.info().await?.num_pending as usize;
-    if pending == 0 {
-        return Ok(Vec::new());
-    }
-    let batch = consumer
-        .fetch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    batch
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// Waits until at least `count` messages are stored on `subject`.
-async fn wait_for(
-    bus: &Bus,
-    kind: StreamKind,
-    subject: &str,
-    count: usize,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let messages = stored(bus, kind, subject).await?;
-        if messages.len() >= count || Instant::now() > deadline {
-            return Ok(messages);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn shortage(event_id: &str, sku: &str, shortage: i64) -> ReorderNeeded {
     ReorderNeeded {
@@ -113,7 +42,7 @@ async fn start(
 }
 
 async fn requests(bus: &Bus, count: usize) -> anyhow::Result<Vec<PurchaseRequest>> {
-    wait_for(
+    wait_for_stored(
         bus,
         StreamKind::Outbound,
         &bus.subjects.purchase_request(),
@@ -138,9 +67,7 @@ async fn outstanding(kv: &jetstream::kv::Store, sku: &str) -> anyhow::Result<Opt
 
 #[tokio::test]
 async fn shortages_are_requested_once_across_restarts() -> anyhow::Result<()> {
-    let Some(url) = nats_url().await else {
-        return Ok(());
-    };
+    let url = nats_url();
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let source = HashMap::from([
         ("NATS_URL", url.as_str()),
@@ -180,7 +107,7 @@ async fn shortages_are_requested_once_across_restarts() -> anyhow::Result<()> {
                 .await?;
         }
         // The bad event comes last; once it is parked, everything before it was handled.
-        let letters = wait_for(&bus, StreamKind::DeadLetter, &dead_letters, 1).await?;
+        let letters = wait_for_stored(&bus, StreamKind::DeadLetter, &dead_letters, 1).await?;
         let letter = DeadLetter::decode(letters[0].payload.clone())?;
         assert_eq!(letter.error, "shortage is negative (-1)");
 
@@ -246,7 +173,7 @@ async fn shortages_are_requested_once_across_restarts() -> anyhow::Result<()> {
             )
             .await?;
         }
-        let letters = wait_for(&bus, StreamKind::DeadLetter, &dead_letters, 2).await?;
+        let letters = wait_for_stored(&bus, StreamKind::DeadLetter, &dead_letters, 2).await?;
         let letter = DeadLetter::decode(letters[1].payload.clone())?;
         assert!(
             letter.error.starts_with("event_id is missing"),

@@ -1,0 +1,73 @@
+//! Reading what a stream stored, for tests that check what a service published (as a consumer that reads
+//! the stream, not the live subject, would see it).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::subjects::StreamKind;
+use futures::TryStreamExt;
+
+/// `NATS_URL`, as `make test` sets it, or the default port.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Everything stored on `subject` in `kind`'s stream, oldest first.
+pub async fn stored(
+    bus: &Bus,
+    kind: StreamKind,
+    subject: &str,
+) -> anyhow::Result<Vec<jetstream::Message>> {
+    let stream = bus.js.get_stream(bus.subjects.stream(kind)).await?;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subject.to_string(),
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await?;
+    let pending = consumer.info().await?.num_pending as usize;
+    if pending == 0 {
+        return Ok(Vec::new());
+    }
+    let batch = consumer
+        .fetch()
+        .max_messages(pending)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    batch
+        .try_collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Waits (up to 20 s) until at least `count` messages are stored on `subject`; returns what is there.
+pub async fn wait_for_stored(
+    bus: &Bus,
+    kind: StreamKind,
+    subject: &str,
+    count: usize,
+) -> anyhow::Result<Vec<jetstream::Message>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let messages = stored(bus, kind, subject).await?;
+        if messages.len() >= count || Instant::now() > deadline {
+            return Ok(messages);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The message's `Nats-Msg-Id`, or empty.
+pub fn message_id(message: &jetstream::Message) -> String {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default()
+}
