@@ -87,6 +87,24 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Connects as `service` and opens its durable consumer on `kind`'s stream for `filters`.
+    pub async fn connect(
+        config: &crate::CommonConfig,
+        service: &'static str,
+        kind: crate::subjects::StreamKind,
+        filters: Vec<String>,
+    ) -> anyhow::Result<(Self, pull::Stream)> {
+        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), service).await?;
+        let messages = bus.durable_consumer(kind, service, filters).await?;
+        let worker = Self {
+            bus,
+            service,
+            batch_size: config.batch_size,
+            max_deliver: config.max_deliver,
+        };
+        Ok((worker, messages))
+    }
+
     /// Runs until `shutdown` resolves; the batch in hand is finished and settled first.
     pub async fn run(
         &self,

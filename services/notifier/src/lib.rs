@@ -22,20 +22,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: CommonConfig) -> anyhow::Result<Self> {
-        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), SERVICE).await?;
-        let messages = bus
-            .durable_consumer(
-                StreamKind::Internal,
-                SERVICE,
-                vec![config.subjects.customer_event()],
-            )
-            .await?;
-        let worker = Worker {
-            bus,
-            service: SERVICE,
-            batch_size: config.batch_size,
-            max_deliver: config.max_deliver,
-        };
+        let filters = vec![config.subjects.customer_event()];
+        let (worker, messages) =
+            Worker::connect(&config, SERVICE, StreamKind::Internal, filters).await?;
         Ok(Self { worker, messages })
     }
 

@@ -59,7 +59,10 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = config.common;
-        let bus = Bus::connect(&common.nats_url, common.subjects.clone(), SERVICE).await?;
+        let filters = vec![common.subjects.reorder_needed()];
+        let (worker, messages) =
+            Worker::connect(&common, SERVICE, StreamKind::Internal, filters).await?;
+        let bus = &worker.bus;
         let bucket = store::bucket_name(common.subjects.prefix());
         let outstanding = match bus.js.get_key_value(&bucket).await {
             Ok(store) => store,
@@ -75,23 +78,10 @@ impl Application {
                 .await
                 .map_err(|e| anyhow::anyhow!("creating key-value bucket {bucket}: {e}"))?,
         };
-        let messages = bus
-            .durable_consumer(
-                StreamKind::Internal,
-                SERVICE,
-                vec![common.subjects.reorder_needed()],
-            )
-            .await?;
         let trigger = Trigger {
             bus: bus.clone(),
             outstanding,
             lead_time: chrono::TimeDelta::days(config.default_lead_time_days.into()),
-        };
-        let worker = Worker {
-            bus,
-            service: SERVICE,
-            batch_size: common.batch_size,
-            max_deliver: common.max_deliver,
         };
         Ok(Self {
             worker,
