@@ -166,10 +166,26 @@ pub async fn wait_for_stock(pool: &PgPool, sku: &str, on_hand: i64) -> anyhow::R
     .await
 }
 
-/// Deletes the four streams of a prefix (and with them their consumers); missing ones are fine.
+/// Loads `quantity` units of `sku` as the WMS's initial stock (a `StockAdjusted` with id `init-<sku>`) and
+/// waits until allocation has booked them, so orders published next find the stock.
+pub async fn load_stock(bus: &Bus, db: &PgPool, sku: &str, quantity: i64) -> anyhow::Result<()> {
+    let id = format!("init-{sku}");
+    let adjustment = messages::adjustment(&id, sku, quantity, "initial load");
+    bus.publish(bus.subjects.stock_adjusted(), &id, &adjustment)
+        .await?;
+    wait_for_stock(db, sku, quantity).await
+}
+
+/// Deletes the four streams of a prefix (and with them their consumers) and the key-value buckets the
+/// services keep under it (replenishment-trigger's `<P>_REPLENISHMENT`, whose stream is `KV_<bucket>`);
+/// missing ones are fine. Without the bucket, a reset prefix would remember what was requested before.
 pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
-    for kind in StreamKind::ALL {
-        let name = bus.subjects.stream(kind);
+    let bucket = format!(
+        "KV_{}_REPLENISHMENT",
+        bus.subjects.prefix().to_ascii_uppercase()
+    );
+    let streams = StreamKind::ALL.map(|kind| bus.subjects.stream(kind));
+    for name in streams.into_iter().chain([bucket]) {
         if let Err(error) = bus.js.delete_stream(&name).await
             && bus.js.get_stream(&name).await.is_ok()
         {

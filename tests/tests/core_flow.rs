@@ -1,7 +1,7 @@
 //! The core process end to end: the four services as processes, driven over NATS as an OMS and a WMS would,
 //! asserting on what comes out on the outbound subjects.
 
-use backorder_e2e::{System, messages, wait_for_stock};
+use backorder_e2e::{System, load_stock, messages};
 use backorder_proto::Message;
 use backorder_proto::v1::{
     AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus, PurchaseRequest,
@@ -28,14 +28,7 @@ async fn an_order_of_100_with_70_in_stock_ships_70_backorders_30_and_completes_w
     let s = system.subjects().clone();
     let seen = &system.seen;
 
-    system
-        .publish(
-            s.stock_adjusted(),
-            "init-1",
-            &messages::adjustment("init-1", "WIDGET", 70, "initial load"),
-        )
-        .await?;
-    wait_for_stock(&system.db, "WIDGET", 70).await?;
+    load_stock(&system.bus, &system.db, "WIDGET", 70).await?;
     system
         .publish(
             s.order_placed(),
@@ -234,14 +227,7 @@ async fn a_second_order_with_the_same_id_creates_nothing_new() -> anyhow::Result
     let s = system.subjects().clone();
     let seen = &system.seen;
 
-    system
-        .publish(
-            s.stock_adjusted(),
-            "init",
-            &messages::adjustment("init", "WIDGET", 10, "initial load"),
-        )
-        .await?;
-    wait_for_stock(&system.db, "WIDGET", 10).await?;
+    load_stock(&system.bus, &system.db, "WIDGET", 10).await?;
     system
         .publish(
             s.order_placed(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use backorder_e2e::{System, messages, wait_for_stock, wait_for_value};
+use backorder_e2e::{System, load_stock, messages, wait_for_value};
 use backorder_proto::v1::{AllocationCreated, OrderStatus};
 
 const ORDERS: usize = 240;
@@ -17,14 +17,7 @@ async fn allocation_killed_mid_stream_loses_nothing_and_applies_nothing_twice() 
     let s = system.subjects().clone();
     let customer = messages::customer("C-1", "c@shop.example", "", "en");
 
-    system
-        .publish(
-            s.stock_adjusted(),
-            "init",
-            &messages::adjustment("init", "SKU-X", STOCK, "initial load"),
-        )
-        .await?;
-    wait_for_stock(&system.db, "SKU-X", STOCK).await?;
+    load_stock(&system.bus, &system.db, "SKU-X", STOCK).await?;
     for i in 0..ORDERS {
         let id = format!("SO-{i:04}");
         system

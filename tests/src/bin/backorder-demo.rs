@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use backorder_e2e::{Seen, connect, delete_streams, messages, wait_for_stock};
+use backorder_e2e::{Seen, connect, delete_streams, load_stock, messages};
 use backorder_proto::v1::{
     AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus, PurchaseRequest,
     SmsMessage, customer_event::Kind,
@@ -37,14 +37,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("[WMS] initial stock: WIDGET-RED 70, GADGET-BLUE 500");
     for (sku, quantity) in [("WIDGET-RED", 70), ("GADGET-BLUE", 500)] {
-        let id = format!("init-{sku}");
-        bus.publish(
-            s.stock_adjusted(),
-            &id,
-            &messages::adjustment(&id, sku, quantity, "initial load"),
-        )
-        .await?;
-        wait_for_stock(&db, sku, quantity).await?;
+        load_stock(&bus, &db, sku, quantity).await?;
     }
 
     println!("\n[OMS] Acme Wholesale orders SO-1001: 100 x WIDGET-RED, 20 x GADGET-BLUE");
