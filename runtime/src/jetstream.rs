@@ -66,18 +66,16 @@ impl Bus {
     ) -> anyhow::Result<pull::Stream> {
         let stream_name = self.subjects.stream(kind);
         let stream = self.js.get_stream(&stream_name).await?;
-        let consumer = stream
-            .get_or_create_consumer(
-                name,
-                pull::Config {
-                    durable_name: Some(name.to_string()),
-                    filter_subjects: filters,
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
+        // Create or update: a new release may consume more subjects through the same durable consumer.
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.to_string()),
+                filter_subjects: filters,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 10_000,
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("creating consumer {name} on {stream_name}"))?;
         consumer

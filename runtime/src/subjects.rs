@@ -104,6 +104,12 @@ impl Subjects {
     pub fn allocation_created(&self) -> String {
         self.subject("out.allocation")
     }
+    pub fn allocation_cancelled(&self) -> String {
+        self.subject("out.allocation.cancelled")
+    }
+    pub fn request_refused(&self) -> String {
+        self.subject("out.request.refused")
+    }
     pub fn purchase_request(&self) -> String {
         self.subject("out.purchase.request")
     }

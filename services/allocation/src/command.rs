@@ -1,7 +1,8 @@
 //! What allocation is asked to do, decoded and checked from the messages it consumes.
 
 use backorder_proto::v1::{
-    OrderAccepted, OrderPlaced, ShipmentConfirmed, StockAdjusted, StockReceived,
+    OrderAccepted, OrderCancelRequested, OrderPlaced, ShipmentConfirmed, SkuUpserted,
+    StockAdjusted, StockReceived,
 };
 use backorder_runtime::{Subjects, time};
 use chrono::{DateTime, Utc};
@@ -16,6 +17,12 @@ pub enum Command {
         shipment: ShipmentConfirmed,
         shipped_at: DateTime<Utc>,
     },
+    CancelOrder(OrderCancelRequested),
+    /// `sequence`: the upsert's place in its stream, which orders upserts of one SKU.
+    UpsertSku {
+        sku: SkuUpserted,
+        sequence: u64,
+    },
 }
 
 impl Command {
@@ -25,6 +32,7 @@ impl Command {
         subject: &str,
         payload: &[u8],
         published: DateTime<Utc>,
+        sequence: u64,
     ) -> Result<Self, String> {
         let bad = |e: prost::DecodeError| format!("cannot decode {subject}: {e}");
         let command = if subject == subjects.order_accepted() {
@@ -45,6 +53,11 @@ impl Command {
                 shipment,
                 shipped_at,
             }
+        } else if subject == subjects.order_cancel() {
+            Command::CancelOrder(OrderCancelRequested::decode(payload).map_err(bad)?)
+        } else if subject == subjects.sku_upserted() {
+            let sku = SkuUpserted::decode(payload).map_err(bad)?;
+            Command::UpsertSku { sku, sequence }
         } else {
             return Err(format!("allocation does not handle subject {subject}"));
         };
@@ -61,6 +74,29 @@ impl Command {
             Command::ConfirmShipment { shipment, .. } => {
                 format!("shipment/{}", shipment.shipment_id)
             }
+            Command::CancelOrder(c) => format!("cancel/{}", c.request_id),
+            Command::UpsertSku { sku, sequence } => format!("sku/{}/{sequence}", sku.sku),
+        }
+    }
+
+    /// The subject it arrived on.
+    pub fn subject(&self, subjects: &Subjects) -> String {
+        match self {
+            Command::AcceptOrder(_) => subjects.order_accepted(),
+            Command::ReceiveStock(_) => subjects.stock_received(),
+            Command::AdjustStock(_) => subjects.stock_adjusted(),
+            Command::ConfirmShipment { .. } => subjects.shipment_confirmed(),
+            Command::CancelOrder(_) => subjects.order_cancel(),
+            Command::UpsertSku { .. } => subjects.sku_upserted(),
+        }
+    }
+
+    /// The existing order whose lines (and so whose SKUs' stock) it changes.
+    pub fn named_order(&self) -> Option<&str> {
+        match self {
+            Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
+            Command::CancelOrder(c) => Some(&c.order_id),
+            _ => None,
         }
     }
 
@@ -70,7 +106,11 @@ impl Command {
             Command::AcceptOrder(o) => o.lines.iter().map(|l| l.sku.as_str()).collect(),
             Command::ReceiveStock(r) => vec![&r.sku],
             Command::AdjustStock(a) => vec![&a.sku],
-            Command::ConfirmShipment { .. } => vec![],
+            Command::ConfirmShipment { .. }
+            | Command::CancelOrder(_)
+            | Command::UpsertSku { .. } => {
+                vec![]
+            }
         }
     }
 
@@ -79,6 +119,7 @@ impl Command {
         match self {
             Command::AcceptOrder(o) => Some(&o.order_id),
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
+            Command::CancelOrder(c) => Some(&c.order_id),
             _ => None,
         }
     }
@@ -125,6 +166,27 @@ impl Command {
             Command::ConfirmShipment { shipment, .. } => {
                 present("shipment_id", &shipment.shipment_id)?;
                 present("order_id", &shipment.order_id)
+            }
+            Command::CancelOrder(c) => {
+                present("request_id", &c.request_id)?;
+                present("order_id", &c.order_id)?;
+                if let Some((i, l)) = c.lines.iter().enumerate().find(|(_, l)| l.line_no == 0) {
+                    return Err(format!(
+                        "cancel {}: lines[{i}].line_no is 0 (line numbers start at 1); quantity {}",
+                        c.request_id, l.quantity
+                    ));
+                }
+                Ok(())
+            }
+            Command::UpsertSku { sku, .. } => {
+                present("sku", &sku.sku)?;
+                if sku.max_backorder_quantity < 0 {
+                    return Err(format!(
+                        "sku {}: max_backorder_quantity must not be negative, got {}",
+                        sku.sku, sku.max_backorder_quantity
+                    ));
+                }
+                Ok(())
             }
         }
     }

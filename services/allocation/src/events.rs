@@ -2,13 +2,15 @@
 //! straight to NATS.
 
 use backorder_proto::v1::{
-    AllocationCreated, AllocationLine, Customer, CustomerEvent, CustomerEventLine, OrderStatus,
-    OrderStatusLine, ReorderNeeded, customer_event::Kind, order_status,
+    AllocationCancelled, AllocationCreated, AllocationLine, Customer, CustomerEvent,
+    CustomerEventLine, OrderStatus, OrderStatusLine, ReorderNeeded, RequestRefused,
+    customer_event::Kind, order_status,
 };
 use backorder_runtime::{Subjects, time};
 use chrono::{DateTime, Utc};
 use prost::Message;
 
+use crate::command::Command;
 use crate::rules::{LineUnits, Status};
 
 /// A row for the outbox: the message id doubles as `Nats-Msg-Id`.
@@ -25,6 +27,9 @@ pub struct LineState {
     pub line_no: i32,
     pub sku: String,
     pub units: LineUnits,
+    pub preorder: bool,
+    /// Allocated units reserved for a ship-complete order and not yet released to the WMS.
+    pub held: i64,
 }
 
 pub fn new_id() -> String {
@@ -41,14 +46,7 @@ pub fn allocation_created(
     let message = AllocationCreated {
         allocation_id: allocation_id.to_string(),
         order_id: order_id.to_string(),
-        lines: lines
-            .iter()
-            .map(|(line_no, sku, quantity)| AllocationLine {
-                line_no: *line_no as u32,
-                sku: sku.clone(),
-                quantity: *quantity,
-            })
-            .collect(),
+        lines: allocation_lines(lines),
         created_at: Some(time::to_proto(at)),
     };
     Outgoing {
@@ -56,6 +54,64 @@ pub fn allocation_created(
         subject: subjects.allocation_created(),
         payload: message.encode_to_vec(),
     }
+}
+
+/// Tells the WMS to stop picking units it was told to pick.
+pub fn allocation_cancelled(
+    subjects: &Subjects,
+    cancellation_id: &str,
+    order_id: &str,
+    lines: &[(i32, String, i64)],
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let message = AllocationCancelled {
+        cancellation_id: cancellation_id.to_string(),
+        order_id: order_id.to_string(),
+        lines: allocation_lines(lines),
+        reason: reason.to_string(),
+        created_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: cancellation_id.to_string(),
+        subject: subjects.allocation_cancelled(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+/// Tells the sender of `command` (id `request_id`) that it will never be carried out, and why.
+pub fn request_refused(
+    subjects: &Subjects,
+    request_id: &str,
+    command: &Command,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Outgoing {
+    let refusal_id = format!("refused/{request_id}");
+    let message = RequestRefused {
+        refusal_id: refusal_id.clone(),
+        request_id: request_id.to_string(),
+        subject: command.subject(subjects),
+        order_id: command.order_id().unwrap_or_default().to_string(),
+        reason: reason.to_string(),
+        refused_at: Some(time::to_proto(at)),
+    };
+    Outgoing {
+        message_id: refusal_id,
+        subject: subjects.request_refused(),
+        payload: message.encode_to_vec(),
+    }
+}
+
+fn allocation_lines(lines: &[(i32, String, i64)]) -> Vec<AllocationLine> {
+    lines
+        .iter()
+        .map(|(line_no, sku, quantity)| AllocationLine {
+            line_no: *line_no as u32,
+            sku: sku.clone(),
+            quantity: *quantity,
+        })
+        .collect()
 }
 
 /// `lines` pairs each line's state with the units the event is about.
@@ -85,6 +141,7 @@ pub fn customer_event(
                 backordered: line.units.backordered,
                 shipped: line.units.shipped,
                 cancelled: line.units.cancelled,
+                preorder: line.preorder,
             })
             .collect(),
         occurred_at: Some(time::to_proto(at)),
@@ -118,6 +175,8 @@ pub fn order_status(
                 shipped: line.units.shipped,
                 cancelled: line.units.cancelled,
                 eta: None,
+                preorder: line.preorder,
+                held: line.held,
             })
             .collect(),
         version: version as u64,
@@ -170,5 +229,6 @@ fn proto_status(status: Status) -> order_status::Status {
         Status::PartiallyShipped => P::PartiallyShipped,
         Status::Completed => P::Completed,
         Status::Cancelled => P::Cancelled,
+        Status::Preordered => P::Preordered,
     }
 }

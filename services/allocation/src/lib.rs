@@ -23,7 +23,7 @@ use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::Notify;
 
 use crate::command::Command;
-use crate::engine::{Applied, Engine};
+use crate::engine::{Applied, Engine, Policy};
 
 pub const SERVICE: &str = "allocation";
 
@@ -33,6 +33,7 @@ pub struct Config {
     pub database_url: String,
     /// `BO_DB_POOL_SIZE`, default 8.
     pub pool_size: u32,
+    pub policy: Policy,
 }
 
 impl Config {
@@ -43,6 +44,9 @@ impl Config {
                 "postgres://postgres:postgres@127.0.0.1:5432/backorder".to_string()
             }),
             pool_size: parse_or(source, "BO_DB_POOL_SIZE", 8u32)?,
+            policy: Policy {
+                unknown_sku_backorderable: parse_or(source, "BO_UNKNOWN_SKU_BACKORDERABLE", true)?,
+            },
         })
     }
 }
@@ -87,6 +91,7 @@ pub struct Application {
     pool: PgPool,
     bus: Bus,
     common: CommonConfig,
+    policy: Policy,
 }
 
 impl Application {
@@ -102,6 +107,7 @@ impl Application {
             pool,
             bus,
             common: config.common,
+            policy: config.policy,
         })
     }
 
@@ -109,7 +115,7 @@ impl Application {
         &self.pool
     }
 
-    /// Runs the two consumers (accepted orders; stock and shipments from the WMS) and the outbox relay until
+    /// Runs the two consumers (accepted orders; stock, shipments, cancellations and SKU rules) and the outbox relay until
     /// `shutdown`; each finishes what it holds first.
     pub async fn run_until_stopped(
         self,
@@ -133,6 +139,8 @@ impl Application {
                     subjects.stock_received(),
                     subjects.stock_adjusted(),
                     subjects.shipment_confirmed(),
+                    subjects.order_cancel(),
+                    subjects.sku_upserted(),
                 ],
             )
             .await?;
@@ -140,6 +148,7 @@ impl Application {
         let engine = Engine {
             pool: self.pool.clone(),
             subjects: subjects.clone(),
+            policy: self.policy.clone(),
         };
         let worker = Worker {
             bus: self.bus.clone(),
@@ -179,7 +188,15 @@ impl Handler for Allocator {
         let subjects = &self.engine.subjects;
         let decoded: Vec<Result<Command, String>> = batch
             .iter()
-            .map(|d| Command::decode(subjects, &d.subject, &d.payload, d.published))
+            .map(|d| {
+                Command::decode(
+                    subjects,
+                    &d.subject,
+                    &d.payload,
+                    d.published,
+                    d.stream_sequence,
+                )
+            })
             .collect();
         let commands: Vec<Command> = decoded
             .iter()
@@ -228,5 +245,6 @@ fn outcome(applied: Applied) -> Outcome {
     match applied {
         Applied::Done | Applied::Duplicate => Outcome::Done,
         Applied::Refused(reason) => Outcome::Reject(reason),
+        Applied::NotYet(reason) => Outcome::Retry(reason),
     }
 }

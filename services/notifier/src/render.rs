@@ -226,6 +226,7 @@ fn subject(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Shipped => format!("Your order {order}: {items} shipped"),
             Kind::Completed => format!("Your order {order} is complete"),
             Kind::Cancelled => format!("Your order {order}: {items} cancelled"),
+            Kind::Preordered => format!("Your order {order}: {items} pre-ordered"),
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => {
@@ -236,6 +237,7 @@ fn subject(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Shipped => format!("Ihre Bestellung {order}: {items} verschickt"),
             Kind::Completed => format!("Ihre Bestellung {order} ist vollständig"),
             Kind::Cancelled => format!("Ihre Bestellung {order}: {items} storniert"),
+            Kind::Preordered => format!("Ihre Bestellung {order}: {items} vorbestellt"),
         },
     }
 }
@@ -260,6 +262,10 @@ fn intro(lang: Lang, kind: Kind, order: &str) -> String {
                 )
             }
             Kind::Cancelled => format!("Items of your order {order} have been cancelled."),
+            Kind::Preordered => format!(
+                "Some items of your order {order} are pre-orders: they are not released yet. We send them as \
+                 soon as they arrive."
+            ),
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => format!(
@@ -278,6 +284,10 @@ fn intro(lang: Lang, kind: Kind, order: &str) -> String {
                 "Die letzten Artikel Ihrer Bestellung {order} sind unterwegs. Ihre Bestellung ist damit vollständig."
             ),
             Kind::Cancelled => format!("Artikel Ihrer Bestellung {order} wurden storniert."),
+            Kind::Preordered => format!(
+                "Einige Artikel Ihrer Bestellung {order} sind vorbestellt: Sie erscheinen erst noch. Wir liefern \
+                 sie, sobald sie eintreffen."
+            ),
         },
     }
 }
@@ -303,7 +313,7 @@ fn line_text(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
     let q = line.quantity;
     let change = match lang {
         Lang::En => match kind {
-            Kind::Unspecified | Kind::Backordered => None,
+            Kind::Unspecified | Kind::Backordered | Kind::Preordered => None,
             Kind::EtaChanged => Some(format!("new date for {q}")),
             Kind::ReadyToShip => Some(format!("{q} now ready to ship")),
             Kind::Shipped => Some(format!("{q} shipped in this shipment")),
@@ -311,7 +321,7 @@ fn line_text(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
             Kind::Cancelled => Some(format!("{q} cancelled")),
         },
         Lang::De => match kind {
-            Kind::Unspecified | Kind::Backordered => None,
+            Kind::Unspecified | Kind::Backordered | Kind::Preordered => None,
             Kind::EtaChanged => Some(format!("neuer Termin für {q}")),
             Kind::ReadyToShip => Some(format!("{q} jetzt versandbereit")),
             Kind::Shipped => Some(format!("{q} in dieser Sendung verschickt")),
@@ -351,16 +361,21 @@ fn line_state(lang: Lang, line: &CustomerEventLine) -> String {
     }
     if line.backordered > 0 {
         let n = line.backordered;
+        let waits = match (lang, line.preorder) {
+            (Lang::En, false) => "backordered",
+            (Lang::En, true) => "pre-ordered",
+            (Lang::De, false) => "im Rückstand",
+            (Lang::De, true) => "vorbestellt",
+        };
         parts.push(match (lang, eta(line)) {
             (Lang::En, Some(at)) => {
-                format!("{n} backordered (expected {})", at.format("%B %-d, %Y"))
+                format!("{n} {waits} (expected {})", at.format("%B %-d, %Y"))
             }
-            (Lang::En, None) => format!("{n} backordered (expected date not known yet)"),
-            (Lang::De, Some(at)) => format!(
-                "{n} im Rückstand (voraussichtlich {})",
-                at.format("%d.%m.%Y")
-            ),
-            (Lang::De, None) => format!("{n} im Rückstand (Termin noch unbekannt)"),
+            (Lang::En, None) => format!("{n} {waits} (expected date not known yet)"),
+            (Lang::De, Some(at)) => {
+                format!("{n} {waits} (voraussichtlich {})", at.format("%d.%m.%Y"))
+            }
+            (Lang::De, None) => format!("{n} {waits} (Termin noch unbekannt)"),
         });
     }
     if line.cancelled > 0 {
@@ -389,6 +404,7 @@ fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Shipped => format!("Order {order}: {items} shipped."),
             Kind::Completed => format!("Order {order} is complete."),
             Kind::Cancelled => format!("Order {order}: {items} cancelled."),
+            Kind::Preordered => format!("Order {order}: {items} pre-ordered."),
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => {
@@ -399,6 +415,7 @@ fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Shipped => format!("Bestellung {order}: {items} verschickt."),
             Kind::Completed => format!("Bestellung {order} ist vollständig."),
             Kind::Cancelled => format!("Bestellung {order}: {items} storniert."),
+            Kind::Preordered => format!("Bestellung {order}: {items} vorbestellt."),
         },
     }
 }
@@ -406,7 +423,10 @@ fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
 /// "SKU-A: 30", with the date for the kinds that are about a backorder.
 fn sms_line(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
     let mut text = format!("{}: {}", line.sku, line.quantity);
-    if matches!(kind, Kind::Backordered | Kind::EtaChanged) {
+    if matches!(
+        kind,
+        Kind::Backordered | Kind::Preordered | Kind::EtaChanged
+    ) {
         text.push_str(&match (lang, eta(line)) {
             (Lang::En, Some(at)) => format!(" (expected {})", at.format("%b %-d, %Y")),
             (Lang::En, None) => " (date not known yet)".to_string(),

@@ -1,0 +1,190 @@
+//! A new order: allocate what is free, backorder what the SKU rules allow, cancel the rest at once.
+
+use std::collections::HashMap;
+
+use backorder_proto::v1::OrderPlaced;
+
+use super::{Applied, Work};
+use crate::rules::{self, Room};
+
+/// A SKU's product-master rules, as far as intake needs them.
+#[derive(sqlx::FromRow)]
+struct SkuRule {
+    sku: String,
+    backorderable: bool,
+    max_backorder_quantity: i64,
+    preorder: bool,
+}
+
+impl Work<'_> {
+    pub(super) async fn accept_order(
+        &mut self,
+        order: &OrderPlaced,
+        cause: &str,
+    ) -> Result<Applied, sqlx::Error> {
+        let customer = order.customer.clone().unwrap_or_default();
+        let placed_at = order
+            .placed_at
+            .as_ref()
+            .and_then(backorder_runtime::time::from_proto)
+            .unwrap_or(self.now);
+        let inserted = sqlx::query(
+            "insert into orders (order_id, customer_id, email, phone, locale, priority, ship_policy, placed_at,
+                                 channel, status)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'OPEN') on conflict do nothing",
+        )
+        .bind(&order.order_id)
+        .bind(&customer.id)
+        .bind(&customer.email)
+        .bind(&customer.phone)
+        .bind(&customer.locale)
+        .bind(order.priority)
+        .bind(order.ship_policy as i16)
+        .bind(placed_at)
+        .bind(&order.channel)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tracing::info!("order already known, nothing new");
+            return Ok(Applied::Duplicate);
+        }
+        self.touch(std::slice::from_ref(&order.order_id), cause)
+            .await?;
+
+        let (mut room, preorder) = self.sku_rules(order).await?;
+        let limits = room.clone();
+        let mut available: HashMap<String, i64> = self
+            .stock
+            .iter()
+            .map(|(sku, s)| (sku.clone(), s.available()))
+            .collect();
+        let splits = rules::split_order(
+            order.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
+            &mut available,
+            &mut room,
+        );
+
+        let day = placed_at.date_naive();
+        for (line, split) in order.lines.iter().zip(&splits) {
+            let line_no = line.line_no as i32;
+            self.stock_mut(&line.sku).allocated += split.allocated;
+            let demand = self.demand.entry((line.sku.clone(), day)).or_default();
+            demand.ordered += line.quantity;
+            demand.backordered += split.backordered;
+            demand.cancelled_short += split.cancelled;
+            if split.backordered > 0 {
+                self.short_skus.insert(line.sku.clone());
+            }
+            let waits_as = if preorder[&line.sku] {
+                "pre-order"
+            } else {
+                "backorder"
+            };
+            let why_cancelled = match limits.get(&line.sku) {
+                Some(Room::Limited(0)) | None => "the SKU takes no backorders".to_string(),
+                Some(Room::Limited(left)) => {
+                    format!("the SKU's backorder limit left room for {left} units")
+                }
+                Some(Room::Unlimited) => String::new(),
+            };
+            for (change, quantity, detail) in [
+                (
+                    "allocated",
+                    split.allocated,
+                    "in stock when the order arrived".to_string(),
+                ),
+                (
+                    "backordered",
+                    split.backordered,
+                    format!("not in stock when the order arrived; queued as a {waits_as}"),
+                ),
+                (
+                    "cancelled",
+                    split.cancelled,
+                    format!("not in stock when the order arrived and {why_cancelled}"),
+                ),
+            ] {
+                self.record(
+                    &order.order_id,
+                    line_no,
+                    &line.sku,
+                    change,
+                    quantity,
+                    cause,
+                    detail,
+                );
+            }
+        }
+
+        sqlx::query(
+            "insert into order_lines (order_id, line_no, sku, priority, placed_at, ordered, allocated, backordered,
+                                      cancelled, preorder, allocated_at)
+             select $1, line_no, sku, $2, $3, ordered, allocated, backordered, cancelled, preorder,
+                    case when allocated > 0 then $10::timestamptz end
+             from unnest($4::int[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $11::bool[])
+                  as l(line_no, sku, ordered, allocated, backordered, cancelled, preorder)",
+        )
+        .bind(&order.order_id)
+        .bind(order.priority)
+        .bind(placed_at)
+        .bind(order.lines.iter().map(|l| l.line_no as i32).collect::<Vec<_>>())
+        .bind(order.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+        .bind(order.lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+        .bind(splits.iter().map(|s| s.allocated).collect::<Vec<_>>())
+        .bind(splits.iter().map(|s| s.backordered).collect::<Vec<_>>())
+        .bind(splits.iter().map(|s| s.cancelled).collect::<Vec<_>>())
+        .bind(self.now)
+        .bind(order.lines.iter().map(|l| preorder[&l.sku]).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+
+        tracing::info!(
+            allocated = splits.iter().map(|s| s.allocated).sum::<i64>(),
+            backordered = splits.iter().map(|s| s.backordered).sum::<i64>(),
+            cancelled = splits.iter().map(|s| s.cancelled).sum::<i64>(),
+            "order accepted"
+        );
+        Ok(Applied::Done)
+    }
+
+    /// Per SKU of the order: how many more units it may backorder, and whether it sells as a pre-order.
+    async fn sku_rules(
+        &mut self,
+        order: &OrderPlaced,
+    ) -> Result<(HashMap<String, Room>, HashMap<String, bool>), sqlx::Error> {
+        let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
+        let known: Vec<SkuRule> = sqlx::query_as(
+            "select sku, backorderable, max_backorder_quantity, preorder from skus where sku = any($1)",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let default = if self.policy.unknown_sku_backorderable {
+            Room::Unlimited
+        } else {
+            Room::Limited(0)
+        };
+        let mut room: HashMap<String, Room> = skus.iter().map(|s| (s.clone(), default)).collect();
+        let mut preorder: HashMap<String, bool> = skus.iter().map(|s| (s.clone(), false)).collect();
+        for rule in known {
+            preorder.insert(rule.sku.clone(), rule.preorder);
+            let limit = if !rule.backorderable {
+                Room::Limited(0)
+            } else if rule.max_backorder_quantity > 0 {
+                let open: i64 = sqlx::query_scalar(
+                    "select coalesce(sum(backordered), 0)::bigint from order_lines
+                     where sku = $1 and backordered > 0",
+                )
+                .bind(&rule.sku)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Room::Limited((rule.max_backorder_quantity - open).max(0))
+            } else {
+                Room::Unlimited
+            };
+            room.insert(rule.sku, limit);
+        }
+        Ok((room, preorder))
+    }
+}

@@ -1,0 +1,620 @@
+//! Applies a batch of commands in one transaction: the state change, the audit trail and the events it emits
+//! (into the outbox) commit together or not at all.
+//!
+//! Locking: every stock row the batch may touch is locked up front, in SKU order, before anything else is
+//! written (a line is only ever changed under its SKU's lock); order rows are locked last, in order-id order.
+//! Two instances working on the same SKUs therefore queue behind each other instead of deadlocking, and stock
+//! is never given out twice.
+//!
+//! Commands write their line changes and audit rows as they go, so a later command of the batch sees them.
+//! What the WMS, the customer and the OMS are told is worked out once at the end, per order, from the order's
+//! lines before its first change in the batch and after its last ([`announce`]).
+
+mod announce;
+mod cancel;
+mod intake;
+mod ship;
+mod sku;
+mod stock;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use tracing::Instrument;
+
+use crate::command::Command;
+use crate::events::{self, LineState, Outgoing};
+use crate::rules::{LineUnits, LineView};
+use backorder_runtime::Subjects;
+
+/// What became of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Its effects were already stored by an earlier delivery.
+    Duplicate,
+    /// It can never be carried out. Nothing changed but the record of the refusal, and the sender is told
+    /// (`RequestRefused`).
+    Refused(String),
+    /// It cannot be carried out yet (a cancellation for an order allocation has not seen); nothing was
+    /// written, so a later delivery tries again.
+    NotYet(String),
+}
+
+/// Rules that are configured rather than sent.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `BO_UNKNOWN_SKU_BACKORDERABLE`: may a SKU the product master never sent be backordered? Default yes.
+    pub unknown_sku_backorderable: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            unknown_sku_backorderable: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub pool: PgPool,
+    pub subjects: Subjects,
+    pub policy: Policy,
+}
+
+impl Engine {
+    pub fn new(pool: PgPool, subjects: Subjects) -> Self {
+        Self {
+            pool,
+            subjects,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Applies `commands` in one transaction, retrying it when Postgres picked it as a deadlock or
+    /// serialization victim.
+    pub async fn apply(&self, commands: &[Command]) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.apply_once(commands).await {
+                Err(error) if attempt < 5 && is_retryable(&error) => {
+                    tracing::info!(%error, attempt, "transaction lost a lock race, retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut work = Work {
+            tx: self.pool.begin().await?,
+            subjects: &self.subjects,
+            policy: &self.policy,
+            now: Utc::now(),
+            stock: HashMap::new(),
+            before: BTreeMap::new(),
+            causes: HashMap::new(),
+            withdrawn: BTreeMap::new(),
+            allocations: Vec::new(),
+            cancellations: Vec::new(),
+            short_skus: BTreeSet::new(),
+            outbox: Vec::new(),
+            history: Vec::new(),
+            demand: BTreeMap::new(),
+        };
+        work.lock_stock(commands).await?;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            let span = tracing::info_span!(
+                "command",
+                id = %command.message_id(),
+                order_id = command.order_id().unwrap_or_default(),
+                sku = tracing::field::Empty,
+            );
+            results.push(work.apply(command).instrument(span).await?);
+        }
+        work.finish().await?;
+        Ok(results)
+    }
+}
+
+fn is_retryable(error: &sqlx::Error) -> bool {
+    // 40001 serialization_failure, 40P01 deadlock_detected
+    matches!(error.as_database_error().and_then(|e| e.code()), Some(code) if code == "40001" || code == "40P01")
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Stock {
+    on_hand: i64,
+    allocated: i64,
+    received: i64,
+    adjusted: i64,
+    shipped: i64,
+}
+
+impl Stock {
+    fn available(&self) -> i64 {
+        self.on_hand - self.allocated
+    }
+}
+
+struct HistoryRow {
+    order_id: String,
+    line_no: i32,
+    sku: String,
+    change: &'static str,
+    quantity: i64,
+    cause: String,
+    detail: String,
+}
+
+/// Allocated units withdrawn from the WMS, per order: why, and per line the SKU and units.
+#[derive(Default)]
+struct Withdrawal {
+    reason: String,
+    lines: BTreeMap<i32, (String, i64)>,
+}
+
+/// An announcement to the WMS, to store beside the outbox row: new units to pick, or units withdrawn.
+struct Announced {
+    id: String,
+    order_id: String,
+    cause: String,
+    reason: String,
+    lines: Vec<(i32, String, i64)>,
+}
+
+/// Per SKU and day: what was ordered and what of it could not be allocated at once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Demand {
+    ordered: i64,
+    backordered: i64,
+    cancelled_short: i64,
+}
+
+/// One transaction's state: the locked stock rows (changed in memory, written back at the end), the touched
+/// orders' lines as they were before the batch, and what the commands decided to record and emit.
+struct Work<'a> {
+    tx: Transaction<'static, Postgres>,
+    subjects: &'a Subjects,
+    policy: &'a Policy,
+    now: DateTime<Utc>,
+    stock: HashMap<String, Stock>,
+    /// Every order the batch changes, with its lines before the first change (none for a new order).
+    before: BTreeMap<String, Vec<LineRow>>,
+    /// The last message that changed each order, recorded as the cause of its allocation.
+    causes: HashMap<String, String>,
+    withdrawn: BTreeMap<String, Withdrawal>,
+    allocations: Vec<Announced>,
+    cancellations: Vec<Announced>,
+    /// SKUs that got new backorders: each gets one ReorderNeeded at the end.
+    short_skus: BTreeSet<String>,
+    outbox: Vec<Outgoing>,
+    history: Vec<HistoryRow>,
+    demand: BTreeMap<(String, NaiveDate), Demand>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct LineRow {
+    order_id: String,
+    line_no: i32,
+    sku: String,
+    ordered: i64,
+    allocated: i64,
+    backordered: i64,
+    shipped: i64,
+    cancelled: i64,
+    released: i64,
+    preorder: bool,
+}
+
+impl LineRow {
+    fn units(&self) -> LineUnits {
+        LineUnits {
+            ordered: self.ordered,
+            allocated: self.allocated,
+            backordered: self.backordered,
+            shipped: self.shipped,
+            cancelled: self.cancelled,
+        }
+    }
+
+    fn state(&self) -> LineState {
+        LineState {
+            line_no: self.line_no,
+            sku: self.sku.clone(),
+            units: self.units(),
+            preorder: self.preorder,
+            held: self.allocated - self.released,
+        }
+    }
+
+    fn view(&self) -> LineView {
+        LineView {
+            units: self.units(),
+            released: self.released,
+            preorder: self.preorder,
+        }
+    }
+}
+
+/// The columns of a [`LineRow`], as a literal so queries stay static strings.
+macro_rules! line_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "order_id, ",
+            $t,
+            "line_no, ",
+            $t,
+            "sku, ",
+            $t,
+            "ordered, ",
+            $t,
+            "allocated, ",
+            $t,
+            "backordered, ",
+            $t,
+            "shipped, ",
+            $t,
+            "cancelled, ",
+            $t,
+            "released, ",
+            $t,
+            "preorder"
+        )
+    };
+}
+use line_columns;
+
+/// A change of a line's units, as differences.
+#[derive(Debug, Clone, Copy, Default)]
+struct Delta {
+    allocated: i64,
+    backordered: i64,
+    shipped: i64,
+    cancelled: i64,
+    released: i64,
+}
+
+impl Work<'_> {
+    /// Locks (creating where missing) the stock row of every SKU the batch may touch, in SKU order: those the
+    /// messages name, and those of the orders that shipments and cancellations name.
+    async fn lock_stock(&mut self, commands: &[Command]) -> Result<(), sqlx::Error> {
+        let mut skus: BTreeSet<String> = commands
+            .iter()
+            .flat_map(|c| c.named_skus())
+            .map(str::to_string)
+            .collect();
+        let orders: Vec<&str> = commands.iter().filter_map(|c| c.named_order()).collect();
+        if !orders.is_empty() {
+            let order_skus: Vec<String> =
+                sqlx::query_scalar("select distinct sku from order_lines where order_id = any($1)")
+                    .bind(&orders)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+            skus.extend(order_skus);
+        }
+        self.lock_skus(skus.into_iter().collect()).await
+    }
+
+    /// `skus` sorted; rows already locked by this transaction are skipped.
+    async fn lock_skus(&mut self, mut skus: Vec<String>) -> Result<(), sqlx::Error> {
+        skus.retain(|sku| !self.stock.contains_key(sku));
+        if skus.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into stock (sku) select unnest($1::text[]) order by 1 on conflict do nothing",
+        )
+        .bind(&skus)
+        .execute(&mut *self.tx)
+        .await?;
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "select sku, on_hand, allocated, received, adjusted, shipped from stock
+             where sku = any($1) order by sku for update",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for (sku, on_hand, allocated, received, adjusted, shipped) in rows {
+            let row = Stock {
+                on_hand,
+                allocated,
+                received,
+                adjusted,
+                shipped,
+            };
+            self.stock.insert(sku, row);
+        }
+        Ok(())
+    }
+
+    /// The lines' SKUs were looked up and locked before the batch ran; an order accepted earlier in the same
+    /// batch named its own. This only guards against a line no lookup saw.
+    async fn lock_skus_of(&mut self, lines: &[LineRow]) -> Result<(), sqlx::Error> {
+        let skus: BTreeSet<String> = lines.iter().map(|l| l.sku.clone()).collect();
+        self.lock_skus(skus.into_iter().collect()).await
+    }
+
+    async fn apply(&mut self, command: &Command) -> Result<Applied, sqlx::Error> {
+        let id = command.message_id();
+        let claimed = sqlx::query(
+            "insert into processed_messages (message_id) values ($1) on conflict do nothing",
+        )
+        .bind(&id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tracing::info!("already applied, skipping");
+            return Ok(Applied::Duplicate);
+        }
+        let applied = match command {
+            Command::AcceptOrder(order) => self.accept_order(order, &id).await?,
+            Command::ReceiveStock(receipt) => self.receive(receipt, &id).await?,
+            Command::AdjustStock(adjustment) => self.adjust(adjustment, &id).await?,
+            Command::ConfirmShipment {
+                shipment,
+                shipped_at,
+            } => self.ship(shipment, *shipped_at, &id).await?,
+            Command::CancelOrder(request) => self.cancel(request, &id).await?,
+            Command::UpsertSku { sku, sequence } => self.upsert_sku(sku, *sequence).await?,
+        };
+        match &applied {
+            Applied::Refused(reason) => {
+                // The claim stays, with the reason: a redelivery is neither applied nor refused again.
+                tracing::warn!(%reason, "refused");
+                sqlx::query("update processed_messages set refusal = $2 where message_id = $1")
+                    .bind(&id)
+                    .bind(reason)
+                    .execute(&mut *self.tx)
+                    .await?;
+                self.outbox.push(events::request_refused(
+                    self.subjects,
+                    &id,
+                    command,
+                    reason,
+                    self.now,
+                ));
+            }
+            Applied::NotYet(reason) => {
+                tracing::info!(%reason, "not yet");
+                sqlx::query("delete from processed_messages where message_id = $1")
+                    .bind(&id)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            Applied::Done | Applied::Duplicate => {}
+        }
+        Ok(applied)
+    }
+
+    fn stock_mut(&mut self, sku: &str) -> &mut Stock {
+        self.stock
+            .get_mut(sku)
+            .expect("stock rows of a batch are locked before it runs")
+    }
+
+    /// Remembers the lines of `order_ids` as they are before this batch changes them (once per order), and
+    /// `cause` as the latest message to change them.
+    async fn touch(&mut self, order_ids: &[String], cause: &str) -> Result<(), sqlx::Error> {
+        let new: Vec<&String> = order_ids
+            .iter()
+            .filter(|id| !self.before.contains_key(*id))
+            .collect();
+        if !new.is_empty() {
+            let rows: Vec<LineRow> = sqlx::query_as(concat!(
+                "select ",
+                line_columns!(""),
+                " from order_lines where order_id = any($1) order by order_id, line_no"
+            ))
+            .bind(&new)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for id in new {
+                self.before.insert(id.clone(), Vec::new());
+            }
+            for row in rows {
+                self.before
+                    .get_mut(&row.order_id)
+                    .expect("inserted above")
+                    .push(row);
+            }
+        }
+        for id in order_ids {
+            self.causes.insert(id.clone(), cause.to_string());
+        }
+        Ok(())
+    }
+
+    /// The lines of one order as they are now.
+    async fn lines_of(&mut self, order_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "select ",
+            line_columns!(""),
+            " from order_lines where order_id = $1 order by line_no"
+        ))
+        .bind(order_id)
+        .fetch_all(&mut *self.tx)
+        .await
+    }
+
+    /// Adds `changes` to the lines; a line that gets allocated units is stamped as allocated now.
+    async fn change_lines(
+        &mut self,
+        changes: &[(String, i32, Delta)],
+    ) -> Result<Vec<LineRow>, sqlx::Error> {
+        let column = |f: fn(&Delta) -> i64| changes.iter().map(|c| f(&c.2)).collect::<Vec<_>>();
+        sqlx::query_as(concat!(
+            "update order_lines l set
+                 allocated = l.allocated + d.allocated, backordered = l.backordered + d.backordered,
+                 shipped = l.shipped + d.shipped, cancelled = l.cancelled + d.cancelled,
+                 released = l.released + d.released,
+                 allocated_at = case when d.allocated > 0 then $8 else l.allocated_at end
+             from unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+                  as d(order_id, line_no, allocated, backordered, shipped, cancelled, released)
+             where l.order_id = d.order_id and l.line_no = d.line_no
+             returning ",
+            line_columns!("l.")
+        ))
+        .bind(changes.iter().map(|c| c.0.clone()).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(column(|d| d.allocated))
+        .bind(column(|d| d.backordered))
+        .bind(column(|d| d.shipped))
+        .bind(column(|d| d.cancelled))
+        .bind(column(|d| d.released))
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await
+    }
+
+    /// Records that `units` of a line's released units are withdrawn from the WMS, and why.
+    fn withdraw(&mut self, order_id: &str, line_no: i32, sku: &str, units: i64, reason: &str) {
+        if units <= 0 {
+            return;
+        }
+        let withdrawal = self.withdrawn.entry(order_id.to_string()).or_default();
+        if withdrawal.reason.is_empty() {
+            withdrawal.reason = reason.to_string();
+        }
+        withdrawal
+            .lines
+            .entry(line_no)
+            .or_insert_with(|| (sku.to_string(), 0))
+            .1 += units;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        order_id: &str,
+        line_no: i32,
+        sku: &str,
+        change: &'static str,
+        quantity: i64,
+        cause: &str,
+        detail: String,
+    ) {
+        if quantity > 0 {
+            self.history.push(HistoryRow {
+                order_id: order_id.to_string(),
+                line_no,
+                sku: sku.to_string(),
+                change,
+                quantity,
+                cause: cause.to_string(),
+                detail,
+            });
+        }
+    }
+
+    /// Tells everyone what changed, writes the stock rows, the audit trail, the demand and the outbox, and
+    /// commits.
+    async fn finish(mut self) -> Result<(), sqlx::Error> {
+        self.announce().await?;
+        self.emit_reorders().await?;
+        self.write_stock().await?;
+        self.write_history().await?;
+        self.write_demand().await?;
+        self.write_outbox().await?;
+        self.tx.commit().await
+    }
+
+    async fn write_stock(&mut self) -> Result<(), sqlx::Error> {
+        if self.stock.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(&String, &Stock)> = self.stock.iter().collect();
+        sqlx::query(
+            "update stock s set on_hand = n.on_hand, allocated = n.allocated, received = n.received,
+                                adjusted = n.adjusted, shipped = n.shipped
+             from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+                  as n(sku, on_hand, allocated, received, adjusted, shipped)
+             where s.sku = n.sku",
+        )
+        .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.on_hand).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.allocated).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.received).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.adjusted).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.shipped).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_history(&mut self) -> Result<(), sqlx::Error> {
+        if self.history.is_empty() {
+            return Ok(());
+        }
+        let h = &self.history;
+        sqlx::query(
+            "insert into line_history (order_id, line_no, sku, change, quantity, cause, detail, at)
+             select *, $8 from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
+        )
+        .bind(h.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.line_no).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.sku.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.change).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.quantity).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.cause.clone()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.detail.clone()).collect::<Vec<_>>())
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_demand(&mut self) -> Result<(), sqlx::Error> {
+        if self.demand.is_empty() {
+            return Ok(());
+        }
+        let d = &self.demand;
+        sqlx::query(
+            "insert into demand (sku, day, ordered, short, backordered, cancelled_short)
+             select sku, day, ordered, backordered + cancelled_short, backordered, cancelled_short
+             from unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[])
+                  as d(sku, day, ordered, backordered, cancelled_short)
+             order by sku, day
+             on conflict (sku, day) do update set
+                 ordered = demand.ordered + excluded.ordered,
+                 short = demand.short + excluded.short,
+                 backordered = demand.backordered + excluded.backordered,
+                 cancelled_short = demand.cancelled_short + excluded.cancelled_short",
+        )
+        .bind(d.keys().map(|k| k.0.clone()).collect::<Vec<_>>())
+        .bind(d.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(d.values().map(|v| v.ordered).collect::<Vec<_>>())
+        .bind(d.values().map(|v| v.backordered).collect::<Vec<_>>())
+        .bind(d.values().map(|v| v.cancelled_short).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_outbox(&mut self) -> Result<(), sqlx::Error> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        let o = &self.outbox;
+        // `with ordinality` keeps the emit order in the outbox ids, which is the publish order.
+        sqlx::query(
+            "insert into outbox (message_id, subject, payload)
+             select message_id, subject, payload
+             from unnest($1::text[], $2::text[], $3::bytea[]) with ordinality as o(message_id, subject, payload, n)
+             order by n",
+        )
+        .bind(o.iter().map(|r| r.message_id.clone()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

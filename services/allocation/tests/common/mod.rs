@@ -1,0 +1,186 @@
+//! Helpers shared by the engine tests: commands, reading lines and the outbox, and the invariants.
+#![allow(dead_code)]
+
+use allocation::command::Command;
+use allocation::engine::{Applied, Engine};
+use backorder_proto::v1::{
+    CancelLine, OrderCancelRequested, OrderLine, OrderPlaced, ShipPolicy, ShipmentConfirmed,
+    ShipmentLine, SkuUpserted, StockAdjusted, StockReceived,
+};
+use backorder_proto::{Message, Timestamp};
+use backorder_runtime::Subjects;
+use sqlx::PgPool;
+
+pub fn engine(pool: &PgPool) -> Engine {
+    Engine::new(pool.clone(), Subjects::new("t").unwrap())
+}
+
+pub fn order(id: &str, priority: i32, placed_at: i64, lines: &[(&str, i64)]) -> Command {
+    Command::AcceptOrder(OrderPlaced {
+        order_id: id.into(),
+        lines: lines
+            .iter()
+            .enumerate()
+            .map(|(i, (sku, quantity))| OrderLine {
+                line_no: i as u32 + 1,
+                sku: sku.to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        priority,
+        placed_at: Some(Timestamp {
+            seconds: 1_700_000_000 + placed_at,
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
+}
+
+pub fn adjust(id: &str, sku: &str, delta: i64) -> Command {
+    Command::AdjustStock(StockAdjusted {
+        adjustment_id: id.into(),
+        sku: sku.into(),
+        delta,
+        reason: "count".into(),
+    })
+}
+
+pub fn receive(id: &str, sku: &str, quantity: i64) -> Command {
+    Command::ReceiveStock(StockReceived {
+        receipt_id: id.into(),
+        sku: sku.into(),
+        quantity,
+        ..Default::default()
+    })
+}
+
+pub fn ship(id: &str, order_id: &str, lines: &[(u32, i64)]) -> Command {
+    Command::ConfirmShipment {
+        shipment: ShipmentConfirmed {
+            shipment_id: id.into(),
+            order_id: order_id.into(),
+            lines: lines
+                .iter()
+                .map(|(line_no, quantity)| ShipmentLine {
+                    line_no: *line_no,
+                    quantity: *quantity,
+                })
+                .collect(),
+            shipped_at: None,
+        },
+        shipped_at: chrono::Utc::now(),
+    }
+}
+
+pub fn ship_complete(command: Command) -> Command {
+    match command {
+        Command::AcceptOrder(order) => Command::AcceptOrder(OrderPlaced {
+            ship_policy: ShipPolicy::ShipComplete as i32,
+            ..order
+        }),
+        other => other,
+    }
+}
+
+/// `lines` empty: the whole order; a quantity of 0: the whole line.
+pub fn cancel(id: &str, order_id: &str, lines: &[(u32, i64)]) -> Command {
+    Command::CancelOrder(OrderCancelRequested {
+        request_id: id.into(),
+        order_id: order_id.into(),
+        lines: lines
+            .iter()
+            .map(|(line_no, quantity)| CancelLine {
+                line_no: *line_no,
+                quantity: *quantity,
+            })
+            .collect(),
+        reason: "customer changed their mind".into(),
+    })
+}
+
+pub fn sku_rule(
+    sku: &str,
+    backorderable: bool,
+    max_backorder: i64,
+    preorder: bool,
+    sequence: u64,
+) -> Command {
+    Command::UpsertSku {
+        sku: SkuUpserted {
+            sku: sku.into(),
+            backorderable,
+            max_backorder_quantity: max_backorder,
+            preorder,
+            ..Default::default()
+        },
+        sequence,
+    }
+}
+
+pub async fn apply(pool: &PgPool, commands: &[Command]) -> Vec<Applied> {
+    engine(pool).apply(commands).await.unwrap()
+}
+
+/// (allocated, backordered, shipped) of a line.
+pub async fn line(pool: &PgPool, order_id: &str, line_no: i32) -> (i64, i64, i64) {
+    let (allocated, backordered, shipped, _, _) = line_in_full(pool, order_id, line_no).await;
+    (allocated, backordered, shipped)
+}
+
+/// (allocated, backordered, shipped, cancelled, released) of a line.
+pub async fn line_in_full(
+    pool: &PgPool,
+    order_id: &str,
+    line_no: i32,
+) -> (i64, i64, i64, i64, i64) {
+    sqlx::query_as(
+        "select allocated, backordered, shipped, cancelled, released from order_lines
+         where order_id = $1 and line_no = $2",
+    )
+    .bind(order_id)
+    .bind(line_no)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Decoded outbox messages on `subject`, oldest first.
+pub async fn outbox<M: Message + Default>(pool: &PgPool, subject: &str) -> Vec<M> {
+    let rows: Vec<Vec<u8>> =
+        sqlx::query_scalar("select payload from outbox where subject = $1 order by id")
+            .bind(subject)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|r| M::decode(r.as_slice()).unwrap())
+        .collect()
+}
+
+/// The invariants that must hold after anything: stock is conserved and never over-allocated, every line
+/// adds up, and stock allocated per SKU equals what the lines hold.
+pub async fn assert_invariants(pool: &PgPool) {
+    let broken: Vec<String> = sqlx::query_scalar(
+        "select s.sku from stock s
+         left join (select sku, sum(allocated) allocated from order_lines group by sku) l using (sku)
+         where s.allocated <> coalesce(l.allocated, 0)
+            or s.on_hand < s.allocated or s.on_hand < 0
+            or s.received + s.adjusted <> s.on_hand + s.shipped",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(broken.is_empty(), "stock invariants broken for {broken:?}");
+    // A SKU with stock available has nobody waiting for it.
+    let unfair: Vec<String> = sqlx::query_scalar(
+        "select s.sku from stock s where s.on_hand > s.allocated
+         and exists (select 1 from order_lines l where l.sku = s.sku and l.backordered > 0)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        unfair.is_empty(),
+        "stock left while backorders wait: {unfair:?}"
+    );
+}
