@@ -5,6 +5,7 @@
 pub mod command;
 pub mod engine;
 pub mod events;
+pub mod invariants;
 pub mod outbox;
 pub mod rules;
 

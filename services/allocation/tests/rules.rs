@@ -46,21 +46,24 @@ fn unpicked(cancellations: &[AllocationCancelled]) -> Vec<(String, u32, i64)> {
 async fn a_ship_complete_order_is_announced_only_when_every_line_is_allocated_and_keeps_its_units(
     pool: PgPool,
 ) {
-    apply(&pool, &[adjust("init-a", "A", 10), adjust("init-b", "B", 2)]).await;
     apply(
         &pool,
-        &[ship_complete(order(
-            "SO-1",
-            0,
-            0,
-            &[("A", 10), ("B", 5)],
-        ))],
+        &[adjust("init-a", "A", 10), adjust("init-b", "B", 2)],
+    )
+    .await;
+    apply(
+        &pool,
+        &[ship_complete(order("SO-1", 0, 0, &[("A", 10), ("B", 5)]))],
     )
     .await;
     // Reserved but not announced; the status shows the held units.
     assert_eq!(line_in_full(&pool, "SO-1", 1).await, (10, 0, 0, 0, 0));
     assert_eq!(line_in_full(&pool, "SO-1", 2).await, (2, 3, 0, 0, 0));
-    assert!(outbox::<AllocationCreated>(&pool, "t.out.allocation").await.is_empty());
+    assert!(
+        outbox::<AllocationCreated>(&pool, "t.out.allocation")
+            .await
+            .is_empty()
+    );
     let status = outbox::<OrderStatus>(&pool, "t.out.order.status").await;
     assert_eq!(status[0].lines[0].held, 10);
 
@@ -112,7 +115,10 @@ async fn cancelling_allocated_units_gives_them_at_once_to_the_next_backorders(po
 
     let withdrawn = outbox::<AllocationCancelled>(&pool, "t.out.allocation.cancelled").await;
     assert_eq!(unpicked(&withdrawn), [("SO-1".into(), 1, 7)]);
-    assert_eq!(withdrawn[0].reason, "cancelled: customer changed their mind");
+    assert_eq!(
+        withdrawn[0].reason,
+        "cancelled: customer changed their mind"
+    );
     let allocations = outbox::<AllocationCreated>(&pool, "t.out.allocation").await;
     assert_eq!(
         picked(&allocations),
@@ -132,13 +138,18 @@ async fn cancelling_allocated_units_gives_them_at_once_to_the_next_backorders(po
     apply(&pool, &[cancel("C-2", "SO-1", &[])]).await;
     assert_eq!(line_in_full(&pool, "SO-1", 2).await, (0, 0, 0, 4, 0));
     let statuses = outbox::<OrderStatus>(&pool, "t.out.order.status").await;
-    let last = statuses.iter().rev().find(|s| s.order_id == "SO-1").unwrap();
+    let last = statuses
+        .iter()
+        .rev()
+        .find(|s| s.order_id == "SO-1")
+        .unwrap();
     assert_eq!(last.status(), Status::Cancelled);
-    let backordered_b: i64 =
-        sqlx::query_scalar("select coalesce(sum(backordered), 0)::bigint from order_lines where sku = 'B'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let backordered_b: i64 = sqlx::query_scalar(
+        "select coalesce(sum(backordered), 0)::bigint from order_lines where sku = 'B'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(backordered_b, 0, "cancelled backorders leave the queue");
     assert_invariants(&pool).await;
 }
@@ -266,12 +277,7 @@ async fn sku_rules_cancel_shortfalls_beyond_what_the_sku_may_backorder(pool: PgP
     .await;
     apply(
         &pool,
-        &[order(
-            "SO-1",
-            0,
-            0,
-            &[("NOBO", 5), ("CAP", 4), ("NEW", 2)],
-        )],
+        &[order("SO-1", 0, 0, &[("NOBO", 5), ("CAP", 4), ("NEW", 2)])],
     )
     .await;
     apply(&pool, &[order("SO-2", 0, 1, &[("CAP", 4)])]).await;
@@ -341,7 +347,10 @@ async fn shipments_come_in_parts_and_bad_ones_are_refused(pool: PgPool) {
         ("S-2", vec![(1, 3), (2, 2)]),
         ("S-3", vec![(1, 4)]),
     ] {
-        assert_eq!(apply(&pool, &[ship(id, "SO-1", &lines)]).await, [Applied::Done]);
+        assert_eq!(
+            apply(&pool, &[ship(id, "SO-1", &lines)]).await,
+            [Applied::Done]
+        );
     }
     assert_eq!(line(&pool, "SO-1", 1).await, (0, 0, 10));
     let statuses = outbox::<OrderStatus>(&pool, "t.out.order.status").await;
@@ -362,9 +371,18 @@ async fn shipments_come_in_parts_and_bad_ones_are_refused(pool: PgPool) {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert!(reasons[0].contains("1 shipped but only 0 released"), "{reasons:?}");
-    assert!(reasons[1].contains("line 3: the order has no such line"), "{reasons:?}");
-    assert!(reasons[2].contains("order SO-404 is unknown"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("1 shipped but only 0 released"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("line 3: the order has no such line"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("order SO-404 is unknown"),
+        "{reasons:?}"
+    );
     let kept: Vec<String> = sqlx::query_scalar(
         "select message_id from processed_messages where refusal is not null order by message_id",
     )
@@ -389,7 +407,12 @@ async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(p
     .await
     .unwrap();
     let expected = [
-        ("allocated", 3, "order/SO-1", "in stock when the order arrived"),
+        (
+            "allocated",
+            3,
+            "order/SO-1",
+            "in stock when the order arrived",
+        ),
         (
             "backordered",
             2,

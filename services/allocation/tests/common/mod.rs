@@ -157,30 +157,8 @@ pub async fn outbox<M: Message + Default>(pool: &PgPool, subject: &str) -> Vec<M
         .collect()
 }
 
-/// The invariants that must hold after anything: stock is conserved and never over-allocated, every line
-/// adds up, and stock allocated per SKU equals what the lines hold.
+/// The invariants that must hold after anything (see `allocation::invariants`).
 pub async fn assert_invariants(pool: &PgPool) {
-    let broken: Vec<String> = sqlx::query_scalar(
-        "select s.sku from stock s
-         left join (select sku, sum(allocated) allocated from order_lines group by sku) l using (sku)
-         where s.allocated <> coalesce(l.allocated, 0)
-            or s.on_hand < s.allocated or s.on_hand < 0
-            or s.received + s.adjusted <> s.on_hand + s.shipped",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert!(broken.is_empty(), "stock invariants broken for {broken:?}");
-    // A SKU with stock available has nobody waiting for it.
-    let unfair: Vec<String> = sqlx::query_scalar(
-        "select s.sku from stock s where s.on_hand > s.allocated
-         and exists (select 1 from order_lines l where l.sku = s.sku and l.backordered > 0)",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert!(
-        unfair.is_empty(),
-        "stock left while backorders wait: {unfair:?}"
-    );
+    let broken = allocation::invariants::violations(pool).await.unwrap();
+    assert!(broken.is_empty(), "invariants broken: {broken:#?}");
 }
