@@ -76,6 +76,9 @@ pub struct CommonConfig {
     /// `BO_MAX_DELIVER`: deliveries of a failing message before it is parked in the dead-letter stream,
     /// default 5.
     pub max_deliver: i64,
+    /// `BO_MAX_WAIT_SECS`: how long a message that depends on another one not yet handled (a cancellation
+    /// that overtook its order) is delivered again before it is parked, default 600.
+    pub max_wait: std::time::Duration,
 }
 
 impl CommonConfig {
@@ -101,6 +104,7 @@ impl CommonConfig {
             subjects,
             batch_size,
             max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
+            max_wait: std::time::Duration::from_secs(parse_or(source, "BO_MAX_WAIT_SECS", 600u64)?),
         })
     }
 }
@@ -116,6 +120,7 @@ mod tests {
         assert_eq!(config.subjects.prefix(), "bo");
         assert_eq!(config.batch_size, 256);
         assert_eq!(config.max_deliver, 5);
+        assert_eq!(config.max_wait, std::time::Duration::from_secs(600));
     }
 
     #[test]

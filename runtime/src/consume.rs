@@ -71,6 +71,9 @@ pub enum Outcome {
     /// It failed in a way that may pass (a lost connection): deliver it again after a pause; after
     /// `max_deliver` deliveries it is parked.
     Retry(String),
+    /// It depends on another message that is not handled yet (a cancellation that overtook its order):
+    /// deliver it again after a pause, for up to `max_wait` after it was stored; then it is parked.
+    Wait(String),
 }
 
 /// A service's handling of a batch: one outcome per delivery, in order.
@@ -84,6 +87,7 @@ pub struct Worker {
     pub service: &'static str,
     pub batch_size: usize,
     pub max_deliver: i64,
+    pub max_wait: Duration,
 }
 
 impl Worker {
@@ -101,6 +105,7 @@ impl Worker {
             service,
             batch_size: config.batch_size,
             max_deliver: config.max_deliver,
+            max_wait: config.max_wait,
         };
         Ok((worker, messages))
     }
@@ -159,12 +164,28 @@ impl Worker {
                 );
                 delivery.message.ack_with(AckKind::Nak(Some(delay))).await
             }
+            Outcome::Wait(reason) if Utc::now() - delivery.published < self.max_wait_chrono() => {
+                let delay = retry_delay(delivery.deliveries);
+                tracing::info!(
+                    service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
+                    deliveries = delivery.deliveries, retry_in = ?delay, %reason, "waiting for what it depends on"
+                );
+                delivery.message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Outcome::Wait(reason) => {
+                let waited = format!("{reason}; gave up after waiting {:?}", self.max_wait);
+                self.park(delivery, waited).await
+            }
             Outcome::Retry(error) | Outcome::Reject(error) => self.park(delivery, error).await,
         };
         if let Err(error) = result {
             // The message comes again after ack_wait; handlers are idempotent, so that costs time, not data.
             tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
         }
+    }
+
+    fn max_wait_chrono(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.max_wait).unwrap_or(chrono::TimeDelta::MAX)
     }
 
     /// Stores the message with its error in the dead-letter stream, then acks it.

@@ -297,20 +297,36 @@ impl System {
 
     /// Starts `service` as a process, its output appended to its log.
     fn spawn(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let child = self.launch(service, &format!("{service}.log"))?;
+        self.children.retain(|(s, _)| *s != service);
+        self.children.push((service, child));
+        Ok(())
+    }
+
+    fn launch(&self, service: &str, log: &str) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs.join(format!("{service}.log")))?;
-        let child = Command::new(self.bin_dir.join(service))
+            .open(self.logs.join(log))?;
+        Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {service} from {}", self.bin_dir.display()))?;
-        self.children.retain(|(s, _)| *s != service);
+            .with_context(|| format!("starting {service} from {}", self.bin_dir.display()))
+    }
+
+    /// Starts one more process of `service` beside the running one (same prefix, database and consumers).
+    pub fn add_instance(&mut self, service: &'static str) -> anyhow::Result<()> {
+        let child = self.launch(service, &format!("{service}-{}.log", self.children.len()))?;
         self.children.push((service, child));
         Ok(())
+    }
+
+    /// The books' invariants, checked in allocation's database; empty when they hold.
+    pub async fn invariant_violations(&self) -> anyhow::Result<Vec<String>> {
+        Ok(allocation::invariants::violations(&self.db).await?)
     }
 
     /// Starts a service again after [`kill`](Self::kill).

@@ -1,8 +1,8 @@
 //! What an OMS and a WMS publish, built the way they would build it.
 
 use backorder_proto::v1::{
-    Customer, OrderLine, OrderPlaced, ShipPolicy, ShipmentConfirmed, ShipmentLine, StockAdjusted,
-    StockReceived,
+    CancelLine, Customer, OrderCancelRequested, OrderLine, OrderPlaced, ShipPolicy,
+    ShipmentConfirmed, ShipmentLine, SkuUpserted, StockAdjusted, StockReceived,
 };
 use backorder_runtime::time;
 
@@ -67,5 +67,50 @@ pub fn shipment(shipment_id: &str, order_id: &str, lines: &[(u32, i64)]) -> Ship
             })
             .collect(),
         shipped_at: Some(time::to_proto(chrono::Utc::now())),
+    }
+}
+
+/// `lines` empty: the whole order; a quantity of 0: every outstanding unit of the line.
+pub fn cancellation(
+    request_id: &str,
+    order_id: &str,
+    lines: &[(u32, i64)],
+    reason: &str,
+) -> OrderCancelRequested {
+    OrderCancelRequested {
+        request_id: request_id.into(),
+        order_id: order_id.into(),
+        lines: lines
+            .iter()
+            .map(|(line_no, quantity)| CancelLine {
+                line_no: *line_no,
+                quantity: *quantity,
+            })
+            .collect(),
+        reason: reason.into(),
+    }
+}
+
+pub fn sku(
+    sku: &str,
+    backorderable: bool,
+    max_backorder_quantity: i64,
+    preorder: bool,
+) -> SkuUpserted {
+    SkuUpserted {
+        sku: sku.into(),
+        backorderable,
+        max_backorder_quantity,
+        preorder,
+        supplier_id: "SUP-1".into(),
+        lead_time_days: 14,
+    }
+}
+
+/// The order with SHIP_COMPLETE: held until every line is allocated.
+pub fn ship_complete(order: OrderPlaced) -> OrderPlaced {
+    OrderPlaced {
+        ship_policy: ShipPolicy::ShipComplete as i32,
+        ..order
     }
 }

@@ -156,6 +156,7 @@ impl Application {
             service: SERVICE,
             batch_size: self.common.batch_size,
             max_deliver: self.common.max_deliver,
+            max_wait: self.common.max_wait,
         };
         let relay = outbox::Relay {
             pool: self.pool.clone(),
@@ -246,6 +247,6 @@ fn outcome(applied: Applied) -> Outcome {
     match applied {
         Applied::Done | Applied::Duplicate => Outcome::Done,
         Applied::Refused(reason) => Outcome::Reject(reason),
-        Applied::NotYet(reason) => Outcome::Retry(reason),
+        Applied::NotYet(reason) => Outcome::Wait(reason),
     }
 }

@@ -474,6 +474,7 @@ mod tests {
                     backordered: 30,
                     shipped: 0,
                     cancelled: 0,
+                    preorder: false,
                 },
                 CustomerEventLine {
                     line_no: 2,
@@ -487,6 +488,7 @@ mod tests {
                     backordered: 5,
                     shipped: 0,
                     cancelled: 0,
+                    preorder: false,
                 },
             ],
             occurred_at: None,
