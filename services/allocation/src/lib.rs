@@ -7,6 +7,7 @@ pub mod engine;
 pub mod events;
 pub mod invariants;
 pub mod outbox;
+pub mod report;
 pub mod rules;
 
 use std::str::FromStr;

@@ -4,6 +4,7 @@
 mod common;
 
 use allocation::engine::{Applied, Engine, Policy};
+use allocation::report::{self, Subject, history};
 use backorder_proto::v1::{
     AllocationCancelled, AllocationCreated, CustomerEvent, OrderStatus, RequestRefused,
     customer_event::Kind, order_status::Status,
@@ -400,12 +401,12 @@ async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(p
     apply(&pool, &[receive("R-1", "A", 2)]).await;
     apply(&pool, &[ship("S-1", "SO-1", &[(1, 4)])]).await;
     apply(&pool, &[cancel("C-1", "SO-1", &[])]).await;
-    let trail: Vec<(String, i64, String, String)> = sqlx::query_as(
-        "select change, quantity, cause, detail from line_history where order_id = 'SO-1' order by id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let trail: Vec<(String, i64, String, String)> = history(&pool, Subject::Order("SO-1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.change, e.quantity, e.cause, e.detail))
+        .collect();
     let expected = [
         (
             "allocated",
@@ -433,9 +434,12 @@ async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(p
         .map(|(c, q, cause, d)| (c.to_string(), *q, cause.to_string(), d.to_string()))
         .collect();
     assert_eq!(trail, expected);
-    let per_sku: i64 = sqlx::query_scalar("select count(*) from line_history where sku = 'A'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(per_sku, 5);
+    let per_sku = history(&pool, Subject::Sku("A")).await.unwrap();
+    assert_eq!(per_sku.len(), 5);
+    assert!(
+        report::line(&per_sku[2])
+            .ends_with("SO-1/1  A  filled 2  receipt/R-1  queue position 1 at priority 0"),
+        "{}",
+        report::line(&per_sku[2])
+    );
 }
