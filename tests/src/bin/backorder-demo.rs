@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use backorder_e2e::{Seen, connect, delete_streams, load_stock, messages};
 use backorder_proto::v1::{
-    AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus, PurchaseRequest,
-    SmsMessage, customer_event::Kind,
+    AllocationCancelled, AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus,
+    PurchaseRequest, RequestRefused, SmsMessage, customer_event::Kind,
 };
 use backorder_runtime::Subjects;
 
@@ -134,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
     demo.email("SO-1001", Kind::Completed).await?;
     demo.sms("SO-1001", Kind::Completed).await?;
 
+    ship_complete_and_cancellation(&bus, &db, &demo).await?;
+
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
     for status in seen.all::<OrderStatus>(&s.order_status()) {
@@ -165,15 +167,84 @@ async fn main() -> anyhow::Result<()> {
     println!();
     for (name, subject) in [
         ("allocations to the WMS", s.allocation_created()),
+        ("withdrawals to the WMS", s.allocation_cancelled()),
+        ("refused requests", s.request_refused()),
         ("order statuses to the OMS", s.order_status()),
         ("rejections to the OMS", s.order_rejected()),
         ("purchase requests", s.purchase_request()),
         ("emails", s.notify_email()),
         ("SMS", s.notify_sms()),
         ("dead letters (order-intake)", s.dead_letter("order-intake")),
+        ("dead letters (allocation)", s.dead_letter("allocation")),
     ] {
         println!("{name:<28} {}", seen.count(&subject));
     }
+    Ok(())
+}
+
+/// A ship-complete order held until its last line arrives, a cancellation whose units go to the next order in
+/// line, a cancellation refused, and a cycle count that takes a unit back.
+async fn ship_complete_and_cancellation(
+    bus: &backorder_runtime::jetstream::Bus,
+    db: &sqlx::PgPool,
+    demo: &Demo<'_>,
+) -> anyhow::Result<()> {
+    let s = demo.s;
+    let adler = messages::customer("C-ADLER", "desk@hotel-adler.example", "", "en");
+    let luna = messages::customer("C-LUNA", "hello@cafe-luna.example", "", "en");
+    println!("\n[WMS] initial stock: DESK-OAK 10, LAMP-BRASS 0");
+    load_stock(bus, db, "DESK-OAK", 10).await?;
+
+    println!("\n[OMS] Hotel Adler orders SO-1004, ship complete: 4 x DESK-OAK, 2 x LAMP-BRASS");
+    let so1004 = messages::ship_complete(messages::order(
+        "SO-1004",
+        adler,
+        &[("DESK-OAK", 4), ("LAMP-BRASS", 2)],
+    ));
+    bus.publish(s.order_placed(), "SO-1004", &so1004).await?;
+    demo.status("SO-1004", 1).await?;
+    println!(
+        "  (the 4 desks are reserved for SO-1004, but the WMS is not told to pick until the lamps are in)"
+    );
+
+    println!("\n[OMS] Cafe Luna orders SO-1005: 8 x DESK-OAK (6 left)");
+    let so1005 = messages::order("SO-1005", luna, &[("DESK-OAK", 8)]);
+    bus.publish(s.order_placed(), "SO-1005", &so1005).await?;
+    demo.status("SO-1005", 1).await?;
+
+    println!("\n[WMS] receives 2 x LAMP-BRASS: SO-1004 is complete and released in full");
+    bus.publish(
+        s.stock_received(),
+        "RC-2",
+        &messages::receipt("RC-2", "LAMP-BRASS", 2, "PO-7790"),
+    )
+    .await?;
+    demo.allocation("SO-1004", 1).await?;
+    demo.status("SO-1004", 2).await?;
+
+    println!("\n[OMS] Hotel Adler cancels SO-1004: its desks go to Cafe Luna, next in line");
+    let cancel = messages::cancellation("CX-1", "SO-1004", &[], "event postponed");
+    bus.publish(s.order_cancel(), "CX-1", &cancel).await?;
+    demo.withdrawn("SO-1004", 1).await?;
+    demo.allocation("SO-1005", 2).await?;
+    demo.status("SO-1004", 3).await?;
+    demo.status("SO-1005", 2).await?;
+    demo.email("SO-1004", Kind::Cancelled).await?;
+
+    println!("\n[OMS] sends the cancellation of SO-1004 once more, under a new id");
+    let again = messages::cancellation("CX-2", "SO-1004", &[], "event postponed");
+    bus.publish(s.order_cancel(), "CX-2", &again).await?;
+    let refused = demo
+        .seen
+        .wait_for::<RequestRefused>(&s.request_refused(), |r| r.request_id == "cancel/CX-2")
+        .await?;
+    println!("  -> OMS    refused: {}", refused.reason);
+
+    println!("\n[WMS] cycle count: 3 x DESK-OAK missing; one unit is taken back from Cafe Luna");
+    let count = messages::adjustment("CC-1", "DESK-OAK", -3, "cycle count");
+    bus.publish(s.stock_adjusted(), "CC-1", &count).await?;
+    demo.withdrawn("SO-1005", 1).await?;
+    demo.status("SO-1005", 3).await?;
     Ok(())
 }
 
@@ -210,6 +281,31 @@ impl Demo<'_> {
         Ok(())
     }
 
+    /// The `nth` withdrawal of an order's units from the WMS.
+    async fn withdrawn(&self, order_id: &str, nth: usize) -> anyhow::Result<()> {
+        let subject = self.s.allocation_cancelled();
+        let seen = self.seen;
+        let of_order = || {
+            seen.all::<AllocationCancelled>(&subject)
+                .into_iter()
+                .filter(|a| a.order_id == order_id)
+        };
+        seen.wait_for::<AllocationCancelled>(&subject, |_| of_order().count() >= nth)
+            .await?;
+        let withdrawal = of_order().nth(nth - 1).unwrap();
+        let lines: Vec<String> = withdrawal
+            .lines
+            .iter()
+            .map(|l| format!("line {} {} x {}", l.line_no, l.quantity, l.sku))
+            .collect();
+        println!(
+            "  -> WMS    do not pick {order_id}: {} ({})",
+            lines.join(", "),
+            withdrawal.reason
+        );
+        Ok(())
+    }
+
     async fn status(&self, order_id: &str, version: u64) -> anyhow::Result<()> {
         let status = self
             .seen
@@ -222,8 +318,15 @@ impl Demo<'_> {
             status.status().as_str_name()
         );
         for l in &status.lines {
+            let mut extra = String::new();
+            if l.cancelled > 0 {
+                extra.push_str(&format!(", cancelled {}", l.cancelled));
+            }
+            if l.held > 0 {
+                extra.push_str(&format!(" ({} held for ship-complete)", l.held));
+            }
             println!(
-                "             line {} {}: ordered {}, allocated {}, backordered {}, shipped {}",
+                "             line {} {}: ordered {}, allocated {}, backordered {}, shipped {}{extra}",
                 l.line_no, l.sku, l.ordered, l.allocated, l.backordered, l.shipped
             );
         }
