@@ -224,3 +224,42 @@ async fn two_engines_racing_over_the_same_skus_keep_the_books_straight(pool: PgP
     assert_eq!(orders, 60);
     assert_invariants(&pool).await;
 }
+
+/// Two engines filling the two SKUs of the same ship-complete orders at the same moment: each order is released
+/// once both its lines are in, never stuck, never released early.
+#[sqlx::test]
+async fn two_engines_filling_two_skus_of_one_ship_complete_order_release_it_once(pool: PgPool) {
+    const ORDERS: usize = 20;
+    let orders: Vec<_> = (0..ORDERS)
+        .map(|i| {
+            let (a, b) = (format!("A-{i}"), format!("B-{i}"));
+            ship_complete(order(
+                &format!("SO-{i:02}"),
+                0,
+                i as i64,
+                &[(&a, 1), (&b, 1)],
+            ))
+        })
+        .collect();
+    apply(&pool, &orders).await;
+    let mut tasks = Vec::new();
+    for prefix in ["A", "B"] {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ORDERS {
+                let sku = format!("{prefix}-{i}");
+                engine(&pool)
+                    .apply(&[receive(&format!("R-{sku}"), &sku, 1)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_invariants(&pool).await;
+    let allocations: Vec<AllocationCreated> = outbox(&pool, "t.out.allocation").await;
+    assert_eq!(allocations.len(), ORDERS, "each order released once");
+    assert!(allocations.iter().all(|a| a.lines.len() == 2));
+}

@@ -45,6 +45,9 @@ impl Work<'_> {
         .bind(&order_ids)
         .fetch_all(&mut *self.tx)
         .await?;
+        // A line of these orders on a SKU this batch did not lock may be changing in another transaction (two
+        // instances filling two SKUs of one ship-complete order). That transaction gets here only after this one
+        // commits, since the order rows are locked first, and then reads both changes and announces the rest.
         let rows: Vec<LineRow> = sqlx::query_as(concat!(
             "select ",
             line_columns!(""),
