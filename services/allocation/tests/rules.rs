@@ -6,8 +6,8 @@ mod common;
 use allocation::engine::{Applied, Engine, Policy};
 use allocation::report::{self, Subject, history};
 use backorder_proto::v1::{
-    AllocationCancelled, AllocationCreated, CustomerEvent, OrderStatus, RequestRefused,
-    customer_event::Kind, order_status::Status,
+    AllocationCancelled, AllocationCreated, AllocationLine, CustomerEvent, OrderStatus,
+    RequestRefused, customer_event::Kind, order_status::Status,
 };
 use backorder_runtime::Subjects;
 use common::*;
@@ -22,23 +22,21 @@ fn kinds(events: &[CustomerEvent]) -> Vec<(String, Kind)> {
 
 /// (order, line, quantity) of every line of the messages, in order.
 fn picked(allocations: &[AllocationCreated]) -> Vec<(String, u32, i64)> {
-    allocations
-        .iter()
-        .flat_map(|a| {
-            a.lines
-                .iter()
-                .map(|l| (a.order_id.clone(), l.line_no, l.quantity))
-        })
-        .collect()
+    units(allocations.iter().map(|a| (&a.order_id, &a.lines)))
 }
 
 fn unpicked(cancellations: &[AllocationCancelled]) -> Vec<(String, u32, i64)> {
-    cancellations
-        .iter()
-        .flat_map(|a| {
-            a.lines
+    units(cancellations.iter().map(|a| (&a.order_id, &a.lines)))
+}
+
+fn units<'a>(
+    messages: impl Iterator<Item = (&'a String, &'a Vec<AllocationLine>)>,
+) -> Vec<(String, u32, i64)> {
+    messages
+        .flat_map(|(order_id, lines)| {
+            lines
                 .iter()
-                .map(|l| (a.order_id.clone(), l.line_no, l.quantity))
+                .map(|l| (order_id.clone(), l.line_no, l.quantity))
         })
         .collect()
 }

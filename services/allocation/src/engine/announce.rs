@@ -214,15 +214,12 @@ impl Work<'_> {
             .bind(self.now)
             .execute(&mut *self.tx)
             .await?;
-            sqlx::query(
+            self.insert_lines(
                 "insert into allocation_lines (allocation_id, line_no, sku, quantity)
                  select $1, * from unnest($2::int[], $3::text[], $4::bigint[])",
+                &allocation_id,
+                &lines,
             )
-            .bind(&allocation_id)
-            .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.2).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
             .await?;
         }
         for Announced {
@@ -244,17 +241,31 @@ impl Work<'_> {
             .bind(self.now)
             .execute(&mut *self.tx)
             .await?;
-            sqlx::query(
+            self.insert_lines(
                 "insert into allocation_cancellation_lines (cancellation_id, line_no, sku, quantity)
                  select $1, * from unnest($2::int[], $3::text[], $4::bigint[])",
+                &cancellation_id,
+                &lines,
             )
-            .bind(&cancellation_id)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The (line, SKU, units) of an announcement, under its id.
+    async fn insert_lines(
+        &mut self,
+        query: &'static str,
+        id: &str,
+        lines: &[(i32, String, i64)],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(query)
+            .bind(id)
             .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
             .bind(lines.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
             .bind(lines.iter().map(|l| l.2).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
-        }
         Ok(())
     }
 
