@@ -79,6 +79,8 @@ pub struct CommonConfig {
     /// `BO_MAX_WAIT_SECS`: how long a message that depends on another one not yet handled (a cancellation
     /// that overtook its order) is delivered again before it is parked, default 600.
     pub max_wait: std::time::Duration,
+    /// `BO_CLOCK`, `BO_CLOCK_START`: the wall clock, or a simulated one moved by `<p>.ctl.clock`.
+    pub clock: crate::Clock,
 }
 
 impl CommonConfig {
@@ -105,6 +107,7 @@ impl CommonConfig {
             batch_size,
             max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
             max_wait: std::time::Duration::from_secs(parse_or(source, "BO_MAX_WAIT_SECS", 600u64)?),
+            clock: crate::Clock::from_source(source)?,
         })
     }
 }

@@ -48,6 +48,8 @@ impl Bus {
                     max_age: Duration::from_secs(30 * 24 * 3600),
                     // Long enough to cover a publisher's retries after a reconnect.
                     duplicate_window: Duration::from_secs(10 * 60),
+                    // Control messages are states (the clock reads ...): only the latest matters.
+                    max_messages_per_subject: if kind == StreamKind::Control { 1 } else { 0 },
                     ..Default::default()
                 })
                 .await

@@ -1,7 +1,8 @@
 //! Plumbing every backorder service shares, so no service carries its own copy: configuration, subject and
 //! stream names, the NATS/JetStream connection, the consume loop with its ack, retry and dead-letter rules,
-//! tracing and shutdown.
+//! tracing, shutdown and the clock.
 
+pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod jetstream;
@@ -10,6 +11,7 @@ pub mod subjects;
 pub mod telemetry;
 pub mod time;
 
+pub use clock::Clock;
 pub use config::{CommonConfig, ConfigError, Source};
 pub use consume::{Delivery, Outcome};
 pub use subjects::Subjects;

@@ -18,14 +18,17 @@ pub enum StreamKind {
     Outbound,
     /// `<p>.dlq.>`: messages parked for an operator.
     DeadLetter,
+    /// `<p>.ctl.>`: control messages (the simulated clock); the last one per subject is kept.
+    Control,
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 4] = [
+    pub const ALL: [StreamKind; 5] = [
         StreamKind::Inbound,
         StreamKind::Internal,
         StreamKind::Outbound,
         StreamKind::DeadLetter,
+        StreamKind::Control,
     ];
 
     fn suffix(self) -> &'static str {
@@ -34,6 +37,7 @@ impl StreamKind {
             StreamKind::Internal => "INTERNAL",
             StreamKind::Outbound => "OUT",
             StreamKind::DeadLetter => "DLQ",
+            StreamKind::Control => "CTL",
         }
     }
 }
@@ -83,6 +87,12 @@ impl Subjects {
     }
     pub fn sku_upserted(&self) -> String {
         self.subject("in.sku.upserted")
+    }
+    pub fn delay_answer(&self) -> String {
+        self.subject("in.order.delay-answer")
+    }
+    pub fn clock(&self) -> String {
+        self.subject("ctl.clock")
     }
 
     pub fn order_accepted(&self) -> String {
@@ -141,6 +151,7 @@ impl Subjects {
             ],
             StreamKind::Outbound => vec![self.subject("out.>")],
             StreamKind::DeadLetter => vec![self.subject("dlq.>")],
+            StreamKind::Control => vec![self.subject("ctl.>")],
         }
     }
 }

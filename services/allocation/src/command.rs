@@ -1,8 +1,8 @@
 //! What allocation is asked to do, decoded and checked from the messages it consumes.
 
 use backorder_proto::v1::{
-    OrderAccepted, OrderCancelRequested, OrderPlaced, ShipmentConfirmed, SkuUpserted,
-    StockAdjusted, StockReceived,
+    DelayAnswer, OrderAccepted, OrderCancelRequested, OrderPlaced, ShipmentConfirmed, SkuUpserted,
+    StockAdjusted, StockReceived, SupplyUpdated,
 };
 use backorder_runtime::{Subjects, time};
 use chrono::{DateTime, Utc};
@@ -23,6 +23,12 @@ pub enum Command {
         sku: SkuUpserted,
         sequence: u64,
     },
+    /// `sequence` orders updates of one purchase-order line.
+    UpdateSupply {
+        supply: SupplyUpdated,
+        sequence: u64,
+    },
+    AnswerDelay(DelayAnswer),
 }
 
 impl Command {
@@ -58,6 +64,11 @@ impl Command {
         } else if subject == subjects.sku_upserted() {
             let sku = SkuUpserted::decode(payload).map_err(bad)?;
             Command::UpsertSku { sku, sequence }
+        } else if subject == subjects.supply_updated() {
+            let supply = SupplyUpdated::decode(payload).map_err(bad)?;
+            Command::UpdateSupply { supply, sequence }
+        } else if subject == subjects.delay_answer() {
+            Command::AnswerDelay(DelayAnswer::decode(payload).map_err(bad)?)
         } else {
             return Err(format!("allocation does not handle subject {subject}"));
         };
@@ -76,6 +87,10 @@ impl Command {
             }
             Command::CancelOrder(c) => format!("cancel/{}", c.request_id),
             Command::UpsertSku { sku, sequence } => format!("sku/{}/{sequence}", sku.sku),
+            Command::UpdateSupply { supply, sequence } => {
+                format!("supply/{}/{}/{sequence}", supply.po_id, supply.line_no)
+            }
+            Command::AnswerDelay(a) => format!("delay-answer/{}", a.answer_id),
         }
     }
 
@@ -88,6 +103,8 @@ impl Command {
             Command::ConfirmShipment { .. } => subjects.shipment_confirmed(),
             Command::CancelOrder(_) => subjects.order_cancel(),
             Command::UpsertSku { .. } => subjects.sku_upserted(),
+            Command::UpdateSupply { .. } => subjects.supply_updated(),
+            Command::AnswerDelay(_) => subjects.delay_answer(),
         }
     }
 
@@ -96,6 +113,7 @@ impl Command {
         match self {
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
             Command::CancelOrder(c) => Some(&c.order_id),
+            Command::AnswerDelay(a) => Some(&a.order_id),
             _ => None,
         }
     }
@@ -106,11 +124,11 @@ impl Command {
             Command::AcceptOrder(o) => o.lines.iter().map(|l| l.sku.as_str()).collect(),
             Command::ReceiveStock(r) => vec![&r.sku],
             Command::AdjustStock(a) => vec![&a.sku],
+            Command::UpdateSupply { supply, .. } => vec![&supply.sku],
             Command::ConfirmShipment { .. }
             | Command::CancelOrder(_)
-            | Command::UpsertSku { .. } => {
-                vec![]
-            }
+            | Command::UpsertSku { .. }
+            | Command::AnswerDelay(_) => vec![],
         }
     }
 
@@ -120,6 +138,7 @@ impl Command {
             Command::AcceptOrder(o) => Some(&o.order_id),
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
             Command::CancelOrder(c) => Some(&c.order_id),
+            Command::AnswerDelay(a) => Some(&a.order_id),
             _ => None,
         }
     }
@@ -177,6 +196,34 @@ impl Command {
                     ));
                 }
                 Ok(())
+            }
+            Command::UpdateSupply { supply, .. } => {
+                present("po_id", &supply.po_id)?;
+                present("sku", &supply.sku)?;
+                let what = format!("supply {}/{}", supply.po_id, supply.line_no);
+                if supply.line_no == 0 {
+                    return Err(format!("{what}: line_no is 0 (line numbers start at 1)"));
+                }
+                if supply.quantity_open < 0 {
+                    return Err(format!(
+                        "{what}: quantity_open must not be negative, got {}",
+                        supply.quantity_open
+                    ));
+                }
+                if !supply.cancelled
+                    && supply
+                        .expected_at
+                        .as_ref()
+                        .and_then(time::from_proto)
+                        .is_none()
+                {
+                    return Err(format!("{what}: expected_at is missing"));
+                }
+                Ok(())
+            }
+            Command::AnswerDelay(a) => {
+                present("answer_id", &a.answer_id)?;
+                present("order_id", &a.order_id)
             }
             Command::UpsertSku { sku, .. } => {
                 present("sku", &sku.sku)?;

@@ -30,6 +30,10 @@ pub struct LineState {
     pub preorder: bool,
     /// Allocated units reserved for a ship-complete order and not yet released to the WMS.
     pub held: i64,
+    pub eta: Option<DateTime<Utc>>,
+    pub eta_estimated: bool,
+    pub eta_late: bool,
+    pub promised_eta: Option<DateTime<Utc>>,
 }
 
 pub fn new_id() -> String {
@@ -114,13 +118,15 @@ fn allocation_lines(lines: &[(i32, String, i64)]) -> Vec<AllocationLine> {
         .collect()
 }
 
-/// `lines` pairs each line's state with the units the event is about.
+/// `lines` pairs each line's state with the units the event is about; `respond_by` only for
+/// DELAY_CONSENT_REQUIRED.
 pub fn customer_event(
     subjects: &Subjects,
     kind: Kind,
     order_id: &str,
     customer: &Customer,
     lines: &[(LineState, i64)],
+    respond_by: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> Outgoing {
     let event_id = new_id();
@@ -135,16 +141,20 @@ pub fn customer_event(
                 line_no: line.line_no as u32,
                 sku: line.sku.clone(),
                 quantity: *quantity,
-                eta: None,
+                eta: line.eta.map(time::to_proto),
                 ordered: line.units.ordered,
                 allocated: line.units.allocated,
                 backordered: line.units.backordered,
                 shipped: line.units.shipped,
                 cancelled: line.units.cancelled,
                 preorder: line.preorder,
+                eta_estimated: line.eta_estimated,
+                eta_late: line.eta_late,
+                promised_eta: line.promised_eta.map(time::to_proto),
             })
             .collect(),
         occurred_at: Some(time::to_proto(at)),
+        respond_by: respond_by.map(time::to_proto),
     };
     Outgoing {
         message_id: event_id,
@@ -159,6 +169,7 @@ pub fn order_status(
     status: Status,
     version: i64,
     lines: &[LineState],
+    delay_consent_due: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> Outgoing {
     let message = OrderStatus {
@@ -174,13 +185,17 @@ pub fn order_status(
                 backordered: line.units.backordered,
                 shipped: line.units.shipped,
                 cancelled: line.units.cancelled,
-                eta: None,
+                eta: line.eta.map(time::to_proto),
                 preorder: line.preorder,
                 held: line.held,
+                eta_estimated: line.eta_estimated,
+                eta_late: line.eta_late,
+                promised_eta: line.promised_eta.map(time::to_proto),
             })
             .collect(),
         version: version as u64,
         updated_at: Some(time::to_proto(at)),
+        delay_consent_due: delay_consent_due.map(time::to_proto),
     };
     Outgoing {
         message_id: format!("status/{order_id}/{version}"),

@@ -4,11 +4,13 @@
 
 pub mod command;
 pub mod engine;
+pub mod eta;
 pub mod events;
 pub mod invariants;
 pub mod outbox;
 pub mod report;
 pub mod rules;
+pub mod timers;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{CommonConfig, ConfigError};
+use chrono::Duration;
 use futures::FutureExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -46,11 +49,44 @@ impl Config {
                 "postgres://postgres:postgres@127.0.0.1:5432/backorder".to_string()
             }),
             pool_size: parse_or(source, "BO_DB_POOL_SIZE", 8u32)?,
-            policy: Policy {
-                unknown_sku_backorderable: parse_or(source, "BO_UNKNOWN_SKU_BACKORDERABLE", true)?,
-            },
+            policy: policy(source)?,
         })
     }
+}
+
+/// The configured rules; each variable is documented in docs/contract.md.
+fn policy(source: &impl Source) -> Result<Policy, ConfigError> {
+    let hours = |key: &str, default: i64| -> Result<Duration, ConfigError> {
+        Ok(Duration::hours(parse_or(source, key, default)?))
+    };
+    let days = |key: &str, default: i64| -> Result<Duration, ConfigError> {
+        Ok(Duration::days(parse_or(source, key, default)?))
+    };
+    let on_timeout = source
+        .get("BO_DELAY_CONSENT_TIMEOUT")
+        .unwrap_or_else(|| "cancel".into());
+    let cancel_without_consent = match on_timeout.as_str() {
+        "cancel" => true,
+        "keep" => false,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "BO_DELAY_CONSENT_TIMEOUT".into(),
+                value: on_timeout,
+                reason: "must be cancel or keep".into(),
+            });
+        }
+    };
+    Ok(Policy {
+        unknown_sku_backorderable: parse_or(source, "BO_UNKNOWN_SKU_BACKORDERABLE", true)?,
+        handling: hours("BO_ETA_HANDLING_HOURS", 24)?,
+        overdue_grace: days("BO_OVERDUE_GRACE_DAYS", 3)?,
+        default_lead_time: days("BO_DEFAULT_LEAD_TIME_DAYS", 14)?,
+        eta_threshold: hours("BO_ETA_CHANGE_THRESHOLD_HOURS", 24)?,
+        eta_interval: hours("BO_ETA_NOTIFY_INTERVAL_HOURS", 24)?,
+        consent_after: days("BO_DELAY_CONSENT_DAYS", 30)?,
+        consent_wait: days("BO_DELAY_CONSENT_WAIT_DAYS", 7)?,
+        cancel_without_consent,
+    })
 }
 
 /// Connects to the database (creating it when missing) and applies the migrations.
@@ -143,6 +179,8 @@ impl Application {
                     subjects.shipment_confirmed(),
                     subjects.order_cancel(),
                     subjects.sku_upserted(),
+                    subjects.supply_updated(),
+                    subjects.delay_answer(),
                 ],
             )
             .await?;
@@ -151,6 +189,7 @@ impl Application {
             pool: self.pool.clone(),
             subjects: subjects.clone(),
             policy: self.policy.clone(),
+            clock: self.common.clock.clone(),
         };
         let worker = Worker {
             bus: self.bus.clone(),
@@ -164,17 +203,29 @@ impl Application {
             bus: self.bus.clone(),
             wake: wake.clone(),
         };
+        let timers = timers::Timers {
+            engine: engine.clone(),
+            clock: self.common.clock.clone(),
+            wake: Arc::new(Notify::new()),
+        };
         let mut on_orders = Allocator {
             engine: engine.clone(),
-            wake: wake.clone(),
+            relay: wake.clone(),
+            timers: timers.wake.clone(),
         };
-        let mut on_warehouse = Allocator { engine, wake };
+        let mut on_warehouse = Allocator {
+            engine,
+            relay: wake,
+            timers: timers.wake.clone(),
+        };
         let shutdown = shutdown.shared();
-        tracing::info!(prefix = subjects.prefix(), "allocation running");
+        tracing::info!(prefix = subjects.prefix(), clock = ?self.common.clock, "allocation running");
         tokio::try_join!(
             worker.run(orders, &mut on_orders, shutdown.clone()),
             worker.run(warehouse, &mut on_warehouse, shutdown.clone()),
-            relay.run(shutdown),
+            relay.run(shutdown.clone()),
+            timers.run(shutdown.clone()),
+            self.common.clock.follow(&self.bus, shutdown),
         )?;
         Ok(())
     }
@@ -183,7 +234,10 @@ impl Application {
 /// Decodes a batch and applies it through the engine.
 struct Allocator {
     engine: Engine,
-    wake: Arc<Notify>,
+    /// The outbox relay: a batch committed events to publish.
+    relay: Arc<Notify>,
+    /// The timers: a batch may have set an earlier one.
+    timers: Arc<Notify>,
 }
 
 impl Handler for Allocator {
@@ -206,7 +260,8 @@ impl Handler for Allocator {
             .filter_map(|c| c.as_ref().ok().cloned())
             .collect();
         let mut applied = self.apply(&commands).await.into_iter();
-        self.wake.notify_one();
+        self.relay.notify_one();
+        self.timers.notify_one();
         decoded
             .into_iter()
             .map(|c| match c {

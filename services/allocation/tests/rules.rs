@@ -3,6 +3,7 @@
 
 mod common;
 
+use allocation::command::Command;
 use allocation::engine::{Applied, Engine, Policy};
 use allocation::report::{self, Subject, history};
 use backorder_proto::v1::{
@@ -325,6 +326,7 @@ async fn unknown_skus_take_no_backorders_when_configured_so(pool: PgPool) {
     let strict = Engine {
         policy: Policy {
             unknown_sku_backorderable: false,
+            ..Policy::default()
         },
         ..Engine::new(pool.clone(), Subjects::new("t").unwrap())
     };
@@ -394,11 +396,16 @@ async fn shipments_come_in_parts_and_bad_ones_are_refused(pool: PgPool) {
 
 #[sqlx::test]
 async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(pool: PgPool) {
-    apply(&pool, &[adjust("init", "A", 3)]).await;
-    apply(&pool, &[order("SO-1", 0, 0, &[("A", 5)])]).await;
-    apply(&pool, &[receive("R-1", "A", 2)]).await;
-    apply(&pool, &[ship("S-1", "SO-1", &[(1, 4)])]).await;
-    apply(&pool, &[cancel("C-1", "SO-1", &[])]).await;
+    let engine = at_day(&pool, 0);
+    let apply = |commands: Vec<Command>| {
+        let engine = engine.clone();
+        async move { engine.apply(&commands).await.unwrap() }
+    };
+    apply(vec![adjust("init", "A", 3)]).await;
+    apply(vec![order("SO-1", 0, 0, &[("A", 5)])]).await;
+    apply(vec![receive("R-1", "A", 2)]).await;
+    apply(vec![ship("S-1", "SO-1", &[(1, 4)])]).await;
+    apply(vec![cancel("C-1", "SO-1", &[])]).await;
     let trail: Vec<(String, i64, String, String)> = history(&pool, Subject::Order("SO-1"))
         .await
         .unwrap()
@@ -418,6 +425,12 @@ async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(p
             "order/SO-1",
             "not in stock when the order arrived; queued as a backorder",
         ),
+        (
+            "eta",
+            2,
+            "order/SO-1",
+            "ETA 2026-12-16 00:00, estimated: no purchase order covers the line; lead time 14 days",
+        ),
         ("filled", 2, "receipt/R-1", "queue position 1 at priority 0"),
         ("shipped", 4, "shipment/S-1", "shipment S-1"),
         (
@@ -433,11 +446,11 @@ async fn the_audit_trail_explains_every_change_of_a_line_per_order_and_per_sku(p
         .collect();
     assert_eq!(trail, expected);
     let per_sku = history(&pool, Subject::Sku("A")).await.unwrap();
-    assert_eq!(per_sku.len(), 5);
+    assert_eq!(per_sku.len(), 6);
     assert!(
-        report::line(&per_sku[2])
+        report::line(&per_sku[3])
             .ends_with("SO-1/1  A  filled 2  receipt/R-1  queue position 1 at priority 0"),
         "{}",
-        report::line(&per_sku[2])
+        report::line(&per_sku[3])
     );
 }

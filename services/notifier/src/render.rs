@@ -64,7 +64,11 @@ pub fn email(event: &CustomerEvent) -> Option<EmailMessage> {
         .iter()
         .map(|line| line_text(lang, kind, line))
         .collect();
-    let closing = closing(lang, kind);
+    let respond_by = event
+        .respond_by
+        .as_ref()
+        .and_then(backorder_runtime::time::from_proto);
+    let closing = closing(lang, kind, respond_by);
 
     let mut text_body = format!("{}\n\n{intro}\n\n", greeting(lang));
     for line in &lines {
@@ -227,6 +231,9 @@ fn subject(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Completed => format!("Your order {order} is complete"),
             Kind::Cancelled => format!("Your order {order}: {items} cancelled"),
             Kind::Preordered => format!("Your order {order}: {items} pre-ordered"),
+            Kind::DelayConsentRequired => {
+                format!("Your order {order}: {items} delayed, do you still want them?")
+            }
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => {
@@ -238,6 +245,9 @@ fn subject(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Completed => format!("Ihre Bestellung {order} ist vollständig"),
             Kind::Cancelled => format!("Ihre Bestellung {order}: {items} storniert"),
             Kind::Preordered => format!("Ihre Bestellung {order}: {items} vorbestellt"),
+            Kind::DelayConsentRequired => {
+                format!("Ihre Bestellung {order}: {items} verzögert, möchten Sie warten?")
+            }
         },
     }
 }
@@ -266,6 +276,10 @@ fn intro(lang: Lang, kind: Kind, order: &str) -> String {
                 "Some items of your order {order} are pre-orders: they are not released yet. We send them as \
                  soon as they arrive."
             ),
+            Kind::DelayConsentRequired => format!(
+                "Items of your order {order} will arrive much later than the date we first gave you. We are \
+                 sorry. Below are the new dates."
+            ),
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => format!(
@@ -288,11 +302,15 @@ fn intro(lang: Lang, kind: Kind, order: &str) -> String {
                 "Einige Artikel Ihrer Bestellung {order} sind vorbestellt: Sie erscheinen erst noch. Wir liefern \
                  sie, sobald sie eintreffen."
             ),
+            Kind::DelayConsentRequired => format!(
+                "Artikel Ihrer Bestellung {order} kommen deutlich später als zuerst angekündigt. Das tut uns \
+                 leid. Unten finden Sie die neuen Termine."
+            ),
         },
     }
 }
 
-fn closing(lang: Lang, kind: Kind) -> Vec<&'static str> {
+fn closing(lang: Lang, kind: Kind, respond_by: Option<DateTime<Utc>>) -> Vec<String> {
     let keep_posted = match lang {
         Lang::En => "We will let you know as soon as anything changes.",
         Lang::De => "Wir informieren Sie, sobald sich etwas ändert.",
@@ -301,9 +319,24 @@ fn closing(lang: Lang, kind: Kind) -> Vec<&'static str> {
         Lang::En => "Thank you for your order.",
         Lang::De => "Vielen Dank für Ihre Bestellung.",
     };
-    match kind {
-        Kind::Completed => vec![thanks],
-        _ => vec![keep_posted, thanks],
+    match (kind, respond_by) {
+        (Kind::Completed, _) => vec![thanks.into()],
+        (Kind::DelayConsentRequired, Some(by)) => {
+            let ask = match lang {
+                Lang::En => format!(
+                    "Please tell us by {} whether you want to wait for them. Without an answer we cancel the \
+                     delayed items.",
+                    by.format("%B %-d, %Y")
+                ),
+                Lang::De => format!(
+                    "Bitte sagen Sie uns bis zum {}, ob Sie darauf warten möchten. Ohne Antwort stornieren wir \
+                     die verzögerten Artikel.",
+                    by.format("%d.%m.%Y")
+                ),
+            };
+            vec![ask, thanks.into()]
+        }
+        _ => vec![keep_posted.into(), thanks.into()],
     }
 }
 
@@ -319,6 +352,7 @@ fn line_text(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
             Kind::Shipped => Some(format!("{q} shipped in this shipment")),
             Kind::Completed => Some(format!("{q} shipped in this final shipment")),
             Kind::Cancelled => Some(format!("{q} cancelled")),
+            Kind::DelayConsentRequired => Some(format!("{q} delayed")),
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered | Kind::Preordered => None,
@@ -327,6 +361,7 @@ fn line_text(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
             Kind::Shipped => Some(format!("{q} in dieser Sendung verschickt")),
             Kind::Completed => Some(format!("{q} in der letzten Sendung verschickt")),
             Kind::Cancelled => Some(format!("{q} storniert")),
+            Kind::DelayConsentRequired => Some(format!("{q} verzögert")),
         },
     };
     let state = line_state(lang, line);
@@ -367,13 +402,23 @@ fn line_state(lang: Lang, line: &CustomerEventLine) -> String {
             (Lang::De, false) => "im Rückstand",
             (Lang::De, true) => "vorbestellt",
         };
+        let how = match (lang, line.eta_estimated, line.eta_late) {
+            (Lang::En, true, _) => "estimated ",
+            (Lang::En, _, true) => "supplier late, now ",
+            (Lang::De, true, _) => "geschätzt ",
+            (Lang::De, _, true) => "Lieferant verspätet, jetzt ",
+            _ => "",
+        };
         parts.push(match (lang, eta(line)) {
             (Lang::En, Some(at)) => {
-                format!("{n} {waits} (expected {})", at.format("%B %-d, %Y"))
+                format!("{n} {waits} ({how}expected {})", at.format("%B %-d, %Y"))
             }
             (Lang::En, None) => format!("{n} {waits} (expected date not known yet)"),
             (Lang::De, Some(at)) => {
-                format!("{n} {waits} (voraussichtlich {})", at.format("%d.%m.%Y"))
+                format!(
+                    "{n} {waits} ({how}voraussichtlich {})",
+                    at.format("%d.%m.%Y")
+                )
             }
             (Lang::De, None) => format!("{n} {waits} (Termin noch unbekannt)"),
         });
@@ -405,6 +450,9 @@ fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Completed => format!("Order {order} is complete."),
             Kind::Cancelled => format!("Order {order}: {items} cancelled."),
             Kind::Preordered => format!("Order {order}: {items} pre-ordered."),
+            Kind::DelayConsentRequired => {
+                format!("Order {order}: {items} delayed. Reply to keep them.")
+            }
         },
         Lang::De => match kind {
             Kind::Unspecified | Kind::Backordered => {
@@ -416,6 +464,9 @@ fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
             Kind::Completed => format!("Bestellung {order} ist vollständig."),
             Kind::Cancelled => format!("Bestellung {order}: {items} storniert."),
             Kind::Preordered => format!("Bestellung {order}: {items} vorbestellt."),
+            Kind::DelayConsentRequired => {
+                format!("Bestellung {order}: {items} verzögert. Antworten Sie, um zu warten.")
+            }
         },
     }
 }
@@ -425,7 +476,7 @@ fn sms_line(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
     let mut text = format!("{}: {}", line.sku, line.quantity);
     if matches!(
         kind,
-        Kind::Backordered | Kind::Preordered | Kind::EtaChanged
+        Kind::Backordered | Kind::Preordered | Kind::EtaChanged | Kind::DelayConsentRequired
     ) {
         text.push_str(&match (lang, eta(line)) {
             (Lang::En, Some(at)) => format!(" (expected {})", at.format("%b %-d, %Y")),
@@ -474,7 +525,7 @@ mod tests {
                     backordered: 30,
                     shipped: 0,
                     cancelled: 0,
-                    preorder: false,
+                    ..Default::default()
                 },
                 CustomerEventLine {
                     line_no: 2,
@@ -488,10 +539,11 @@ mod tests {
                     backordered: 5,
                     shipped: 0,
                     cancelled: 0,
-                    preorder: false,
+                    ..Default::default()
                 },
             ],
             occurred_at: None,
+            respond_by: None,
         }
     }
 

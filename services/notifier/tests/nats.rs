@@ -35,6 +35,7 @@ fn event(event_id: &str, email: &str, phone: &str) -> CustomerEvent {
             ..Default::default()
         }],
         occurred_at: None,
+        respond_by: None,
     }
 }
 

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
 
+use chrono::{DateTime, Utc};
+
+use super::promise::off_by;
 use super::{Announced, LineRow, Work, line_columns};
 use crate::events::{self, LineState, StockFigures};
 use crate::rules::{self, LineView, Notice};
@@ -18,7 +21,13 @@ struct OrderRow {
     phone: String,
     locale: String,
     ship_policy: i16,
+    eta_notify_due: Option<DateTime<Utc>>,
+    eta_notified_at: Option<DateTime<Utc>>,
+    consent_due: Option<DateTime<Utc>>,
 }
+
+/// A line's new promise: the date last told and the date first promised.
+type Promise = (String, i32, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl OrderRow {
     fn customer(&self) -> Customer {
@@ -38,9 +47,10 @@ impl Work<'_> {
         }
         let order_ids: Vec<String> = self.before.keys().cloned().collect();
         // Order rows are the last locks taken, in order-id order (see the module comment).
-        let orders: Vec<OrderRow> = sqlx::query_as(
-            "select order_id, customer_id, email, phone, locale, ship_policy from orders
-             where order_id = any($1) order by order_id for update",
+        let mut orders: Vec<OrderRow> = sqlx::query_as(
+            "select order_id, customer_id, email, phone, locale, ship_policy, eta_notify_due, eta_notified_at,
+                    consent_due
+             from orders where order_id = any($1) order by order_id for update",
         )
         .bind(&order_ids)
         .fetch_all(&mut *self.tx)
@@ -62,11 +72,13 @@ impl Work<'_> {
         }
 
         let mut releases = Vec::new();
+        let mut promises = Vec::new();
         let mut statuses = Vec::new();
-        for order in &orders {
+        for order in &mut orders {
             let lines = after.get_mut(&order.order_id).expect("orders have lines");
             releases.extend(self.release(order, lines));
-            self.notify(order, lines);
+            let told = self.notify(order, lines);
+            promises.extend(self.keep_promises(order, lines, told));
             let units: Vec<rules::LineUnits> = lines.iter().map(LineRow::units).collect();
             let preorders_only = lines.iter().all(|l| l.backordered == 0 || l.preorder);
             statuses.push((
@@ -75,7 +87,8 @@ impl Work<'_> {
             ));
         }
         self.write_releases(&releases).await?;
-        self.emit_statuses(&statuses, &after).await
+        self.write_promises(&promises).await?;
+        self.emit_statuses(&statuses, &after, &orders).await
     }
 
     /// Brings each line's released units to what the order's policy allows, announcing the difference to the
@@ -149,8 +162,9 @@ impl Work<'_> {
         changed
     }
 
-    /// One customer event per kind of change the order went through in this batch.
-    fn notify(&mut self, order: &OrderRow, lines: &[LineRow]) {
+    /// One customer event per kind of change the order went through in this batch. Returns the lines whose
+    /// date the customer is now told (they are newly waiting).
+    fn notify(&mut self, order: &OrderRow, lines: &mut [LineRow]) -> Vec<bool> {
         let before: HashMap<i32, LineView> = self.before[&order.order_id]
             .iter()
             .map(|l| (l.line_no, l.view()))
@@ -161,7 +175,15 @@ impl Work<'_> {
             .collect();
         let after: Vec<LineView> = lines.iter().map(LineRow::view).collect();
         let customer = order.customer();
+        let mut told = vec![false; lines.len()];
         for (notice, units) in rules::notices(&before, &after) {
+            if matches!(notice, Notice::Backordered | Notice::Preordered) {
+                for ((line, told), units) in lines.iter_mut().zip(&mut told).zip(&units) {
+                    if *units > 0 {
+                        *told = promise(line);
+                    }
+                }
+            }
             let kind = match notice {
                 Notice::Cancelled => Kind::Cancelled,
                 Notice::Backordered => Kind::Backordered,
@@ -178,9 +200,118 @@ impl Work<'_> {
                 &order.order_id,
                 &customer,
                 &event_lines,
+                None,
                 self.now,
             ));
         }
+        told
+    }
+
+    /// Asks for the customer's consent when a date slipped too far past the first one promised; otherwise
+    /// sends an owed ETA_CHANGED once the order's coalescing interval allows. Returns the lines' new promises.
+    fn keep_promises(
+        &mut self,
+        order: &mut OrderRow,
+        lines: &mut [LineRow],
+        mut told: Vec<bool>,
+    ) -> Vec<Promise> {
+        let id = order.order_id.clone();
+        let settled = self.consent_settled.contains(&id);
+        if settled {
+            order.consent_due = None;
+        }
+        let limit = self.policy.consent_after;
+        let too_late: Vec<bool> = lines
+            .iter()
+            .map(|l| {
+                l.backordered > 0
+                    && matches!((l.eta, l.promised_eta), (Some(eta), Some(first)) if eta > first + limit)
+            })
+            .collect();
+        let customer = order.customer();
+        if self.consent_needed.contains(&id)
+            && order.consent_due.is_none()
+            && !settled
+            && too_late.contains(&true)
+        {
+            let respond_by = self.now + self.policy.consent_wait;
+            order.consent_due = Some(respond_by);
+            order.eta_notify_due = None;
+            for ((line, told), late) in lines.iter_mut().zip(&mut told).zip(&too_late) {
+                *told |= *late && promise(line);
+            }
+            let event_lines: Vec<(LineState, i64)> = lines
+                .iter()
+                .zip(&too_late)
+                .map(|(l, late)| (l.state(), if *late { l.backordered } else { 0 }))
+                .collect();
+            self.outbox.push(events::customer_event(
+                self.subjects,
+                Kind::DelayConsentRequired,
+                &id,
+                &customer,
+                &event_lines,
+                Some(respond_by),
+                self.now,
+            ));
+            tracing::info!(order_id = %id, %respond_by, "delay consent asked");
+        } else {
+            if self.eta_owed.contains(&id) && order.eta_notify_due.is_none() {
+                let earliest = order
+                    .eta_notified_at
+                    .map_or(self.now, |last| last + self.policy.eta_interval);
+                order.eta_notify_due = Some(earliest.max(self.now));
+            }
+            if order.eta_notify_due.is_some_and(|due| due <= self.now) {
+                order.eta_notify_due = None;
+                let off = off_by(lines, self.policy.eta_threshold);
+                if off.contains(&true) {
+                    order.eta_notified_at = Some(self.now);
+                    let event_lines: Vec<(LineState, i64)> = lines
+                        .iter()
+                        .zip(&off)
+                        .map(|(l, off)| (l.state(), if *off { l.backordered } else { 0 }))
+                        .collect();
+                    self.outbox.push(events::customer_event(
+                        self.subjects,
+                        Kind::EtaChanged,
+                        &id,
+                        &customer,
+                        &event_lines,
+                        None,
+                        self.now,
+                    ));
+                    for ((line, told), off) in lines.iter_mut().zip(&mut told).zip(&off) {
+                        *told |= *off && promise(line);
+                    }
+                }
+            }
+        }
+        lines
+            .iter()
+            .zip(told)
+            .filter(|(_, told)| *told)
+            .map(|(l, _)| (id.clone(), l.line_no, l.eta_told, l.promised_eta))
+            .collect()
+    }
+
+    async fn write_promises(&mut self, promises: &[Promise]) -> Result<(), sqlx::Error> {
+        if promises.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update order_lines l set eta_told = p.told, promised_eta = p.promised
+             from unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[])
+                  as p(order_id, line_no, told, promised)
+             where l.order_id = p.order_id and l.line_no = p.line_no",
+        )
+        .bind(promises.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
+        .bind(promises.iter().map(|p| p.1).collect::<Vec<_>>())
+        .bind(promises.iter().map(|p| p.2).collect::<Vec<_>>())
+        .bind(promises.iter().map(|p| p.3).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// Stores the new released units, the allocations and the withdrawals announced.
@@ -269,23 +400,36 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// Stores each order's new status and promise timers, and emits its status. `statuses` and `orders` are
+    /// in the same order.
     async fn emit_statuses(
         &mut self,
         statuses: &[(String, rules::Status)],
         lines: &BTreeMap<String, Vec<LineRow>>,
+        orders: &[OrderRow],
     ) -> Result<(), sqlx::Error> {
         let versions: Vec<(String, i64)> = sqlx::query_as(
-            "update orders o set status = s.status, version = o.version + 1, updated_at = $3
-             from unnest($1::text[], $2::text[]) as s(order_id, status)
+            "update orders o set status = s.status, version = o.version + 1, updated_at = $3,
+                                 eta_notify_due = s.notify_due, eta_notified_at = s.notified_at,
+                                 consent_due = s.consent_due
+             from unnest($1::text[], $2::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
+                  as s(order_id, status, notify_due, notified_at, consent_due)
              where o.order_id = s.order_id
              returning o.order_id, o.version",
         )
         .bind(statuses.iter().map(|s| s.0.clone()).collect::<Vec<_>>())
         .bind(statuses.iter().map(|s| s.1.as_str()).collect::<Vec<_>>())
         .bind(self.now)
+        .bind(orders.iter().map(|o| o.eta_notify_due).collect::<Vec<_>>())
+        .bind(orders.iter().map(|o| o.eta_notified_at).collect::<Vec<_>>())
+        .bind(orders.iter().map(|o| o.consent_due).collect::<Vec<_>>())
         .fetch_all(&mut *self.tx)
         .await?;
         let versions: HashMap<String, i64> = versions.into_iter().collect();
+        let consent: HashMap<&str, Option<DateTime<Utc>>> = orders
+            .iter()
+            .map(|o| (o.order_id.as_str(), o.consent_due))
+            .collect();
         for (order_id, status) in statuses {
             self.outbox.push(events::order_status(
                 self.subjects,
@@ -296,6 +440,7 @@ impl Work<'_> {
                     .iter()
                     .map(LineRow::state)
                     .collect::<Vec<_>>(),
+                consent[order_id.as_str()],
                 self.now,
             ));
         }
@@ -333,4 +478,15 @@ impl Work<'_> {
         }
         Ok(())
     }
+}
+
+/// The customer is told the line's date now: it becomes the date last told, and the first promised if none was.
+/// False for a line without a date.
+fn promise(line: &mut LineRow) -> bool {
+    if line.eta.is_none() {
+        return false;
+    }
+    line.eta_told = line.eta;
+    line.promised_eta = line.promised_eta.or(line.eta);
+    true
 }

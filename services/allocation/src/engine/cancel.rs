@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use backorder_proto::v1::OrderCancelRequested;
 
-use super::{Applied, Delta, Work};
+use super::{Applied, Delta, LineRow, Work};
 use crate::rules;
 
 impl Work<'_> {
@@ -40,18 +40,32 @@ impl Work<'_> {
                 )));
             }
         };
-        self.lock_skus_of(&lines).await?;
-        self.touch(std::slice::from_ref(order_id), cause).await?;
         let reason = if request.reason.trim().is_empty() {
             "cancelled".to_string()
         } else {
             format!("cancelled: {}", request.reason.trim())
         };
-        let by_line: BTreeMap<i32, &super::LineRow> =
-            lines.iter().map(|l| (l.line_no, l)).collect();
+        self.cancel_units(order_id, &lines, &plan, &reason, cause)
+            .await?;
+        Ok(Applied::Done)
+    }
+
+    /// Carries out a planned cancellation of `lines` (the order's lines as they are): backordered units leave
+    /// the queue, allocated ones go back to stock and on to the next backorders in line.
+    pub(super) async fn cancel_units(
+        &mut self,
+        order_id: &str,
+        lines: &[LineRow],
+        plan: &[rules::Cancel],
+        reason: &str,
+        cause: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.lock_skus_of(lines).await?;
+        self.touch(&[order_id.to_string()], cause).await?;
+        let by_line: BTreeMap<i32, &LineRow> = lines.iter().map(|l| (l.line_no, l)).collect();
         let mut freed = BTreeSet::new();
         let mut changes = Vec::with_capacity(plan.len());
-        for cancel in &plan {
+        for cancel in plan {
             let line = by_line[&cancel.line_no];
             let withdrawn = (line.released - (line.allocated - cancel.from_allocated)).max(0);
             let delta = Delta {
@@ -61,8 +75,8 @@ impl Work<'_> {
                 released: -withdrawn,
                 ..Default::default()
             };
-            changes.push((order_id.clone(), cancel.line_no, delta));
-            self.withdraw(order_id, cancel.line_no, &line.sku, withdrawn, &reason);
+            changes.push((order_id.to_string(), cancel.line_no, delta));
+            self.withdraw(order_id, cancel.line_no, &line.sku, withdrawn, reason);
             if cancel.from_allocated > 0 {
                 self.stock_mut(&line.sku).allocated -= cancel.from_allocated;
                 freed.insert(line.sku.clone());
@@ -81,7 +95,7 @@ impl Work<'_> {
                 detail,
             );
         }
-        self.change_lines(&changes).await?;
+        self.change_lines(&changes, cause).await?;
         tracing::info!(
             units = plan
                 .iter()
@@ -92,6 +106,6 @@ impl Work<'_> {
         for sku in freed {
             self.fill_backorders(&sku, cause).await?;
         }
-        Ok(Applied::Done)
+        Ok(())
     }
 }

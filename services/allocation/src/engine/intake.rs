@@ -75,6 +75,7 @@ impl Work<'_> {
             demand.cancelled_short += split.cancelled;
             if split.backordered > 0 {
                 self.short_skus.insert(line.sku.clone());
+                self.eta_skus.insert(line.sku.clone(), cause.to_string());
             }
             let waits_as = if preorder[&line.sku] {
                 "pre-order"

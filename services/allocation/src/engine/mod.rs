@@ -13,13 +13,16 @@
 mod announce;
 mod cancel;
 mod intake;
+mod promise;
 mod ship;
 mod sku;
 mod stock;
+mod supply;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use backorder_runtime::Clock;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
@@ -42,17 +45,41 @@ pub enum Applied {
     NotYet(String),
 }
 
-/// Rules that are configured rather than sent.
+/// Rules that are configured rather than sent (see `Config` for their variables).
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// `BO_UNKNOWN_SKU_BACKORDERABLE`: may a SKU the product master never sent be backordered? Default yes.
+    /// May a SKU the product master never sent be backordered?
     pub unknown_sku_backorderable: bool,
+    /// From receipt to ready to ship, added to a supply date.
+    pub handling: Duration,
+    /// How far an overdue purchase order slips from now.
+    pub overdue_grace: Duration,
+    /// For SKUs without a lead time of their own.
+    pub default_lead_time: Duration,
+    /// The least move of an ETA the customer is told about.
+    pub eta_threshold: Duration,
+    /// At most one ETA_CHANGED per order in this interval; changes in between are coalesced.
+    pub eta_interval: Duration,
+    /// An ETA this far past the first date promised needs the customer's consent.
+    pub consent_after: Duration,
+    /// How long the customer has to answer.
+    pub consent_wait: Duration,
+    /// Without an answer: cancel the waiting units (true) or keep them.
+    pub cancel_without_consent: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             unknown_sku_backorderable: true,
+            handling: Duration::days(1),
+            overdue_grace: Duration::days(3),
+            default_lead_time: Duration::days(14),
+            eta_threshold: Duration::days(1),
+            eta_interval: Duration::days(1),
+            consent_after: Duration::days(30),
+            consent_wait: Duration::days(7),
+            cancel_without_consent: true,
         }
     }
 }
@@ -62,6 +89,7 @@ pub struct Engine {
     pub pool: PgPool,
     pub subjects: Subjects,
     pub policy: Policy,
+    pub clock: Clock,
 }
 
 impl Engine {
@@ -70,7 +98,64 @@ impl Engine {
             pool,
             subjects,
             policy: Policy::default(),
+            clock: Clock::wall(),
         }
+    }
+
+    /// The earliest timer: a SKU whose projection changes by itself, an ETA notice owed, a consent deadline.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "select least((select min(eta_check_at) from stock),
+                          (select min(eta_notify_due) from orders),
+                          (select min(consent_due) from orders))",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Fires the timers due at `at`, as of `at`: re-projects SKUs, sends owed ETA notices, handles consent
+    /// deadlines that passed.
+    pub async fn tick(&self, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.tick_once(at).await {
+                Err(error) if attempt < 5 && is_retryable(&error) => {
+                    tracing::info!(%error, attempt, "timer transaction lost a lock race, retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn tick_once(&self, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let mut work = self.work(at).await?;
+        work.fire_timers().await?;
+        work.finish().await
+    }
+
+    async fn work(&self, now: DateTime<Utc>) -> Result<Work<'_>, sqlx::Error> {
+        Ok(Work {
+            tx: self.pool.begin().await?,
+            subjects: &self.subjects,
+            policy: &self.policy,
+            now,
+            stock: HashMap::new(),
+            before: BTreeMap::new(),
+            causes: HashMap::new(),
+            withdrawn: BTreeMap::new(),
+            allocations: Vec::new(),
+            cancellations: Vec::new(),
+            short_skus: BTreeSet::new(),
+            eta_skus: BTreeMap::new(),
+            eta_moved: BTreeSet::new(),
+            eta_owed: BTreeSet::new(),
+            consent_needed: BTreeSet::new(),
+            consent_settled: BTreeSet::new(),
+            outbox: Vec::new(),
+            history: Vec::new(),
+            demand: BTreeMap::new(),
+        })
     }
 
     /// Applies `commands` in one transaction, retrying it when Postgres picked it as a deadlock or
@@ -89,22 +174,7 @@ impl Engine {
     }
 
     async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Applied>, sqlx::Error> {
-        let mut work = Work {
-            tx: self.pool.begin().await?,
-            subjects: &self.subjects,
-            policy: &self.policy,
-            now: Utc::now(),
-            stock: HashMap::new(),
-            before: BTreeMap::new(),
-            causes: HashMap::new(),
-            withdrawn: BTreeMap::new(),
-            allocations: Vec::new(),
-            cancellations: Vec::new(),
-            short_skus: BTreeSet::new(),
-            outbox: Vec::new(),
-            history: Vec::new(),
-            demand: BTreeMap::new(),
-        };
+        let mut work = self.work(self.clock.now()).await?;
         work.lock_stock(commands).await?;
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
@@ -133,6 +203,8 @@ struct Stock {
     received: i64,
     adjusted: i64,
     shipped: i64,
+    /// When the SKU's projection changes by itself.
+    eta_check_at: Option<DateTime<Utc>>,
 }
 
 impl Stock {
@@ -190,8 +262,18 @@ struct Work<'a> {
     withdrawn: BTreeMap<String, Withdrawal>,
     allocations: Vec<Announced>,
     cancellations: Vec<Announced>,
-    /// SKUs that got new backorders: each gets one ReorderNeeded at the end.
+    /// SKUs that got new backorders or supply: each gets one ReorderNeeded at the end.
     short_skus: BTreeSet<String>,
+    /// SKUs whose queue or supply moved, with the message that moved them: re-projected at the end.
+    eta_skus: BTreeMap<String, String>,
+    /// Orders with a line whose ETA moved by the threshold or more: they get a new status.
+    eta_moved: BTreeSet<String>,
+    /// Orders with a line the customer was told a date for that is now off by the threshold or more.
+    eta_owed: BTreeSet<String>,
+    /// Orders with a line now expected too long after the date first promised.
+    consent_needed: BTreeSet<String>,
+    /// Orders whose awaited consent was answered (or given up on) in this batch.
+    consent_settled: BTreeSet<String>,
     outbox: Vec<Outgoing>,
     history: Vec<HistoryRow>,
     demand: BTreeMap<(String, NaiveDate), Demand>,
@@ -209,6 +291,11 @@ struct LineRow {
     cancelled: i64,
     released: i64,
     preorder: bool,
+    eta: Option<DateTime<Utc>>,
+    eta_estimated: bool,
+    eta_late: bool,
+    eta_told: Option<DateTime<Utc>>,
+    promised_eta: Option<DateTime<Utc>>,
 }
 
 impl LineRow {
@@ -229,6 +316,10 @@ impl LineRow {
             units: self.units(),
             preorder: self.preorder,
             held: self.allocated - self.released,
+            eta: self.eta,
+            eta_estimated: self.eta_estimated,
+            eta_late: self.eta_late,
+            promised_eta: self.promised_eta,
         }
     }
 
@@ -264,7 +355,17 @@ macro_rules! line_columns {
             $t,
             "released, ",
             $t,
-            "preorder"
+            "preorder, ",
+            $t,
+            "eta, ",
+            $t,
+            "eta_estimated, ",
+            $t,
+            "eta_late, ",
+            $t,
+            "eta_told, ",
+            $t,
+            "promised_eta"
         )
     };
 }
@@ -313,20 +414,22 @@ impl Work<'_> {
         .bind(&skus)
         .execute(&mut *self.tx)
         .await?;
-        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
-            "select sku, on_hand, allocated, received, adjusted, shipped from stock
+        type Row = (String, i64, i64, i64, i64, i64, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "select sku, on_hand, allocated, received, adjusted, shipped, eta_check_at from stock
              where sku = any($1) order by sku for update",
         )
         .bind(&skus)
         .fetch_all(&mut *self.tx)
         .await?;
-        for (sku, on_hand, allocated, received, adjusted, shipped) in rows {
+        for (sku, on_hand, allocated, received, adjusted, shipped, eta_check_at) in rows {
             let row = Stock {
                 on_hand,
                 allocated,
                 received,
                 adjusted,
                 shipped,
+                eta_check_at,
             };
             self.stock.insert(sku, row);
         }
@@ -364,6 +467,10 @@ impl Work<'_> {
             } => self.ship(shipment, *shipped_at, &id).await?,
             Command::CancelOrder(request) => self.cancel(request, &id).await?,
             Command::UpsertSku { sku, sequence } => self.upsert_sku(sku, *sequence).await?,
+            Command::UpdateSupply { supply, sequence } => {
+                self.update_supply(supply, *sequence, &id).await?
+            }
+            Command::AnswerDelay(answer) => self.answer_delay(answer, &id).await?,
         };
         match &applied {
             Applied::Refused(reason) => {
@@ -444,18 +551,21 @@ impl Work<'_> {
         .await
     }
 
-    /// Adds `changes` to the lines; a line that gets allocated units is stamped as allocated now.
+    /// Adds `changes` to the lines; a line that gets allocated units is stamped as allocated now. A SKU whose
+    /// queue changed is marked for a new projection, caused by `cause`.
     async fn change_lines(
         &mut self,
         changes: &[(String, i32, Delta)],
+        cause: &str,
     ) -> Result<Vec<LineRow>, sqlx::Error> {
         let column = |f: fn(&Delta) -> i64| changes.iter().map(|c| f(&c.2)).collect::<Vec<_>>();
-        sqlx::query_as(concat!(
+        let rows: Vec<LineRow> = sqlx::query_as(concat!(
             "update order_lines l set
                  allocated = l.allocated + d.allocated, backordered = l.backordered + d.backordered,
                  shipped = l.shipped + d.shipped, cancelled = l.cancelled + d.cancelled,
                  released = l.released + d.released,
-                 allocated_at = case when d.allocated > 0 then $8 else l.allocated_at end
+                 allocated_at = case when d.allocated > 0 then $8 else l.allocated_at end,
+                 eta = case when l.backordered + d.backordered = 0 then null else l.eta end
              from unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
                   as d(order_id, line_no, allocated, backordered, shipped, cancelled, released)
              where l.order_id = d.order_id and l.line_no = d.line_no
@@ -471,7 +581,13 @@ impl Work<'_> {
         .bind(column(|d| d.released))
         .bind(self.now)
         .fetch_all(&mut *self.tx)
-        .await
+        .await?;
+        for ((_, _, delta), row) in changes.iter().zip(&rows) {
+            if delta.backordered != 0 {
+                self.eta_skus.insert(row.sku.clone(), cause.to_string());
+            }
+        }
+        Ok(rows)
     }
 
     /// Records that `units` of a line's released units are withdrawn from the WMS, and why.
@@ -517,6 +633,7 @@ impl Work<'_> {
     /// Tells everyone what changed, writes the stock rows, the audit trail, the demand and the outbox, and
     /// commits.
     async fn finish(mut self) -> Result<(), sqlx::Error> {
+        self.project_etas().await?;
         self.announce().await?;
         self.emit_reorders().await?;
         self.write_stock().await?;
@@ -533,9 +650,10 @@ impl Work<'_> {
         let rows: Vec<(&String, &Stock)> = self.stock.iter().collect();
         sqlx::query(
             "update stock s set on_hand = n.on_hand, allocated = n.allocated, received = n.received,
-                                adjusted = n.adjusted, shipped = n.shipped
-             from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-                  as n(sku, on_hand, allocated, received, adjusted, shipped)
+                                adjusted = n.adjusted, shipped = n.shipped, eta_check_at = n.eta_check_at
+             from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::timestamptz[])
+                  as n(sku, on_hand, allocated, received, adjusted, shipped, eta_check_at)
              where s.sku = n.sku",
         )
         .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
@@ -544,6 +662,7 @@ impl Work<'_> {
         .bind(rows.iter().map(|r| r.1.received).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.adjusted).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.shipped).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.eta_check_at).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
         Ok(())

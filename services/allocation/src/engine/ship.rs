@@ -73,7 +73,7 @@ impl Work<'_> {
             let detail = format!("shipment {}", shipment.shipment_id);
             self.record(order_id, line_no, sku, "shipped", quantity, cause, detail);
         }
-        self.change_lines(&changes).await?;
+        self.change_lines(&changes, cause).await?;
         tracing::info!(
             units = shipped.iter().map(|s| s.1).sum::<i64>(),
             "shipment booked"

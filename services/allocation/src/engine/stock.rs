@@ -16,7 +16,13 @@ impl Work<'_> {
         let stock = self.stock_mut(&receipt.sku);
         stock.on_hand += receipt.quantity;
         stock.received += receipt.quantity;
-        tracing::info!(quantity = receipt.quantity, "stock received");
+        tracing::info!(quantity = receipt.quantity, po = %receipt.po_id, "stock received");
+        if !receipt.po_id.is_empty() {
+            self.receive_on_po(&receipt.po_id, &receipt.sku, receipt.quantity)
+                .await?;
+            self.eta_skus.insert(receipt.sku.clone(), cause.to_string());
+            self.short_skus.insert(receipt.sku.clone());
+        }
         self.fill_backorders(&receipt.sku, cause).await?;
         Ok(Applied::Done)
     }
@@ -91,7 +97,7 @@ impl Work<'_> {
                 (f.order_id.clone(), f.line_no, delta)
             })
             .collect();
-        self.change_lines(&changes).await?;
+        self.change_lines(&changes, cause).await?;
         let given: i64 = fills.iter().map(|f| f.quantity).sum();
         self.stock_mut(sku).allocated += given;
         for (fill, (_, _, _, priority)) in fills.iter().zip(&queue) {
@@ -176,7 +182,7 @@ impl Work<'_> {
                 detail,
             );
         }
-        self.change_lines(&changes).await?;
+        self.change_lines(&changes, cause).await?;
         let taken: i64 = takes.iter().map(|t| t.quantity).sum();
         self.stock_mut(sku).allocated -= taken;
         self.short_skus.insert(sku.to_string());

@@ -15,6 +15,22 @@ pub fn engine(pool: &PgPool) -> Engine {
     Engine::new(pool.clone(), Subjects::new("t").unwrap())
 }
 
+/// 2026-12-01 00:00 UTC plus `n` days.
+pub fn day(n: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        + chrono::Duration::days(n)
+}
+
+/// An engine on a simulated clock that reads `day(n)`; advance it with `engine.clock.advance`.
+pub fn at_day(pool: &PgPool, n: i64) -> Engine {
+    Engine {
+        clock: backorder_runtime::Clock::simulated(day(n)),
+        ..engine(pool)
+    }
+}
+
 pub fn order(id: &str, priority: i32, placed_at: i64, lines: &[(&str, i64)]) -> Command {
     Command::AcceptOrder(OrderPlaced {
         order_id: id.into(),

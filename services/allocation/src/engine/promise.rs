@@ -1,0 +1,348 @@
+//! Delivery promises: a SKU's ETAs are re-projected when its queue or supply moves, or when a timer falls due
+//! (a supply date passing, an estimate falling due); the customer is told of real moves, coalesced, and asked
+//! to consent when a date slips too far past the first one promised.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use backorder_proto::v1::DelayAnswer;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Applied, LineRow, Work};
+use crate::eta::{self, Eta, Settings, Supply, Waiting};
+use crate::rules;
+
+#[derive(sqlx::FromRow)]
+struct QueueRow {
+    order_id: String,
+    line_no: i32,
+    backordered: i64,
+    eta: Option<DateTime<Utc>>,
+    eta_estimated: bool,
+    eta_late: bool,
+    eta_told: Option<DateTime<Utc>>,
+    promised_eta: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SupplyRow {
+    po_id: String,
+    line_no: i32,
+    expected_at: DateTime<Utc>,
+    quantity_open: i64,
+}
+
+fn apart(a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
+    (a - b).abs()
+}
+
+impl Work<'_> {
+    /// Re-projects every SKU marked in this batch, in SKU order.
+    pub(super) async fn project_etas(&mut self) -> Result<(), sqlx::Error> {
+        for (sku, cause) in std::mem::take(&mut self.eta_skus) {
+            self.project(&sku, &cause).await?;
+        }
+        Ok(())
+    }
+
+    async fn project(&mut self, sku: &str, cause: &str) -> Result<(), sqlx::Error> {
+        let queue: Vec<QueueRow> = sqlx::query_as(
+            "select order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told, promised_eta
+             from order_lines where sku = $1 and backordered > 0
+             order by priority desc, placed_at, order_id, line_no",
+        )
+        .bind(sku)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let supply: Vec<SupplyRow> = sqlx::query_as(
+            "select po_id, line_no, expected_at, quantity_open from supply
+             where sku = $1 and quantity_open > 0 and not cancelled order by expected_at, po_id, line_no",
+        )
+        .bind(sku)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let lead_time: Option<i32> =
+            sqlx::query_scalar("select lead_time_days from skus where sku = $1")
+                .bind(sku)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        let settings = Settings {
+            handling: self.policy.handling,
+            grace: self.policy.overdue_grace,
+            lead_time: lead_time
+                .filter(|days| *days > 0)
+                .map_or(self.policy.default_lead_time, |days| {
+                    Duration::days(days.into())
+                }),
+        };
+        let supply: Vec<Supply> = supply
+            .iter()
+            .map(|s| Supply {
+                id: format!("{}/{}", s.po_id, s.line_no),
+                expected_at: s.expected_at,
+                open: s.quantity_open,
+            })
+            .collect();
+        let waiting: Vec<Waiting> = queue
+            .iter()
+            .map(|q| Waiting {
+                units: q.backordered,
+                current: q.eta.map(|at| Eta {
+                    at,
+                    estimated: q.eta_estimated,
+                    late: q.eta_late,
+                    source: None,
+                }),
+            })
+            .collect();
+        let etas = eta::project(self.now, &waiting, &supply, &settings);
+        self.stock_mut(sku).eta_check_at = eta::next_check(self.now, &supply, &etas, &settings);
+
+        let threshold = self.policy.eta_threshold;
+        let mut changed = Vec::new();
+        let mut orders = BTreeSet::new();
+        for (row, new) in queue.iter().zip(&etas) {
+            let flags = (new.estimated, new.late) != (row.eta_estimated, row.eta_late);
+            if row.eta == Some(new.at) && !flags {
+                continue;
+            }
+            if row
+                .eta
+                .is_some_and(|old| flags || apart(new.at, old) >= threshold)
+            {
+                self.eta_moved.insert(row.order_id.clone());
+                orders.insert(row.order_id.clone());
+            }
+            if row
+                .eta_told
+                .is_some_and(|told| apart(new.at, told) >= threshold)
+            {
+                self.eta_owed.insert(row.order_id.clone());
+                orders.insert(row.order_id.clone());
+            }
+            if row
+                .promised_eta
+                .is_some_and(|promised| new.at > promised + self.policy.consent_after)
+            {
+                self.consent_needed.insert(row.order_id.clone());
+                orders.insert(row.order_id.clone());
+            }
+            let detail = explain(new, &supply, &settings);
+            self.record(
+                &row.order_id,
+                row.line_no,
+                sku,
+                "eta",
+                row.backordered,
+                cause,
+                detail,
+            );
+            changed.push((row, new));
+        }
+        if !changed.is_empty() {
+            sqlx::query(
+                "update order_lines l set eta = n.eta, eta_estimated = n.estimated, eta_late = n.late
+                 from unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bool[])
+                      as n(order_id, line_no, eta, estimated, late)
+                 where l.order_id = n.order_id and l.line_no = n.line_no",
+            )
+            .bind(changed.iter().map(|c| c.0.order_id.clone()).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.0.line_no).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1.at).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1.estimated).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1.late).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+            tracing::info!(sku, lines = changed.len(), "ETAs re-projected");
+        }
+        let orders: Vec<String> = orders.into_iter().collect();
+        self.touch(&orders, cause).await
+    }
+
+    /// The timers due at `self.now`: SKUs to re-project, consent deadlines passed, ETA notices owed.
+    pub(super) async fn fire_timers(&mut self) -> Result<(), sqlx::Error> {
+        let skus: Vec<String> =
+            sqlx::query_scalar("select sku from stock where eta_check_at <= $1 order by sku")
+                .bind(self.now)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        let expired: Vec<String> = sqlx::query_scalar(
+            "select order_id from orders where consent_due <= $1 order by order_id",
+        )
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let owed: Vec<String> = sqlx::query_scalar(
+            "select order_id from orders where eta_notify_due <= $1 order by order_id",
+        )
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut locks: BTreeSet<String> = skus.iter().cloned().collect();
+        if !expired.is_empty() {
+            let order_skus: Vec<String> =
+                sqlx::query_scalar("select distinct sku from order_lines where order_id = any($1)")
+                    .bind(&expired)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+            locks.extend(order_skus);
+        }
+        self.lock_skus(locks.into_iter().collect()).await?;
+        let cause = format!("clock/{}", self.now.to_rfc3339());
+        for sku in skus {
+            self.eta_skus.insert(sku, cause.clone());
+        }
+        for order_id in expired {
+            self.consent_expired(&order_id, &cause).await?;
+        }
+        self.touch(&owed, &cause).await
+    }
+
+    pub(super) async fn answer_delay(
+        &mut self,
+        answer: &DelayAnswer,
+        cause: &str,
+    ) -> Result<Applied, sqlx::Error> {
+        let order_id = &answer.order_id;
+        let awaited: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("select consent_due from orders where order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        match awaited {
+            None => {
+                return Ok(Applied::Refused(format!(
+                    "delay answer {}: order {order_id} is unknown",
+                    answer.answer_id
+                )));
+            }
+            Some(None) => {
+                return Ok(Applied::Refused(format!(
+                    "delay answer {}: no consent to a delay is awaited for order {order_id} \
+                     (never asked, already answered, or the deadline passed)",
+                    answer.answer_id
+                )));
+            }
+            Some(Some(_)) => {}
+        }
+        if answer.agree {
+            self.accept_delay(order_id, "the customer agreed to the new dates", cause)
+                .await?;
+        } else {
+            self.cancel_waiting(
+                order_id,
+                "cancelled: the customer declined the delay",
+                cause,
+            )
+            .await?;
+        }
+        Ok(Applied::Done)
+    }
+
+    /// No answer by the deadline: cancel what waits, or keep it, as configured.
+    async fn consent_expired(&mut self, order_id: &str, cause: &str) -> Result<(), sqlx::Error> {
+        if self.policy.cancel_without_consent {
+            let reason = "cancelled: no answer to the delay notice by its deadline";
+            self.cancel_waiting(order_id, reason, cause).await
+        } else {
+            let reason = "kept: no answer to the delay notice by its deadline";
+            self.accept_delay(order_id, reason, cause).await
+        }
+    }
+
+    /// The current dates become the ones promised: a further slip is measured from them.
+    async fn accept_delay(
+        &mut self,
+        order_id: &str,
+        reason: &str,
+        cause: &str,
+    ) -> Result<(), sqlx::Error> {
+        let lines = self.lines_of(order_id).await?;
+        self.lock_skus_of(&lines).await?;
+        self.touch(&[order_id.to_string()], cause).await?;
+        for line in lines.iter().filter(|l| l.backordered > 0) {
+            let detail = format!("{reason}; promised {}", date(line.eta));
+            self.record(
+                order_id,
+                line.line_no,
+                &line.sku,
+                "delay agreed",
+                line.backordered,
+                cause,
+                detail,
+            );
+        }
+        sqlx::query(
+            "update order_lines set promised_eta = eta, eta_told = eta
+             where order_id = $1 and backordered > 0",
+        )
+        .bind(order_id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.consent_settled.insert(order_id.to_string());
+        Ok(())
+    }
+
+    /// Cancels every backordered unit of the order; what is allocated stays.
+    async fn cancel_waiting(
+        &mut self,
+        order_id: &str,
+        reason: &str,
+        cause: &str,
+    ) -> Result<(), sqlx::Error> {
+        let lines = self.lines_of(order_id).await?;
+        let units: BTreeMap<i32, rules::LineUnits> =
+            lines.iter().map(|l| (l.line_no, l.units())).collect();
+        let waiting: Vec<(i32, i64)> = lines
+            .iter()
+            .filter(|l| l.backordered > 0)
+            .map(|l| (l.line_no, l.backordered))
+            .collect();
+        if !waiting.is_empty() {
+            let plan = rules::plan_cancel(&units, &waiting)
+                .expect("backordered units can always be cancelled");
+            self.cancel_units(order_id, &lines, &plan, reason, cause)
+                .await?;
+        }
+        self.consent_settled.insert(order_id.to_string());
+        Ok(())
+    }
+}
+
+fn date(at: Option<DateTime<Utc>>) -> String {
+    at.map_or("no date".into(), |at| {
+        at.format("%Y-%m-%d %H:%M").to_string()
+    })
+}
+
+/// Why a line has the ETA it has, for the audit trail.
+fn explain(eta: &Eta, supply: &[Supply], settings: &Settings) -> String {
+    let when = date(Some(eta.at));
+    match eta.source.map(|i| &supply[i]) {
+        Some(po) if eta.late => format!(
+            "ETA {when}, late: {} was due {} and has not arrived",
+            po.id,
+            date(Some(po.expected_at))
+        ),
+        Some(po) => format!(
+            "ETA {when}: {} expected {} plus {} h handling",
+            po.id,
+            date(Some(po.expected_at)),
+            settings.handling.num_hours()
+        ),
+        None => format!(
+            "ETA {when}, estimated: no purchase order covers the line; lead time {} days",
+            settings.lead_time.num_days()
+        ),
+    }
+}
+
+/// The lines of `lines` the customer should hear a new date for: waiting, told a date, now off by `threshold`.
+pub(super) fn off_by(lines: &[LineRow], threshold: Duration) -> Vec<bool> {
+    lines
+        .iter()
+        .map(|l| {
+            l.backordered > 0
+                && matches!((l.eta, l.eta_told), (Some(eta), Some(told)) if apart(eta, told) >= threshold)
+        })
+        .collect()
+}

@@ -1,0 +1,63 @@
+//! Fires the engine's timers on the service's clock: a SKU whose projection changes by itself, an ETA notice
+//! owed after its coalescing interval, a consent deadline. Each fires at its own due time, in order, also when a
+//! simulated clock jumps past several at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backorder_runtime::Clock;
+use tokio::sync::Notify;
+
+use crate::engine::Engine;
+
+pub struct Timers {
+    pub engine: Engine,
+    pub clock: Clock,
+    /// Rung after every batch: it may have set an earlier timer.
+    pub wake: Arc<Notify>,
+}
+
+/// How long to wait when no timer is set, or after a failure, before looking again.
+const IDLE: Duration = Duration::from_secs(60);
+
+impl Timers {
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let pause = match self.engine.next_due().await {
+                Ok(Some(due)) if due <= self.clock.now() => match self.engine.tick(due).await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, %due, "firing timers failed; trying again shortly");
+                        Some(Duration::from_secs(1))
+                    }
+                },
+                Ok(due) => {
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = self.wake.notified() => {}
+                        _ = async {
+                            match due {
+                                Some(due) => self.clock.until(due).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {}
+                        // A timer set by another instance is seen within a minute.
+                        _ = tokio::time::sleep(IDLE) => {}
+                    }
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading the next timer failed; trying again shortly");
+                    Some(Duration::from_secs(1))
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
