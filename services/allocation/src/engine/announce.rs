@@ -459,13 +459,22 @@ impl Work<'_> {
         .bind(&skus)
         .fetch_all(&mut *self.tx)
         .await?;
+        let inbound: HashMap<String, i64> = sqlx::query_as(
+            "select sku, sum(quantity_open)::bigint from supply
+             where sku = any($1) and quantity_open > 0 and not cancelled group by sku",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .into_iter()
+        .collect();
         for (sku, backordered) in backordered {
             let stock = self.stock[&sku];
             let figures = StockFigures {
                 backordered,
                 on_hand: stock.on_hand,
                 available: stock.available(),
-                inbound: 0,
+                inbound: inbound.get(&sku).copied().unwrap_or(0),
             };
             if rules::shortage(figures.backordered, figures.available, figures.inbound) > 0 {
                 self.outbox.push(events::reorder_needed(

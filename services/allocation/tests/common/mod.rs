@@ -178,3 +178,48 @@ pub async fn assert_invariants(pool: &PgPool) {
     let broken = allocation::invariants::violations(pool).await.unwrap();
     assert!(broken.is_empty(), "invariants broken: {broken:#?}");
 }
+
+/// A purchase-order line of `open` units of `sku` expected on `day(expected)`; `sequence` orders updates.
+pub fn supply(po: &str, sku: &str, open: i64, expected: i64, sequence: u64) -> Command {
+    Command::UpdateSupply {
+        supply: backorder_proto::v1::SupplyUpdated {
+            po_id: po.into(),
+            line_no: 1,
+            sku: sku.into(),
+            quantity_open: open,
+            expected_at: Some(backorder_runtime::time::to_proto(day(expected))),
+            cancelled: false,
+        },
+        sequence,
+    }
+}
+
+pub fn receive_on_po(id: &str, sku: &str, quantity: i64, po: &str) -> Command {
+    Command::ReceiveStock(StockReceived {
+        receipt_id: id.into(),
+        sku: sku.into(),
+        quantity,
+        po_id: po.into(),
+        ..Default::default()
+    })
+}
+
+pub fn delay_answer(id: &str, order_id: &str, agree: bool) -> Command {
+    Command::AnswerDelay(backorder_proto::v1::DelayAnswer {
+        answer_id: id.into(),
+        order_id: order_id.into(),
+        agree,
+    })
+}
+
+/// Moves the engine's simulated clock to `day(n)`, firing every timer due on the way, each at its own time
+/// (as the service's timer loop does).
+pub async fn run_clock_to(engine: &Engine, n: i64) {
+    engine.clock.advance(day(n)).unwrap();
+    while let Some(due) = engine.next_due().await.unwrap() {
+        if due > engine.clock.now() {
+            break;
+        }
+        engine.tick(due).await.unwrap();
+    }
+}
