@@ -88,6 +88,9 @@ pub struct Worker {
     pub batch_size: usize,
     pub max_deliver: i64,
     pub max_wait: Duration,
+    /// The service's clock, which [`run_following_clock`](Self::run_following_clock) keeps following
+    /// `<p>.ctl.clock`.
+    pub clock: crate::Clock,
 }
 
 impl Worker {
@@ -106,8 +109,25 @@ impl Worker {
             batch_size: config.batch_size,
             max_deliver: config.max_deliver,
             max_wait: config.max_wait,
+            clock: config.clock.clone(),
         };
         Ok((worker, messages))
+    }
+
+    /// [`run`](Self::run), with the clock following `<p>.ctl.clock` beside it: for a service with one consumer.
+    pub async fn run_following_clock(
+        &self,
+        messages: pull::Stream,
+        handler: &mut impl Handler,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        use futures::FutureExt;
+        let shutdown = shutdown.shared();
+        tokio::try_join!(
+            self.run(messages, handler, shutdown.clone()),
+            self.clock.follow(&self.bus, shutdown),
+        )?;
+        Ok(())
     }
 
     /// Runs until `shutdown` resolves; the batch in hand is finished and settled first.

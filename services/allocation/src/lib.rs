@@ -197,6 +197,7 @@ impl Application {
             batch_size: self.common.batch_size,
             max_deliver: self.common.max_deliver,
             max_wait: self.common.max_wait,
+            clock: self.common.clock.clone(),
         };
         let relay = outbox::Relay {
             pool: self.pool.clone(),

@@ -37,7 +37,7 @@ impl Application {
             bus: self.worker.bus.clone(),
         };
         self.worker
-            .run(self.messages, &mut notifier, shutdown)
+            .run_following_clock(self.messages, &mut notifier, shutdown)
             .await
     }
 }

@@ -33,7 +33,9 @@ impl Application {
         let mut intake = Intake {
             bus: self.worker.bus.clone(),
         };
-        self.worker.run(self.messages, &mut intake, shutdown).await
+        self.worker
+            .run_following_clock(self.messages, &mut intake, shutdown)
+            .await
     }
 }
 

@@ -96,7 +96,9 @@ impl Application {
             "replenishment-trigger running"
         );
         let mut trigger = self.trigger;
-        self.worker.run(self.messages, &mut trigger, shutdown).await
+        self.worker
+            .run_following_clock(self.messages, &mut trigger, shutdown)
+            .await
     }
 }
 
