@@ -10,7 +10,9 @@
 #      database backorder_demo is dropped and created again.
 #   3. The services start (scripts/services.sh, logs in .local/run/demo/),
 #      and are stopped on exit whatever happens (trap).
-#   4. target/release/backorder-demo runs and tells the story on stdout.
+#   4. target/release/backorder-demo runs and tells the story on stdout. The
+#      services and the demo share a simulated clock (BO_CLOCK=simulated,
+#      starting at the current hour), which the demo moves forward.
 # Exit code: the demo binary's.
 #
 # Needs the release binaries: `make demo` builds them first.
@@ -24,6 +26,11 @@ DEMO_BIN="$BIN_DIR/backorder-demo"
 DEMO_DB=backorder_demo
 export BO_PREFIX=demo
 export BO_RUN_DIR="$BO_ROOT/.local/run/demo"
+# The services run on a simulated clock that starts now: the demo moves it over <p>.ctl.clock so that a late
+# supplier's week plays in seconds.
+export BO_CLOCK=simulated
+BO_CLOCK_START="$(date -u +%Y-%m-%dT%H:00:00Z)"
+export BO_CLOCK_START
 export BO_BIN_DIR="$BIN_DIR"
 
 for b in backorder-demo order-intake allocation replenishment-trigger notifier; do

@@ -402,21 +402,21 @@ fn line_state(lang: Lang, line: &CustomerEventLine) -> String {
             (Lang::De, false) => "im Rückstand",
             (Lang::De, true) => "vorbestellt",
         };
-        let how = match (lang, line.eta_estimated, line.eta_late) {
-            (Lang::En, true, _) => "estimated ",
-            (Lang::En, _, true) => "supplier late, now ",
-            (Lang::De, true, _) => "geschätzt ",
-            (Lang::De, _, true) => "Lieferant verspätet, jetzt ",
+        let note = match (lang, line.eta_estimated, line.eta_late) {
+            (Lang::En, true, _) => ", an estimate",
+            (Lang::En, _, true) => ", the supplier is late",
+            (Lang::De, true, _) => ", geschätzt",
+            (Lang::De, _, true) => ", der Lieferant ist verspätet",
             _ => "",
         };
         parts.push(match (lang, eta(line)) {
             (Lang::En, Some(at)) => {
-                format!("{n} {waits} ({how}expected {})", at.format("%B %-d, %Y"))
+                format!("{n} {waits} (expected {}{note})", at.format("%B %-d, %Y"))
             }
             (Lang::En, None) => format!("{n} {waits} (expected date not known yet)"),
             (Lang::De, Some(at)) => {
                 format!(
-                    "{n} {waits} ({how}voraussichtlich {})",
+                    "{n} {waits} (voraussichtlich {}{note})",
                     at.format("%d.%m.%Y")
                 )
             }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use backorder_e2e::{Seen, connect, delete_streams, load_stock, messages};
 use backorder_proto::v1::{
-    AllocationCancelled, AllocationCreated, DeadLetter, EmailMessage, OrderRejected, OrderStatus,
-    PurchaseRequest, RequestRefused, SmsMessage, customer_event::Kind,
+    AllocationCancelled, AllocationCreated, ClockAdvanced, CustomerEvent, DeadLetter, EmailMessage,
+    OrderRejected, OrderStatus, PurchaseRequest, RequestRefused, SmsMessage, customer_event::Kind,
 };
 use backorder_runtime::Subjects;
 
@@ -135,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
     demo.sms("SO-1001", Kind::Completed).await?;
 
     ship_complete_and_cancellation(&bus, &db, &demo).await?;
+    late_supplier(&bus, &db, &demo).await?;
 
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
@@ -248,6 +249,112 @@ async fn ship_complete_and_cancellation(
     Ok(())
 }
 
+/// A purchase order that does not come on its date: the customers waiting on it are told before they would
+/// have to ask, on a simulated clock the demo moves forward.
+async fn late_supplier(
+    bus: &backorder_runtime::jetstream::Bus,
+    db: &sqlx::PgPool,
+    demo: &Demo<'_>,
+) -> anyhow::Result<()> {
+    let s = demo.s;
+    let start = match std::env::var("BO_CLOCK_START") {
+        Ok(start) => chrono::DateTime::parse_from_rfc3339(&start)?.with_timezone(&chrono::Utc),
+        Err(_) => {
+            println!(
+                "\n(the late-supplier scenario needs the services on BO_CLOCK=simulated; skipped)"
+            );
+            return Ok(());
+        }
+    };
+    let day = |n: i64| start + chrono::Duration::days(n);
+    let date = |at: chrono::DateTime<chrono::Utc>| at.format("%a %b %-d").to_string();
+    let orders = ["SO-1101", "SO-1102"];
+
+    println!(
+        "\n[PURCHASING] PO-8100: 60 x CHAIR-OAK, expected {}",
+        date(day(5))
+    );
+    let po = |expected: chrono::DateTime<chrono::Utc>, revision: u32| {
+        let update = backorder_proto::v1::SupplyUpdated {
+            po_id: "PO-8100".into(),
+            line_no: 1,
+            sku: "CHAIR-OAK".into(),
+            quantity_open: 60,
+            expected_at: Some(backorder_runtime::time::to_proto(expected)),
+            cancelled: false,
+        };
+        (format!("PO-8100/1/{revision}"), update)
+    };
+    let (id, update) = po(day(5), 1);
+    bus.publish(s.supply_updated(), &id, &update).await?;
+    backorder_e2e::wait_for_value(
+        db,
+        "select count(*) from supply where po_id = $1",
+        "PO-8100",
+        1,
+    )
+    .await?;
+    for (order_id, name, quantity) in [
+        ("SO-1101", "Nordic Lofts", 20),
+        ("SO-1102", "Atelier Brun", 25),
+    ] {
+        println!("[OMS] {name} orders {order_id}: {quantity} x CHAIR-OAK (none in stock)");
+        let customer = messages::customer(
+            order_id,
+            &format!("orders@{}.example", order_id.to_lowercase()),
+            "",
+            "en",
+        );
+        let order = messages::order(order_id, customer, &[("CHAIR-OAK", quantity)]);
+        bus.publish(s.order_placed(), order_id, &order).await?;
+        demo.event(order_id, Kind::Backordered, 1).await?;
+    }
+
+    println!(
+        "\n[CLOCK] six days pass; {} went by and PO-8100 has not arrived",
+        date(day(5))
+    );
+    demo.advance_clock(bus, day(6)).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::EtaChanged, 1).await?;
+    }
+    demo.email("SO-1101", Kind::EtaChanged).await?;
+
+    println!(
+        "\n[PURCHASING] the supplier confirms a new date: {}",
+        date(day(9))
+    );
+    let (id, update) = po(day(9), 2);
+    bus.publish(s.supply_updated(), &id, &update).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::EtaChanged, 2).await?;
+    }
+
+    println!(
+        "\n[CLOCK] two more days; [WMS] the 60 chairs arrive on {}, a day early",
+        date(day(8))
+    );
+    demo.advance_clock(bus, day(8)).await?;
+    let receipt = messages::receipt("RC-8100", "CHAIR-OAK", 60, "PO-8100");
+    bus.publish(s.stock_received(), "RC-8100", &receipt).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::ReadyToShip, 1).await?;
+    }
+
+    println!("\ncustomer messages per order in this scenario (each by email):");
+    for order_id in orders {
+        let kinds: Vec<String> = demo
+            .seen
+            .all::<CustomerEvent>(&s.customer_event())
+            .iter()
+            .filter(|e| e.order_id == order_id)
+            .map(|e| e.kind().as_str_name().to_string())
+            .collect();
+        println!("  {order_id}: {} ({})", kinds.len(), kinds.join(", "));
+    }
+    Ok(())
+}
+
 struct Demo<'a> {
     s: &'a Subjects,
     seen: &'a Seen,
@@ -278,6 +385,60 @@ impl Demo<'_> {
             .map(|l| format!("line {} {} x {}", l.line_no, l.quantity, l.sku))
             .collect();
         println!("  -> WMS    pick {order_id}: {}", lines.join(", "));
+        Ok(())
+    }
+
+    /// Moves the services' simulated clock; allocation fires the timers due on the way, each at its own time.
+    async fn advance_clock(
+        &self,
+        bus: &backorder_runtime::jetstream::Bus,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<()> {
+        let advanced = ClockAdvanced {
+            to: Some(backorder_runtime::time::to_proto(to)),
+        };
+        bus.publish(
+            self.s.clock(),
+            &format!("clock/{}", to.to_rfc3339()),
+            &advanced,
+        )
+        .await
+    }
+
+    /// The `nth` customer event of a kind for an order, with its first line's date.
+    async fn event(&self, order_id: &str, kind: Kind, nth: usize) -> anyhow::Result<()> {
+        let subject = self.s.customer_event();
+        let seen = self.seen;
+        let matching = || {
+            seen.all::<CustomerEvent>(&subject)
+                .into_iter()
+                .filter(|e| e.order_id == order_id && e.kind() == kind)
+        };
+        seen.wait_for::<CustomerEvent>(&subject, |_| matching().count() >= nth)
+            .await?;
+        let event = matching().nth(nth - 1).unwrap();
+        let line = &event.lines[0];
+        let eta = line
+            .eta
+            .as_ref()
+            .and_then(backorder_runtime::time::from_proto)
+            .map(|at| {
+                let how = if line.eta_late {
+                    ", supplier late"
+                } else if line.eta_estimated {
+                    ", estimated"
+                } else {
+                    ""
+                };
+                format!(", expected {}{how}", at.format("%a %b %-d"))
+            })
+            .unwrap_or_default();
+        println!(
+            "  -> CUSTOMER {order_id} {}: {} x {}{eta}",
+            kind.as_str_name(),
+            line.quantity,
+            line.sku
+        );
         Ok(())
     }
 
