@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backorder_runtime::Clock;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::engine::Engine;
@@ -21,17 +22,29 @@ pub struct Timers {
 const IDLE: Duration = Duration::from_secs(60);
 
 impl Timers {
+    fn fire_at(&self, due: DateTime<Utc>) -> DateTime<Utc> {
+        if self.clock.is_simulated() {
+            due
+        } else {
+            self.clock.now()
+        }
+    }
+
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         loop {
             let pause = match self.engine.next_due().await {
-                Ok(Some(due)) if due <= self.clock.now() => match self.engine.tick(due).await {
-                    Ok(()) => continue,
-                    Err(error) => {
-                        tracing::warn!(%error, %due, "firing timers failed; trying again shortly");
-                        Some(Duration::from_secs(1))
+                // A simulated clock replays each timer at its own time. On the wall clock a timer found overdue
+                // (the service was down) fires as of now, so customers are not told dates already past.
+                Ok(Some(due)) if due <= self.clock.now() => {
+                    match self.engine.tick(self.fire_at(due)).await {
+                        Ok(()) => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, %due, "firing timers failed; trying again shortly");
+                            Some(Duration::from_secs(1))
+                        }
                     }
-                },
+                }
                 Ok(due) => {
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),

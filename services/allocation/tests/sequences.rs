@@ -1,8 +1,9 @@
 //! Property test over random sequences of operations against the real engine and Postgres: orders (some
 //! ship-complete, some high priority), receipts, corrections up and down, shipments (some bad), cancellations
-//! (some impossible) and SKU rule changes, applied alone or in batches and redelivered at random. After every
-//! step the books' invariants hold; a step that gives stock out gives it to the head of the queue; a
-//! correction down takes from the weakest claims; a redelivery changes nothing.
+//! (some impossible), SKU rule changes, purchase orders created and re-dated, and the clock moving on, applied
+//! alone or in batches and redelivered at random. After every step the books' invariants hold; every waiting
+//! line has a date after now, never earlier than a line ahead of it; a step that gives stock out gives it to
+//! the head of the queue; a correction down takes from the weakest claims; a redelivery changes nothing.
 //!
 //! The sequences come from proptest strategies; each case runs on a fresh store in the test's own database.
 //! A failing case prints its whole sequence.
@@ -12,7 +13,7 @@ mod common;
 use std::collections::HashMap;
 
 use allocation::command::Command;
-use allocation::engine::Applied;
+use allocation::engine::{Applied, Engine};
 use common::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -53,6 +54,17 @@ enum Op {
         backorderable: bool,
         cap: i64,
     },
+    /// A purchase-order line (one of a few per SKU) created or re-dated: `open` units in `days` from now.
+    Supply {
+        sku: usize,
+        po: usize,
+        open: i64,
+        days: i64,
+    },
+    /// The clock moves on by `hours`; the timers due on the way fire.
+    Clock {
+        hours: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(order, line, quantity)| Op::Cancel { order, line, quantity }),
         1 => (0usize..3, proptest::bool::weighted(0.8), 0i64..10)
             .prop_map(|(sku, backorderable, cap)| Op::Rule { sku, backorderable, cap }),
+        2 => (0usize..3, 0usize..3, 0i64..15, 0i64..20)
+            .prop_map(|(sku, po, open, days)| Op::Supply { sku, po, open, days }),
+        1 => (1i64..200).prop_map(|hours| Op::Clock { hours }),
     ]
 }
 
@@ -154,8 +169,14 @@ async fn outbox_count(pool: &PgPool) -> i64 {
 }
 
 /// Turns an operation into a command against the current store; None when it names an order that does not
-/// exist yet.
-async fn command(pool: &PgPool, op: &Op, step: usize, orders: &mut Vec<String>) -> Option<Command> {
+/// exist yet, or moves the clock.
+async fn command(
+    engine: &Engine,
+    op: &Op,
+    step: usize,
+    orders: &mut Vec<String>,
+) -> Option<Command> {
+    let pool = &engine.pool;
     let id = format!("{step}-{}", orders.len());
     let existing = |i: usize| orders.get(i % orders.len().max(1)).cloned();
     Some(match op {
@@ -218,7 +239,68 @@ async fn command(pool: &PgPool, op: &Op, step: usize, orders: &mut Vec<String>) 
             backorderable,
             cap,
         } => sku_rule(SKUS[*sku], *backorderable, *cap, false, step as u64 + 1),
+        Op::Supply {
+            sku,
+            po,
+            open,
+            days,
+        } => {
+            let expected = engine.clock.now() + chrono::Duration::days(*days);
+            Command::UpdateSupply {
+                supply: backorder_proto::v1::SupplyUpdated {
+                    po_id: format!("PO-{}-{po}", SKUS[*sku]),
+                    line_no: 1,
+                    sku: SKUS[*sku].into(),
+                    quantity_open: *open,
+                    expected_at: Some(backorder_runtime::time::to_proto(expected)),
+                    cancelled: false,
+                },
+                sequence: step as u64 + 1,
+            }
+        }
+        Op::Clock { hours } => {
+            let to = engine.clock.now() + chrono::Duration::hours(*hours);
+            engine.clock.advance(to).unwrap();
+            while let Some(due) = engine.next_due().await.unwrap() {
+                if due > to {
+                    break;
+                }
+                engine.tick(due).await.unwrap();
+            }
+            return None;
+        }
     })
+}
+
+/// Every waiting line has a date after now, and dates never decrease along a SKU's queue.
+async fn assert_promises(engine: &Engine, step: usize) {
+    let rows: Vec<(String, String, i32, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "select sku, order_id, line_no, eta from order_lines where backordered > 0
+         order by sku, priority desc, placed_at, order_id, line_no",
+    )
+    .fetch_all(&engine.pool)
+    .await
+    .unwrap();
+    let now = engine.clock.now();
+    for pair in rows.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.0 == b.0 {
+            assert!(
+                a.3 <= b.3,
+                "step {step}: {}/{} is due after {}/{} behind it",
+                a.1,
+                a.2,
+                b.1,
+                b.2
+            );
+        }
+    }
+    for (sku, order_id, line_no, eta) in rows {
+        assert!(
+            eta.is_some_and(|eta| eta > now),
+            "step {step}: {order_id}/{line_no} of {sku} waits with the date {eta:?}, now is {now}"
+        );
+    }
 }
 
 async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
@@ -230,14 +312,16 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
     .execute(pool)
     .await
     .unwrap();
+    let engine = at_day(pool, 0);
     let mut orders = Vec::new();
     for (step, (ops, redeliver)) in case.iter().enumerate() {
         let mut batch = Vec::new();
         for op in ops {
-            if let Some(command) = command(pool, op, step, &mut orders).await {
+            if let Some(command) = command(&engine, op, step, &mut orders).await {
                 batch.push(command);
             }
         }
+        assert_promises(&engine, step).await;
         if batch.is_empty() {
             continue;
         }
@@ -252,12 +336,13 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
             _ => None,
         };
 
-        let applied = engine(pool).apply(&batch).await.unwrap();
+        let applied = engine.apply(&batch).await.unwrap();
         assert!(
             applied.iter().all(|a| !matches!(a, Applied::NotYet(_))),
             "step {step}: every order named exists: {applied:?}"
         );
         assert_invariants(pool).await;
+        assert_promises(&engine, step).await;
         let after = lines(pool).await;
         for (key, old) in &before {
             let new = &after[key];
@@ -281,7 +366,7 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
 
         if *redeliver {
             let outbox = outbox_count(pool).await;
-            let again = engine(pool).apply(&batch).await.unwrap();
+            let again = engine.apply(&batch).await.unwrap();
             assert!(
                 again.iter().all(|a| *a == Applied::Duplicate),
                 "step {step}: a redelivery is a duplicate: {again:?}"

@@ -4,9 +4,11 @@ use backorder_runtime::{shutdown, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init(&ProcessEnv);
+    // Listening from the start: SIGTERM during start-up still ends the process cleanly.
+    let shutdown = shutdown::signal();
     let config = replenishment_trigger::Config::from_source(&ProcessEnv)?;
     replenishment_trigger::Application::build(config)
         .await?
-        .run_until_stopped(shutdown::signal())
+        .run_until_stopped(shutdown)
         .await
 }
