@@ -81,6 +81,9 @@ pub struct CommonConfig {
     pub max_wait: std::time::Duration,
     /// `BO_CLOCK`, `BO_CLOCK_START`: the wall clock, or a simulated one moved by `<p>.ctl.clock`.
     pub clock: crate::Clock,
+    /// `BO_HTTP_ADDR`: where health and metrics are served; unset, each service has a port of its own
+    /// ([`http_addr`](Self::http_addr)).
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl CommonConfig {
@@ -108,7 +111,29 @@ impl CommonConfig {
             max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
             max_wait: std::time::Duration::from_secs(parse_or(source, "BO_MAX_WAIT_SECS", 600u64)?),
             clock: crate::Clock::from_source(source)?,
+            http_addr: match source.get("BO_HTTP_ADDR") {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|e| ConfigError::Invalid {
+                    key: "BO_HTTP_ADDR".into(),
+                    value: text.clone(),
+                    reason: format!("not a socket address like 127.0.0.1:9182: {e}"),
+                })?),
+            },
         })
+    }
+
+    /// `BO_HTTP_ADDR`, or `127.0.0.1` on the service's own port: order-intake 9181, allocation 9182,
+    /// replenishment-trigger 9183, notifier 9184 (anything else 9180).
+    pub fn http_addr(&self, service: &str) -> std::net::SocketAddr {
+        let port = match service {
+            "order-intake" => 9181,
+            "allocation" => 9182,
+            "replenishment-trigger" => 9183,
+            "notifier" => 9184,
+            _ => 9180,
+        };
+        self.http_addr
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Delivery {
     pub deliveries: i64,
     /// When the stream stored it.
     pub published: DateTime<Utc>,
+    /// The publisher's trace context (`traceparent`, `tracestate`), for the span that handles it.
+    pub trace: Vec<(String, String)>,
     message: jetstream::Message,
 }
 
@@ -51,6 +53,7 @@ impl Delivery {
             stream_sequence,
             deliveries,
             published,
+            trace: crate::trace::from_headers(message.headers.as_ref()),
             message,
         })
     }
@@ -88,9 +91,10 @@ pub struct Worker {
     pub batch_size: usize,
     pub max_deliver: i64,
     pub max_wait: Duration,
-    /// The service's clock, which [`run_following_clock`](Self::run_following_clock) keeps following
-    /// `<p>.ctl.clock`.
+    /// The service's clock, which [`run_service`](Self::run_service) keeps following `<p>.ctl.clock`.
     pub clock: crate::Clock,
+    /// Where [`run_service`](Self::run_service) serves health and metrics.
+    pub http_addr: std::net::SocketAddr,
 }
 
 impl Worker {
@@ -110,22 +114,26 @@ impl Worker {
             max_deliver: config.max_deliver,
             max_wait: config.max_wait,
             clock: config.clock.clone(),
+            http_addr: config.http_addr(service),
         };
         Ok((worker, messages))
     }
 
-    /// [`run`](Self::run), with the clock following `<p>.ctl.clock` beside it: for a service with one consumer.
-    pub async fn run_following_clock(
+    /// A whole service with one consumer: [`run`](Self::run), the clock following `<p>.ctl.clock`, and health
+    /// and metrics on `http_addr` (ready while NATS is connected), until `shutdown`.
+    pub async fn run_service(
         &self,
         messages: pull::Stream,
         handler: &mut impl Handler,
-        shutdown: impl Future<Output = ()>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         use futures::FutureExt;
         let shutdown = shutdown.shared();
+        let checks = vec![crate::ops::nats_check(self.bus.client.clone())];
         tokio::try_join!(
             self.run(messages, handler, shutdown.clone()),
-            self.clock.follow(&self.bus, shutdown),
+            self.clock.follow(&self.bus, shutdown.clone()),
+            crate::ops::serve(self.http_addr, checks, shutdown),
         )?;
         Ok(())
     }
@@ -165,7 +173,10 @@ impl Worker {
             if deliveries.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcomes = handler.handle(&deliveries).await;
+            metrics::histogram!("bo_batch_seconds", "service" => self.service)
+                .record(started.elapsed().as_secs_f64());
             debug_assert_eq!(outcomes.len(), deliveries.len());
             for (delivery, outcome) in deliveries.iter().zip(outcomes) {
                 self.settle(delivery, outcome).await;
@@ -174,6 +185,19 @@ impl Worker {
     }
 
     async fn settle(&self, delivery: &Delivery, outcome: Outcome) {
+        let name = match &outcome {
+            Outcome::Done => "done",
+            Outcome::Reject(_) => "rejected",
+            Outcome::Retry(_) => "retried",
+            Outcome::Wait(_) => "waiting",
+        };
+        metrics::counter!(
+            "bo_messages_total",
+            "service" => self.service,
+            "subject" => delivery.subject.clone(),
+            "outcome" => name
+        )
+        .increment(1);
         let result = match outcome {
             Outcome::Done => delivery.message.ack().await,
             Outcome::Retry(error) if delivery.deliveries < self.max_deliver => {
@@ -225,6 +249,7 @@ impl Worker {
             failed_at: Some(crate::time::to_proto(Utc::now())),
             message_id: delivery.message_id.clone().unwrap_or_default(),
         };
+        metrics::counter!("bo_dead_letters_total", "service" => self.service).increment(1);
         let id = format!("{}/{}", self.service, delivery.stream_id());
         let subject = self.bus.subjects.dead_letter(self.service);
         match self

@@ -111,16 +111,31 @@ impl Bus {
     }
 
     /// Publishes without waiting for the ack; await the returned future to know it is stored. Lets a caller
-    /// keep many publishes in flight.
+    /// keep many publishes in flight. The current span's trace context goes along in the headers.
     pub async fn send(
         &self,
         subject: String,
         id: &str,
         payload: bytes::Bytes,
     ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
-        let publish = jetstream::message::PublishMessage::build()
+        self.send_traced(subject, id, payload, &crate::trace::current())
+            .await
+    }
+
+    /// [`send`](Self::send) with the given trace headers (e.g. stored with an outbox row).
+    pub async fn send_traced(
+        &self,
+        subject: String,
+        id: &str,
+        payload: bytes::Bytes,
+        trace: &[(String, String)],
+    ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
+        let mut publish = jetstream::message::PublishMessage::build()
             .payload(payload)
             .message_id(id);
+        for (key, value) in trace {
+            publish = publish.header(key.as_str(), value.as_str());
+        }
         self.js
             .send_publish(subject.clone(), publish)
             .await

@@ -1,15 +1,17 @@
 //! Plumbing every backorder service shares, so no service carries its own copy: configuration, subject and
 //! stream names, the NATS/JetStream connection, the consume loop with its ack, retry and dead-letter rules,
-//! tracing, shutdown and the clock.
+//! tracing across services, health and metrics, shutdown and the clock.
 
 pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod jetstream;
+pub mod ops;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;
 pub mod time;
+pub mod trace;
 
 pub use clock::Clock;
 pub use config::{CommonConfig, ConfigError, Source};

@@ -37,8 +37,14 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// are removed by the next run.
 const STALE_AFTER_SECS: u64 = 3600;
 
-/// (subject, Nats-Msg-Id, payload)
-type Received = (String, Option<String>, Bytes);
+/// One message as this client saw it.
+struct Received {
+    subject: String,
+    /// `Nats-Msg-Id`
+    id: Option<String>,
+    traceparent: Option<String>,
+    payload: Bytes,
+}
 
 /// Every message published under a prefix, in the order this client saw them, by subject.
 #[derive(Clone, Default)]
@@ -60,14 +66,20 @@ impl Seen {
         let log = seen.log.clone();
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
-                let id = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                    .map(|v| v.as_str().to_string());
-                log.lock()
-                    .unwrap()
-                    .push((message.subject.to_string(), id, message.payload));
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                let received = Received {
+                    subject: message.subject.to_string(),
+                    id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()),
+                    traceparent: header("traceparent"),
+                    payload: message.payload,
+                };
+                log.lock().unwrap().push(received);
             }
         });
         Ok(seen)
@@ -79,8 +91,19 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(s, _, _)| s == subject)
-            .filter_map(|(_, _, payload)| M::decode(payload.as_ref()).ok())
+            .filter(|r| r.subject == subject)
+            .filter_map(|r| M::decode(r.payload.as_ref()).ok())
+            .collect()
+    }
+
+    /// The `traceparent` header of every message seen on `subject`, in order.
+    pub fn traceparents(&self, subject: &str) -> Vec<Option<String>> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.subject == subject)
+            .map(|r| r.traceparent.clone())
             .collect()
     }
 
@@ -89,7 +112,7 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(s, _, _)| s == subject)
+            .filter(|r| r.subject == subject)
             .count()
     }
 
@@ -101,10 +124,10 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(s, id, _)| {
-                s == subject && id.as_ref().is_none_or(|id| ids.insert(id.clone()))
+            .filter(|r| {
+                r.subject == subject && r.id.as_ref().is_none_or(|id| ids.insert(id.clone()))
             })
-            .filter_map(|(_, _, payload)| M::decode(payload.as_ref()).ok())
+            .filter_map(|r| M::decode(r.payload.as_ref()).ok())
             .collect()
     }
 
@@ -219,6 +242,8 @@ pub struct System {
     bin_dir: PathBuf,
     /// The environment every service process gets.
     env: Vec<(String, String)>,
+    /// Where each service (its latest process) serves health and metrics.
+    http_addrs: HashMap<&'static str, std::net::SocketAddr>,
 }
 
 impl System {
@@ -288,6 +313,7 @@ impl System {
             logs,
             bin_dir,
             env,
+            http_addrs: HashMap::new(),
         };
         for service in SERVICES {
             system.spawn(service)?;
@@ -303,13 +329,17 @@ impl System {
         Ok(())
     }
 
-    fn launch(&self, service: &str, log: &str) -> anyhow::Result<Child> {
+    fn launch(&mut self, service: &'static str, log: &str) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
+        // A free port of its own for health and metrics, so systems started side by side do not collide.
+        let http_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        self.http_addrs.insert(service, http_addr);
         Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("BO_HTTP_ADDR", http_addr.to_string())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -322,6 +352,11 @@ impl System {
         let child = self.launch(service, &format!("{service}-{}.log", self.children.len()))?;
         self.children.push((service, child));
         Ok(())
+    }
+
+    /// Where `service` serves `/health`, `/ready` and `/metrics`.
+    pub fn http_addr(&self, service: &str) -> Option<std::net::SocketAddr> {
+        self.http_addrs.get(service).copied()
     }
 
     /// The books' invariants, checked in allocation's database; empty when they hold.
@@ -477,4 +512,25 @@ mod tests {
         assert!(!is_stale("e2e_100_abcd", 200));
         assert!(!is_stale("BO_IN", u64::MAX));
     }
+}
+
+/// `GET path` on `addr` over plain HTTP/1.0: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("no status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -19,6 +19,8 @@ pub struct Outgoing {
     pub message_id: String,
     pub subject: String,
     pub payload: Vec<u8>,
+    /// The trace context of the message that caused it, published with it.
+    pub traceparent: Option<String>,
 }
 
 /// A line as it stands, with the units an event is about.
@@ -57,6 +59,7 @@ pub fn allocation_created(
         message_id: allocation_id.to_string(),
         subject: subjects.allocation_created(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 
@@ -80,6 +83,7 @@ pub fn allocation_cancelled(
         message_id: cancellation_id.to_string(),
         subject: subjects.allocation_cancelled(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 
@@ -104,6 +108,7 @@ pub fn request_refused(
         message_id: refusal_id,
         subject: subjects.request_refused(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 
@@ -160,6 +165,7 @@ pub fn customer_event(
         message_id: event_id,
         subject: subjects.customer_event(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 
@@ -201,6 +207,7 @@ pub fn order_status(
         message_id: format!("status/{order_id}/{version}"),
         subject: subjects.order_status(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 
@@ -231,6 +238,7 @@ pub fn reorder_needed(
         message_id: event_id,
         subject: subjects.reorder_needed(),
         payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }
 

@@ -20,7 +20,7 @@ use backorder_runtime::config::{Source, parse_or};
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
-use backorder_runtime::{CommonConfig, ConfigError};
+use backorder_runtime::{CommonConfig, ConfigError, ops};
 use chrono::Duration;
 use futures::FutureExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -198,6 +198,7 @@ impl Application {
             max_deliver: self.common.max_deliver,
             max_wait: self.common.max_wait,
             clock: self.common.clock.clone(),
+            http_addr: self.common.http_addr(SERVICE),
         };
         let relay = outbox::Relay {
             pool: self.pool.clone(),
@@ -220,13 +221,26 @@ impl Application {
             timers: timers.wake.clone(),
         };
         let shutdown = shutdown.shared();
+        let pool = self.pool.clone();
+        let database: ops::Check = Arc::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query("select 1")
+                    .execute(&pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("the database does not answer: {e}"))
+            })
+        });
+        let checks = vec![ops::nats_check(self.bus.client.clone()), database];
         tracing::info!(prefix = subjects.prefix(), clock = ?self.common.clock, "allocation running");
         tokio::try_join!(
             worker.run(orders, &mut on_orders, shutdown.clone()),
             worker.run(warehouse, &mut on_warehouse, shutdown.clone()),
             relay.run(shutdown.clone()),
             timers.run(shutdown.clone()),
-            self.common.clock.follow(&self.bus, shutdown),
+            self.common.clock.follow(&self.bus, shutdown.clone()),
+            ops::serve(self.common.http_addr(SERVICE), checks, shutdown),
         )?;
         Ok(())
     }
@@ -260,7 +274,13 @@ impl Handler for Allocator {
             .iter()
             .filter_map(|c| c.as_ref().ok().cloned())
             .collect();
-        let mut applied = self.apply(&commands).await.into_iter();
+        let traces: Vec<Vec<(String, String)>> = batch
+            .iter()
+            .zip(&decoded)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(d, _)| d.trace.clone())
+            .collect();
+        let mut applied = self.apply(&commands, &traces).await.into_iter();
         self.relay.notify_one();
         self.timers.notify_one();
         decoded
@@ -276,19 +296,24 @@ impl Handler for Allocator {
 impl Allocator {
     /// The whole batch in one transaction; when that fails, each command alone, so one bad message costs only
     /// itself a retry.
-    async fn apply(&self, commands: &[Command]) -> Vec<Outcome> {
+    async fn apply(&self, commands: &[Command], traces: &[Vec<(String, String)>]) -> Vec<Outcome> {
         if commands.is_empty() {
             return Vec::new();
         }
-        match self.engine.apply(commands).await {
+        match self.engine.apply_traced(commands, traces).await {
             Ok(results) => results.into_iter().map(outcome).collect(),
             Err(error) if commands.len() == 1 => vec![Outcome::Retry(format!("database: {error}"))],
             Err(error) => {
                 tracing::warn!(%error, size = commands.len(), "batch failed, applying its commands one by one");
                 let mut outcomes = Vec::with_capacity(commands.len());
-                for command in commands {
+                for (i, command) in commands.iter().enumerate() {
+                    let trace = traces.get(i).cloned().unwrap_or_default();
                     outcomes.push(
-                        match self.engine.apply(std::slice::from_ref(command)).await {
+                        match self
+                            .engine
+                            .apply_traced(std::slice::from_ref(command), &[trace])
+                            .await
+                        {
                             Ok(mut results) => outcome(results.remove(0)),
                             Err(error) => Outcome::Retry(format!("database: {error}")),
                         },

@@ -3,7 +3,7 @@ use backorder_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init(&ProcessEnv);
+    let _telemetry = telemetry::init(&ProcessEnv, "allocation");
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.is_empty() {
         // An operator command (allocation check, allocation history ...), not the service.

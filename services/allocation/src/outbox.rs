@@ -52,8 +52,10 @@ impl Relay {
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         // skip locked: two instances relay different rows instead of waiting on each other.
-        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
-            "select id, message_id, subject, payload from outbox order by id limit $1 for update skip locked",
+        type Row = (i64, String, String, Vec<u8>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "select id, message_id, subject, payload, traceparent from outbox
+             order by id limit $1 for update skip locked",
         )
         .bind(BATCH)
         .fetch_all(&mut *tx)
@@ -63,10 +65,15 @@ impl Relay {
         }
         // All in flight at once, then every ack awaited: a publish is cheap, a round trip is not.
         let mut acks = Vec::with_capacity(rows.len());
-        for (_, message_id, subject, payload) in &rows {
+        for (_, message_id, subject, payload, traceparent) in &rows {
+            // In the trace of the message that caused the event, which committed it here.
+            let trace: Vec<(String, String)> = traceparent
+                .iter()
+                .map(|t| (backorder_runtime::trace::TRACEPARENT.to_string(), t.clone()))
+                .collect();
             acks.push(
                 self.bus
-                    .send(subject.clone(), message_id, payload.clone().into())
+                    .send_traced(subject.clone(), message_id, payload.clone().into(), &trace)
                     .await?,
             );
         }
@@ -79,6 +86,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        metrics::counter!("bo_outbox_relayed_total").increment(rows.len() as u64);
         tracing::debug!(published = rows.len(), "outbox relayed");
         Ok(rows.len())
     }

@@ -28,7 +28,10 @@ impl Application {
         Ok(Self { worker, messages })
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(
             prefix = self.worker.bus.subjects.prefix(),
             "notifier running"
@@ -37,7 +40,7 @@ impl Application {
             bus: self.worker.bus.clone(),
         };
         self.worker
-            .run_following_clock(self.messages, &mut notifier, shutdown)
+            .run_service(self.messages, &mut notifier, shutdown)
             .await
     }
 }
@@ -92,6 +95,7 @@ impl Handler for Notifier {
                 event_id = tracing::field::Empty,
                 seq = delivery.stream_sequence
             );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
             outcomes.push(self.notify(delivery).instrument(span).await);
         }
         outcomes

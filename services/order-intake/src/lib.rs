@@ -25,7 +25,10 @@ impl Application {
         Ok(Self { worker, messages })
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(
             prefix = self.worker.bus.subjects.prefix(),
             "order-intake running"
@@ -34,7 +37,7 @@ impl Application {
             bus: self.worker.bus.clone(),
         };
         self.worker
-            .run_following_clock(self.messages, &mut intake, shutdown)
+            .run_service(self.messages, &mut intake, shutdown)
             .await
     }
 }
@@ -52,6 +55,7 @@ impl Handler for Intake {
                 order_id = tracing::field::Empty,
                 seq = delivery.stream_sequence
             );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
             outcomes.push(self.take(delivery).instrument(span).await);
         }
         outcomes

@@ -3,7 +3,7 @@ use backorder_runtime::{CommonConfig, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init(&ProcessEnv);
+    let _telemetry = telemetry::init(&ProcessEnv, "order-intake");
     // Listening from the start: SIGTERM during start-up still ends the process cleanly.
     let shutdown = shutdown::signal();
     let config = CommonConfig::from_source(&ProcessEnv)?;

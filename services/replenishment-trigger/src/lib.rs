@@ -90,14 +90,17 @@ impl Application {
         })
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(
             prefix = self.worker.bus.subjects.prefix(),
             "replenishment-trigger running"
         );
         let mut trigger = self.trigger;
         self.worker
-            .run_following_clock(self.messages, &mut trigger, shutdown)
+            .run_service(self.messages, &mut trigger, shutdown)
             .await
     }
 }
@@ -148,6 +151,7 @@ impl Handler for Trigger {
                 event_id = tracing::field::Empty,
                 seq = delivery.stream_sequence
             );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
             outcomes.push(self.trigger(delivery).instrument(span).await);
         }
         outcomes

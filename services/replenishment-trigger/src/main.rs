@@ -3,7 +3,7 @@ use backorder_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init(&ProcessEnv);
+    let _telemetry = telemetry::init(&ProcessEnv, "replenishment-trigger");
     // Listening from the start: SIGTERM during start-up still ends the process cleanly.
     let shutdown = shutdown::signal();
     let config = replenishment_trigger::Config::from_source(&ProcessEnv)?;

@@ -121,13 +121,16 @@ impl Work<'_> {
         let cause = self.causes[&order.order_id].clone();
         if !created.is_empty() {
             let allocation_id = events::new_id();
-            self.outbox.push(events::allocation_created(
-                self.subjects,
-                &allocation_id,
+            self.emit_for(
                 &order.order_id,
-                &created,
-                self.now,
-            ));
+                events::allocation_created(
+                    self.subjects,
+                    &allocation_id,
+                    &order.order_id,
+                    &created,
+                    self.now,
+                ),
+            );
             self.allocations.push(Announced {
                 id: allocation_id,
                 order_id: order.order_id.clone(),
@@ -143,14 +146,17 @@ impl Work<'_> {
                 .map(|(line_no, (sku, units))| (line_no, sku, units))
                 .collect();
             let cancellation_id = events::new_id();
-            self.outbox.push(events::allocation_cancelled(
-                self.subjects,
-                &cancellation_id,
+            self.emit_for(
                 &order.order_id,
-                &lines,
-                &withdrawal.reason,
-                self.now,
-            ));
+                events::allocation_cancelled(
+                    self.subjects,
+                    &cancellation_id,
+                    &order.order_id,
+                    &lines,
+                    &withdrawal.reason,
+                    self.now,
+                ),
+            );
             self.cancellations.push(Announced {
                 id: cancellation_id,
                 order_id: order.order_id.clone(),
@@ -194,15 +200,18 @@ impl Work<'_> {
             };
             let event_lines: Vec<(LineState, i64)> =
                 lines.iter().map(LineRow::state).zip(units).collect();
-            self.outbox.push(events::customer_event(
-                self.subjects,
-                kind,
+            self.emit_for(
                 &order.order_id,
-                &customer,
-                &event_lines,
-                None,
-                self.now,
-            ));
+                events::customer_event(
+                    self.subjects,
+                    kind,
+                    &order.order_id,
+                    &customer,
+                    &event_lines,
+                    None,
+                    self.now,
+                ),
+            );
         }
         told
     }
@@ -245,15 +254,18 @@ impl Work<'_> {
                 .zip(&too_late)
                 .map(|(l, late)| (l.state(), if *late { l.backordered } else { 0 }))
                 .collect();
-            self.outbox.push(events::customer_event(
-                self.subjects,
-                Kind::DelayConsentRequired,
+            self.emit_for(
                 &id,
-                &customer,
-                &event_lines,
-                Some(respond_by),
-                self.now,
-            ));
+                events::customer_event(
+                    self.subjects,
+                    Kind::DelayConsentRequired,
+                    &id,
+                    &customer,
+                    &event_lines,
+                    Some(respond_by),
+                    self.now,
+                ),
+            );
             tracing::info!(order_id = %id, %respond_by, "delay consent asked");
         } else {
             if self.eta_owed.contains(&id) && order.eta_notify_due.is_none() {
@@ -272,15 +284,18 @@ impl Work<'_> {
                         .zip(&off)
                         .map(|(l, off)| (l.state(), if *off { l.backordered } else { 0 }))
                         .collect();
-                    self.outbox.push(events::customer_event(
-                        self.subjects,
-                        Kind::EtaChanged,
+                    self.emit_for(
                         &id,
-                        &customer,
-                        &event_lines,
-                        None,
-                        self.now,
-                    ));
+                        events::customer_event(
+                            self.subjects,
+                            Kind::EtaChanged,
+                            &id,
+                            &customer,
+                            &event_lines,
+                            None,
+                            self.now,
+                        ),
+                    );
                     for ((line, told), off) in lines.iter_mut().zip(&mut told).zip(&off) {
                         *told |= *off && promise(line);
                     }
@@ -431,18 +446,21 @@ impl Work<'_> {
             .map(|o| (o.order_id.as_str(), o.consent_due))
             .collect();
         for (order_id, status) in statuses {
-            self.outbox.push(events::order_status(
-                self.subjects,
+            self.emit_for(
                 order_id,
-                *status,
-                versions[order_id],
-                &lines[order_id]
-                    .iter()
-                    .map(LineRow::state)
-                    .collect::<Vec<_>>(),
-                consent[order_id.as_str()],
-                self.now,
-            ));
+                events::order_status(
+                    self.subjects,
+                    order_id,
+                    *status,
+                    versions[order_id],
+                    &lines[order_id]
+                        .iter()
+                        .map(LineRow::state)
+                        .collect::<Vec<_>>(),
+                    consent[order_id.as_str()],
+                    self.now,
+                ),
+            );
         }
         Ok(())
     }
@@ -477,12 +495,10 @@ impl Work<'_> {
                 inbound: inbound.get(&sku).copied().unwrap_or(0),
             };
             if rules::shortage(figures.backordered, figures.available, figures.inbound) > 0 {
-                self.outbox.push(events::reorder_needed(
-                    self.subjects,
-                    &sku,
-                    &figures,
-                    self.now,
-                ));
+                self.emit(
+                    None,
+                    events::reorder_needed(self.subjects, &sku, &figures, self.now),
+                );
             }
         }
         Ok(())

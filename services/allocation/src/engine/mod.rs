@@ -153,6 +153,7 @@ impl Engine {
             consent_needed: BTreeSet::new(),
             consent_settled: BTreeSet::new(),
             outbox: Vec::new(),
+            traces: HashMap::new(),
             history: Vec::new(),
             demand: BTreeMap::new(),
         })
@@ -161,10 +162,20 @@ impl Engine {
     /// Applies `commands` in one transaction, retrying it when Postgres picked it as a deadlock or
     /// serialization victim.
     pub async fn apply(&self, commands: &[Command]) -> Result<Vec<Applied>, sqlx::Error> {
+        self.apply_traced(commands, &[]).await
+    }
+
+    /// [`apply`](Self::apply), each command handled in the trace its message arrived in (`traces[i]` are the
+    /// trace headers of `commands[i]`; missing ones start no link).
+    pub async fn apply_traced(
+        &self,
+        commands: &[Command],
+        traces: &[Vec<(String, String)>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.apply_once(commands).await {
+            match self.apply_once(commands, traces).await {
                 Err(error) if attempt < 5 && is_retryable(&error) => {
                     tracing::info!(%error, attempt, "transaction lost a lock race, retrying");
                 }
@@ -173,17 +184,24 @@ impl Engine {
         }
     }
 
-    async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Applied>, sqlx::Error> {
+    async fn apply_once(
+        &self,
+        commands: &[Command],
+        traces: &[Vec<(String, String)>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
         let mut work = self.work(self.clock.now()).await?;
         work.lock_stock(commands).await?;
         let mut results = Vec::with_capacity(commands.len());
-        for command in commands {
+        for (i, command) in commands.iter().enumerate() {
             let span = tracing::info_span!(
                 "command",
                 id = %command.message_id(),
                 order_id = command.order_id().unwrap_or_default(),
                 sku = tracing::field::Empty,
             );
+            if let Some(trace) = traces.get(i) {
+                backorder_runtime::trace::follow(&span, trace);
+            }
             results.push(work.apply(command).instrument(span).await?);
         }
         work.finish().await?;
@@ -275,6 +293,8 @@ struct Work<'a> {
     /// Orders whose awaited consent was answered (or given up on) in this batch.
     consent_settled: BTreeSet<String>,
     outbox: Vec<Outgoing>,
+    /// The trace context of each command applied, by message id: events it causes are published in its trace.
+    traces: HashMap<String, Option<String>>,
     history: Vec<HistoryRow>,
     demand: BTreeMap<(String, NaiveDate), Demand>,
 }
@@ -445,6 +465,8 @@ impl Work<'_> {
 
     async fn apply(&mut self, command: &Command) -> Result<Applied, sqlx::Error> {
         let id = command.message_id();
+        self.traces
+            .insert(id.clone(), backorder_runtime::trace::traceparent());
         let claimed = sqlx::query(
             "insert into processed_messages (message_id) values ($1) on conflict do nothing",
         )
@@ -481,13 +503,10 @@ impl Work<'_> {
                     .bind(reason)
                     .execute(&mut *self.tx)
                     .await?;
-                self.outbox.push(events::request_refused(
-                    self.subjects,
-                    &id,
-                    command,
-                    reason,
-                    self.now,
-                ));
+                self.emit(
+                    Some(&id),
+                    events::request_refused(self.subjects, &id, command, reason, self.now),
+                );
             }
             Applied::NotYet(reason) => {
                 tracing::info!(%reason, "not yet");
@@ -588,6 +607,18 @@ impl Work<'_> {
             }
         }
         Ok(rows)
+    }
+
+    /// Queues an event for the outbox, in the trace of the message `cause` (when it has one).
+    fn emit(&mut self, cause: Option<&str>, mut outgoing: Outgoing) {
+        outgoing.traceparent = cause.and_then(|c| self.traces.get(c).cloned().flatten());
+        self.outbox.push(outgoing);
+    }
+
+    /// [`emit`](Self::emit) for an event about an order: in the trace of the last message that changed it.
+    fn emit_for(&mut self, order_id: &str, outgoing: Outgoing) {
+        let cause = self.causes.get(order_id).cloned();
+        self.emit(cause.as_deref(), outgoing);
     }
 
     /// Records that `units` of a line's released units are withdrawn from the WMS, and why.
@@ -724,14 +755,16 @@ impl Work<'_> {
         let o = &self.outbox;
         // `with ordinality` keeps the emit order in the outbox ids, which is the publish order.
         sqlx::query(
-            "insert into outbox (message_id, subject, payload)
-             select message_id, subject, payload
-             from unnest($1::text[], $2::text[], $3::bytea[]) with ordinality as o(message_id, subject, payload, n)
+            "insert into outbox (message_id, subject, payload, traceparent)
+             select message_id, subject, payload, traceparent
+             from unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+                  with ordinality as o(message_id, subject, payload, traceparent, n)
              order by n",
         )
         .bind(o.iter().map(|r| r.message_id.clone()).collect::<Vec<_>>())
         .bind(o.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
         .bind(o.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.traceparent.clone()).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
