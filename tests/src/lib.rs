@@ -242,8 +242,6 @@ pub struct System {
     bin_dir: PathBuf,
     /// The environment every service process gets.
     env: Vec<(String, String)>,
-    /// Where each service (its latest process) serves health and metrics.
-    http_addrs: HashMap<&'static str, std::net::SocketAddr>,
 }
 
 impl System {
@@ -293,6 +291,8 @@ impl System {
             ("NATS_URL".into(), nats_url),
             ("DATABASE_URL".into(), service_database_url),
             ("BO_PREFIX".into(), prefix),
+            // Health and metrics on a port the system picks, so systems side by side do not collide.
+            ("BO_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             (
                 "RUST_LOG".into(),
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -313,7 +313,6 @@ impl System {
             logs,
             bin_dir,
             env,
-            http_addrs: HashMap::new(),
         };
         for service in SERVICES {
             system.spawn(service)?;
@@ -329,17 +328,13 @@ impl System {
         Ok(())
     }
 
-    fn launch(&mut self, service: &'static str, log: &str) -> anyhow::Result<Child> {
+    fn launch(&self, service: &str, log: &str) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
-        // A free port of its own for health and metrics, so systems started side by side do not collide.
-        let http_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        self.http_addrs.insert(service, http_addr);
         Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("BO_HTTP_ADDR", http_addr.to_string())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -354,9 +349,32 @@ impl System {
         Ok(())
     }
 
-    /// Where `service` serves `/health`, `/ready` and `/metrics`.
-    pub fn http_addr(&self, service: &str) -> Option<std::net::SocketAddr> {
-        self.http_addrs.get(service).copied()
+    /// Where `service` serves `/health`, `/ready` and `/metrics`: the port it was given, read from its log.
+    pub async fn http_addr(&self, service: &str) -> anyhow::Result<std::net::SocketAddr> {
+        let path = self.logs.join(format!("{service}.log"));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let served = log
+                .lines()
+                .filter(|line| line.contains("health and metrics served"))
+                .filter_map(|line| line.split("127.0.0.1:").nth(1))
+                .filter_map(|rest| {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    port.parse::<u16>().ok()
+                })
+                .next_back();
+            if let Some(port) = served {
+                return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{service} never said where it serves health and metrics; see {}",
+                    path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The books' invariants, checked in allocation's database; empty when they hold.
@@ -501,19 +519,6 @@ async fn remove_stale_streams(bus: &Bus, now: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_old_test_resources_are_stale() {
-        assert!(is_stale("E2E-100-ABCD_IN", 100 + STALE_AFTER_SECS + 1));
-        assert!(is_stale("e2e_100_abcd", 100 + STALE_AFTER_SECS + 1));
-        assert!(!is_stale("e2e_100_abcd", 200));
-        assert!(!is_stale("BO_IN", u64::MAX));
-    }
-}
-
 /// `GET path` on `addr` over plain HTTP/1.0: (status code, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -533,4 +538,17 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_test_resources_are_stale() {
+        assert!(is_stale("E2E-100-ABCD_IN", 100 + STALE_AFTER_SECS + 1));
+        assert!(is_stale("e2e_100_abcd", 100 + STALE_AFTER_SECS + 1));
+        assert!(!is_stale("e2e_100_abcd", 200));
+        assert!(!is_stale("BO_IN", u64::MAX));
+    }
 }

@@ -64,9 +64,7 @@ async fn an_order_keeps_its_trace_from_the_oms_to_the_email_and_every_service_re
     }
 
     for service in SERVICES {
-        let addr = system
-            .http_addr(service)
-            .expect("every service has an address");
+        let addr = system.http_addr(service).await?;
         assert_eq!(http_get(addr, "/health").await?.0, 200, "{service} /health");
         let (status, body) = http_get(addr, "/ready").await?;
         assert_eq!(
