@@ -125,10 +125,10 @@ impl Command {
             Command::ReceiveStock(r) => vec![&r.sku],
             Command::AdjustStock(a) => vec![&a.sku],
             Command::UpdateSupply { supply, .. } => vec![&supply.sku],
-            Command::ConfirmShipment { .. }
-            | Command::CancelOrder(_)
-            | Command::UpsertSku { .. }
-            | Command::AnswerDelay(_) => vec![],
+            Command::UpsertSku { sku, .. } => vec![&sku.sku],
+            Command::ConfirmShipment { .. } | Command::CancelOrder(_) | Command::AnswerDelay(_) => {
+                vec![]
+            }
         }
     }
 

@@ -1,11 +1,10 @@
 //! The end of a batch: per changed order, release to the WMS what it may pick (or withdraw what it may no
-//! longer), tell the customer what changed, and send the OMS the new status; per SKU that got new backorders,
-//! one reorder event.
+//! longer), tell the customer what changed (and a date change owed, or a delay that needs consent), and send
+//! the OMS the new status; per SKU that got new backorders or supply, one reorder event.
 
 use std::collections::{BTreeMap, HashMap};
 
 use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
-
 use chrono::{DateTime, Utc};
 
 use super::promise::off_by;

@@ -2,7 +2,7 @@
 //! (a supply date passing, an estimate falling due); the customer is told of real moves, coalesced, and asked
 //! to consent when a date slips too far past the first one promised.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::DelayAnswer;
 use chrono::{DateTime, Duration, Utc};
@@ -13,6 +13,7 @@ use crate::rules;
 
 #[derive(sqlx::FromRow)]
 struct QueueRow {
+    sku: String,
     order_id: String,
     line_no: i32,
     backordered: i64,
@@ -25,6 +26,7 @@ struct QueueRow {
 
 #[derive(sqlx::FromRow)]
 struct SupplyRow {
+    sku: String,
     po_id: String,
     line_no: i32,
     expected_at: DateTime<Utc>,
@@ -36,35 +38,84 @@ fn apart(a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
 }
 
 impl Work<'_> {
-    /// Re-projects every SKU marked in this batch, in SKU order.
+    /// Re-projects every SKU marked in this batch, in SKU order. The queues, supply and lead times of all of
+    /// them are read in three queries: a batch of orders may mark a thousand SKUs.
     pub(super) async fn project_etas(&mut self) -> Result<(), sqlx::Error> {
-        for (sku, cause) in std::mem::take(&mut self.eta_skus) {
-            self.project(&sku, &cause).await?;
+        let marked = std::mem::take(&mut self.eta_skus);
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let skus: Vec<String> = marked.keys().cloned().collect();
+        // Locked already wherever the batch changed a SKU; this only guards a path that did not.
+        self.lock_skus(skus.clone()).await?;
+        let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told, promised_eta
+             from order_lines where sku = any($1) and backordered > 0
+             order by sku, priority desc, placed_at, order_id, line_no",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            queues.entry(row.sku.clone()).or_default().push(row);
+        }
+        let mut supplies: BTreeMap<String, Vec<SupplyRow>> = BTreeMap::new();
+        let rows: Vec<SupplyRow> = sqlx::query_as(
+            "select sku, po_id, line_no, expected_at, quantity_open from supply
+             where sku = any($1) and quantity_open > 0 and not cancelled
+             order by sku, expected_at, po_id, line_no",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            supplies.entry(row.sku.clone()).or_default().push(row);
+        }
+        let lead_times: HashMap<String, i32> =
+            sqlx::query_as("select sku, lead_time_days from skus where sku = any($1)")
+                .bind(&skus)
+                .fetch_all(&mut *self.tx)
+                .await?
+                .into_iter()
+                .collect();
+        let mut changed = Vec::new();
+        for (sku, cause) in marked {
+            let queue = queues.remove(&sku).unwrap_or_default();
+            let supply = supplies.remove(&sku).unwrap_or_default();
+            let lead_time = lead_times.get(&sku).copied();
+            changed.extend(
+                self.project(&sku, &cause, queue, &supply, lead_time)
+                    .await?,
+            );
+        }
+        if !changed.is_empty() {
+            sqlx::query(
+                "update order_lines l set eta = n.eta, eta_estimated = n.estimated, eta_late = n.late
+                 from unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bool[])
+                      as n(order_id, line_no, eta, estimated, late)
+                 where l.order_id = n.order_id and l.line_no = n.line_no",
+            )
+            .bind(changed.iter().map(|c| c.0.clone()).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.1).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.2.at).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.2.estimated).collect::<Vec<_>>())
+            .bind(changed.iter().map(|c| c.2.late).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
         }
         Ok(())
     }
 
-    async fn project(&mut self, sku: &str, cause: &str) -> Result<(), sqlx::Error> {
-        let queue: Vec<QueueRow> = sqlx::query_as(
-            "select order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told, promised_eta
-             from order_lines where sku = $1 and backordered > 0
-             order by priority desc, placed_at, order_id, line_no",
-        )
-        .bind(sku)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let supply: Vec<SupplyRow> = sqlx::query_as(
-            "select po_id, line_no, expected_at, quantity_open from supply
-             where sku = $1 and quantity_open > 0 and not cancelled order by expected_at, po_id, line_no",
-        )
-        .bind(sku)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let lead_time: Option<i32> =
-            sqlx::query_scalar("select lead_time_days from skus where sku = $1")
-                .bind(sku)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+    /// Projects one SKU; returns its lines whose date changed, and remembers which orders must hear of it.
+    async fn project(
+        &mut self,
+        sku: &str,
+        cause: &str,
+        queue: Vec<QueueRow>,
+        supply: &[SupplyRow],
+        lead_time: Option<i32>,
+    ) -> Result<Vec<(String, i32, Eta)>, sqlx::Error> {
         let settings = Settings {
             handling: self.policy.handling,
             grace: self.policy.overdue_grace,
@@ -100,7 +151,7 @@ impl Work<'_> {
         let threshold = self.policy.eta_threshold;
         let mut changed = Vec::new();
         let mut orders = BTreeSet::new();
-        for (row, new) in queue.iter().zip(&etas) {
+        for (row, new) in queue.iter().zip(etas) {
             let flags = (new.estimated, new.late) != (row.eta_estimated, row.eta_late);
             if row.eta == Some(new.at) && !flags {
                 continue;
@@ -126,7 +177,7 @@ impl Work<'_> {
                 self.consent_needed.insert(row.order_id.clone());
                 orders.insert(row.order_id.clone());
             }
-            let detail = explain(new, &supply, &settings);
+            let detail = explain(&new, &supply, &settings);
             self.record(
                 &row.order_id,
                 row.line_no,
@@ -136,26 +187,14 @@ impl Work<'_> {
                 cause,
                 detail,
             );
-            changed.push((row, new));
+            changed.push((row.order_id.clone(), row.line_no, new));
         }
         if !changed.is_empty() {
-            sqlx::query(
-                "update order_lines l set eta = n.eta, eta_estimated = n.estimated, eta_late = n.late
-                 from unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bool[])
-                      as n(order_id, line_no, eta, estimated, late)
-                 where l.order_id = n.order_id and l.line_no = n.line_no",
-            )
-            .bind(changed.iter().map(|c| c.0.order_id.clone()).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.0.line_no).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.1.at).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.1.estimated).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.1.late).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
             tracing::info!(sku, lines = changed.len(), "ETAs re-projected");
         }
         let orders: Vec<String> = orders.into_iter().collect();
-        self.touch(&orders, cause).await
+        self.touch(&orders, cause).await?;
+        Ok(changed)
     }
 
     /// The timers due at `self.now`: SKUs to re-project, consent deadlines passed, ETA notices owed.

@@ -38,6 +38,9 @@ impl Work<'_> {
         if applied == 0 {
             tracing::info!(sequence, "a newer rule for the SKU is already stored");
         } else {
+            // A new lead time moves the estimates.
+            self.eta_skus
+                .insert(sku.sku.clone(), format!("sku/{}/{sequence}", sku.sku));
             tracing::info!(
                 backorderable = sku.backorderable,
                 max_backorder_quantity = sku.max_backorder_quantity,
