@@ -49,8 +49,10 @@ impl Work<'_> {
             tracing::info!("order already known, nothing new");
             return Ok(Applied::Duplicate);
         }
-        self.touch(std::slice::from_ref(&order.order_id), cause)
-            .await?;
+        // A new order had no lines before this batch: nothing to read.
+        self.before.insert(order.order_id.clone(), Vec::new());
+        self.causes
+            .insert(order.order_id.clone(), cause.to_string());
 
         let (mut room, preorder) = self.sku_rules(order).await?;
         let limits = room.clone();

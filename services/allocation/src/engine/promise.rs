@@ -190,7 +190,7 @@ impl Work<'_> {
             changed.push((row.order_id.clone(), row.line_no, new));
         }
         if !changed.is_empty() {
-            tracing::info!(sku, lines = changed.len(), "ETAs re-projected");
+            tracing::debug!(sku, lines = changed.len(), "ETAs re-projected");
         }
         let orders: Vec<String> = orders.into_iter().collect();
         self.touch(&orders, cause).await?;
