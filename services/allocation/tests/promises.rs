@@ -3,6 +3,7 @@
 
 mod common;
 
+use allocation::command::Command;
 use allocation::engine::{Applied, Engine, Policy};
 use backorder_proto::v1::{CustomerEvent, OrderStatus, ReorderNeeded, customer_event::Kind};
 use backorder_runtime::time;
@@ -45,7 +46,7 @@ async fn eta_day(pool: &PgPool, order_id: &str) -> Option<i64> {
 #[sqlx::test]
 async fn a_backorder_gets_its_po_date_one_eta_change_per_move_then_ready_to_ship(pool: PgPool) {
     let engine = at_day(&pool, 0);
-    let apply = |commands: Vec<allocation::command::Command>| {
+    let apply = |commands: Vec<Command>| {
         let engine = engine.clone();
         async move { engine.apply(&commands).await.unwrap() }
     };
@@ -114,8 +115,6 @@ async fn a_backorder_gets_its_po_date_one_eta_change_per_move_then_ready_to_ship
     assert_eq!(trail, 4, "each change of the ETA is in the audit trail");
     assert_invariants(&pool).await;
 }
-
-use allocation::command::Command;
 
 #[sqlx::test]
 async fn a_late_supplier_slips_the_eta_from_now_and_the_customer_is_told_before_asking(

@@ -261,10 +261,18 @@ async fn command(
         Op::Clock { hours } => {
             let to = engine.clock.now() + chrono::Duration::hours(*hours);
             engine.clock.advance(to).unwrap();
+            let mut fired = Vec::new();
             while let Some(due) = engine.next_due().await.unwrap() {
                 if due > to {
                     break;
                 }
+                // A timer that does not move on when fired would fire for ever.
+                assert!(
+                    fired.len() < 1000,
+                    "timers do not move on: {:?}",
+                    &fired[990..]
+                );
+                fired.push(due);
                 engine.tick(due).await.unwrap();
             }
             return None;

@@ -77,7 +77,17 @@ impl Work<'_> {
             demand.cancelled_short += split.cancelled;
             if split.backordered > 0 {
                 self.short_skus.insert(line.sku.clone());
-                self.eta_skus.insert(line.sku.clone(), cause.to_string());
+                self.mark_eta(&line.sku, cause, false);
+                self.appended
+                    .entry(line.sku.clone())
+                    .or_default()
+                    .push(super::Appended {
+                        priority: order.priority,
+                        placed_at,
+                        order_id: order.order_id.clone(),
+                        line_no,
+                        units: split.backordered,
+                    });
             }
             let waits_as = if preorder[&line.sku] {
                 "pre-order"

@@ -148,6 +148,7 @@ impl Engine {
             cancellations: Vec::new(),
             short_skus: BTreeSet::new(),
             eta_skus: BTreeMap::new(),
+            appended: BTreeMap::new(),
             eta_moved: BTreeSet::new(),
             eta_owed: BTreeSet::new(),
             consent_needed: BTreeSet::new(),
@@ -257,6 +258,24 @@ struct Announced {
     lines: Vec<(i32, String, i64)>,
 }
 
+/// Why a SKU is re-projected: the (latest) message that moved it, and whether its projection may have changed
+/// for lines already dated (anything but new backorders).
+#[derive(Debug, Clone)]
+struct Marked {
+    cause: String,
+    full: bool,
+}
+
+/// A backorder line a new order added: its place in the queue and its waiting units.
+#[derive(Debug, Clone)]
+struct Appended {
+    priority: i32,
+    placed_at: DateTime<Utc>,
+    order_id: String,
+    line_no: i32,
+    units: i64,
+}
+
 /// Per SKU and day: what was ordered and what of it could not be allocated at once.
 #[derive(Debug, Clone, Copy, Default)]
 struct Demand {
@@ -282,8 +301,12 @@ struct Work<'a> {
     cancellations: Vec<Announced>,
     /// SKUs that got new backorders or supply: each gets one ReorderNeeded at the end.
     short_skus: BTreeSet<String>,
-    /// SKUs whose queue or supply moved, with the message that moved them: re-projected at the end.
-    eta_skus: BTreeMap<String, String>,
+    /// SKUs whose queue or supply moved, with the message that moved them and whether anything but new
+    /// backorders did: re-projected at the end.
+    eta_skus: BTreeMap<String, Marked>,
+    /// The backorder lines new orders of this batch added, per SKU: when nothing else moved a SKU, only they
+    /// need a date.
+    appended: BTreeMap<String, Vec<Appended>>,
     /// Orders with a line whose ETA moved by the threshold or more: they get a new status.
     eta_moved: BTreeSet<String>,
     /// Orders with a line the customer was told a date for that is now off by the threshold or more.
@@ -603,10 +626,20 @@ impl Work<'_> {
         .await?;
         for ((_, _, delta), row) in changes.iter().zip(&rows) {
             if delta.backordered != 0 {
-                self.eta_skus.insert(row.sku.clone(), cause.to_string());
+                self.mark_eta(&row.sku, cause, true);
             }
         }
         Ok(rows)
+    }
+
+    /// Marks a SKU for re-projection at the end of the batch; `full` unless only new backorders moved it.
+    fn mark_eta(&mut self, sku: &str, cause: &str, full: bool) {
+        let marked = self.eta_skus.entry(sku.to_string()).or_insert(Marked {
+            cause: cause.to_string(),
+            full,
+        });
+        marked.cause = cause.to_string();
+        marked.full |= full;
     }
 
     /// Queues an event for the outbox, in the trace of the message `cause` (when it has one).

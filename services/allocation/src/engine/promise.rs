@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use backorder_proto::v1::DelayAnswer;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Applied, LineRow, Work};
+use super::{Appended, Applied, LineRow, Work};
 use crate::eta::{self, Eta, Settings, Supply, Waiting};
 use crate::rules;
 
@@ -22,6 +22,19 @@ struct QueueRow {
     eta_late: bool,
     eta_told: Option<DateTime<Utc>>,
     promised_eta: Option<DateTime<Utc>>,
+}
+
+/// The last dated line of a SKU's queue, and the earliest and latest of its dates.
+#[derive(sqlx::FromRow)]
+struct Tail {
+    sku: String,
+    priority: i32,
+    placed_at: DateTime<Utc>,
+    order_id: String,
+    line_no: i32,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    all_estimated: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -39,27 +52,17 @@ fn apart(a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
 
 impl Work<'_> {
     /// Re-projects every SKU marked in this batch, in SKU order. The queues, supply and lead times of all of
-    /// them are read in three queries: a batch of orders may mark a thousand SKUs.
+    /// them are read in a few queries: a batch of orders may mark a thousand SKUs. A SKU that only got new
+    /// backorders at the end of its queue, with no supply, needs no queue read at all (see `append_estimates`).
     pub(super) async fn project_etas(&mut self) -> Result<(), sqlx::Error> {
         let marked = std::mem::take(&mut self.eta_skus);
+        let mut appended = std::mem::take(&mut self.appended);
         if marked.is_empty() {
             return Ok(());
         }
         let skus: Vec<String> = marked.keys().cloned().collect();
         // Locked already wherever the batch changed a SKU; this only guards a path that did not.
         self.lock_skus(skus.clone()).await?;
-        let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
-        let rows: Vec<QueueRow> = sqlx::query_as(
-            "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told, promised_eta
-             from order_lines where sku = any($1) and backordered > 0
-             order by sku, priority desc, placed_at, order_id, line_no",
-        )
-        .bind(&skus)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        for row in rows {
-            queues.entry(row.sku.clone()).or_default().push(row);
-        }
         let mut supplies: BTreeMap<String, Vec<SupplyRow>> = BTreeMap::new();
         let rows: Vec<SupplyRow> = sqlx::query_as(
             "select sku, po_id, line_no, expected_at, quantity_open from supply
@@ -79,15 +82,51 @@ impl Work<'_> {
                 .await?
                 .into_iter()
                 .collect();
+        let appending: Vec<String> = marked
+            .iter()
+            .filter(|(sku, m)| !m.full && !supplies.contains_key(*sku))
+            .map(|(sku, _)| sku.clone())
+            .collect();
+        let tails = self.dated_tails(&appending).await?;
+
         let mut changed = Vec::new();
-        for (sku, cause) in marked {
-            let queue = queues.remove(&sku).unwrap_or_default();
-            let supply = supplies.remove(&sku).unwrap_or_default();
-            let lead_time = lead_times.get(&sku).copied();
-            changed.extend(
-                self.project(&sku, &cause, queue, &supply, lead_time)
-                    .await?,
-            );
+        let mut full = Vec::new();
+        for (sku, marked) in marked {
+            let settings = self.settings(lead_times.get(&sku).copied());
+            if appending.contains(&sku) {
+                let new = appended.remove(&sku).unwrap_or_default();
+                if let Some(dated) =
+                    self.append_estimates(&sku, &marked.cause, tails.get(&sku), new, &settings)
+                {
+                    changed.extend(dated);
+                    continue;
+                }
+            }
+            full.push((sku, marked.cause, settings));
+        }
+        if !full.is_empty() {
+            let skus: Vec<&String> = full.iter().map(|f| &f.0).collect();
+            let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
+            let rows: Vec<QueueRow> = sqlx::query_as(
+                "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told,
+                        promised_eta
+                 from order_lines where sku = any($1) and backordered > 0
+                 order by sku, priority desc, placed_at, order_id, line_no",
+            )
+            .bind(&skus)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for row in rows {
+                queues.entry(row.sku.clone()).or_default().push(row);
+            }
+            for (sku, cause, settings) in full {
+                let queue = queues.remove(&sku).unwrap_or_default();
+                let supply = supplies.remove(&sku).unwrap_or_default();
+                changed.extend(
+                    self.project(&sku, &cause, queue, &supply, &settings)
+                        .await?,
+                );
+            }
         }
         if !changed.is_empty() {
             sqlx::query(
@@ -107,6 +146,94 @@ impl Work<'_> {
         Ok(())
     }
 
+    fn settings(&self, lead_time_days: Option<i32>) -> Settings {
+        Settings {
+            handling: self.policy.handling,
+            grace: self.policy.overdue_grace,
+            lead_time: lead_time_days
+                .filter(|days| *days > 0)
+                .map_or(self.policy.default_lead_time, |days| {
+                    Duration::days(days.into())
+                }),
+        }
+    }
+
+    /// Per SKU, the last dated line of its queue and the span of its dates.
+    async fn dated_tails(&mut self, skus: &[String]) -> Result<HashMap<String, Tail>, sqlx::Error> {
+        if skus.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<Tail> = sqlx::query_as(
+            "select distinct on (sku) sku, priority, placed_at, order_id, line_no,
+                    min(eta) over w as first, max(eta) over w as last,
+                    bool_and(eta_estimated) over w as all_estimated
+             from order_lines where sku = any($1) and backordered > 0 and eta is not null
+             window w as (partition by sku)
+             order by sku, priority, placed_at desc, order_id desc, line_no desc",
+        )
+        .bind(skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.into_iter().map(|t| (t.sku.clone(), t)).collect())
+    }
+
+    /// Dates the new backorders of a SKU without reading its queue, when that gives what a full projection
+    /// would: no supply, every line already dated is an estimate still ahead (so it is kept), and the new lines
+    /// queue behind all of them (so they move nobody). They get a fresh estimate, not earlier than the last
+    /// date in the queue. `None` when the conditions do not hold.
+    fn append_estimates(
+        &mut self,
+        sku: &str,
+        cause: &str,
+        tail: Option<&Tail>,
+        mut new: Vec<Appended>,
+        settings: &Settings,
+    ) -> Option<Vec<(String, i32, Eta)>> {
+        let queue_key = |priority: i32, placed_at, order_id: &str, line_no: i32| {
+            (
+                -i64::from(priority),
+                placed_at,
+                order_id.to_string(),
+                line_no,
+            )
+        };
+        if let Some(tail) = tail {
+            let tail_key = queue_key(tail.priority, tail.placed_at, &tail.order_id, tail.line_no);
+            let behind = new
+                .iter()
+                .all(|n| queue_key(n.priority, n.placed_at, &n.order_id, n.line_no) > tail_key);
+            if !(tail.all_estimated && tail.first > self.now && behind) {
+                return None;
+            }
+        }
+        new.sort_by_key(|n| queue_key(n.priority, n.placed_at, &n.order_id, n.line_no));
+        let fresh = self.now + settings.lead_time + settings.handling;
+        let at = tail.map_or(fresh, |t| fresh.max(t.last));
+        let eta = Eta {
+            at,
+            estimated: true,
+            late: false,
+            source: None,
+        };
+        let check = tail.map_or(at, |t| t.first.min(at));
+        self.stock_mut(sku).eta_check_at = Some(check);
+        let mut dated = Vec::with_capacity(new.len());
+        for line in new {
+            let detail = explain(&eta, &[], settings);
+            self.record(
+                &line.order_id,
+                line.line_no,
+                sku,
+                "eta",
+                line.units,
+                cause,
+                detail,
+            );
+            dated.push((line.order_id, line.line_no, eta.clone()));
+        }
+        Some(dated)
+    }
+
     /// Projects one SKU; returns its lines whose date changed, and remembers which orders must hear of it.
     async fn project(
         &mut self,
@@ -114,17 +241,8 @@ impl Work<'_> {
         cause: &str,
         queue: Vec<QueueRow>,
         supply: &[SupplyRow],
-        lead_time: Option<i32>,
+        settings: &Settings,
     ) -> Result<Vec<(String, i32, Eta)>, sqlx::Error> {
-        let settings = Settings {
-            handling: self.policy.handling,
-            grace: self.policy.overdue_grace,
-            lead_time: lead_time
-                .filter(|days| *days > 0)
-                .map_or(self.policy.default_lead_time, |days| {
-                    Duration::days(days.into())
-                }),
-        };
         let supply: Vec<Supply> = supply
             .iter()
             .map(|s| Supply {
@@ -145,8 +263,8 @@ impl Work<'_> {
                 }),
             })
             .collect();
-        let etas = eta::project(self.now, &waiting, &supply, &settings);
-        self.stock_mut(sku).eta_check_at = eta::next_check(self.now, &supply, &etas, &settings);
+        let etas = eta::project(self.now, &waiting, &supply, settings);
+        self.stock_mut(sku).eta_check_at = eta::next_check(self.now, &supply, &etas, settings);
 
         let threshold = self.policy.eta_threshold;
         let mut changed = Vec::new();
@@ -177,7 +295,7 @@ impl Work<'_> {
                 self.consent_needed.insert(row.order_id.clone());
                 orders.insert(row.order_id.clone());
             }
-            let detail = explain(&new, &supply, &settings);
+            let detail = explain(&new, &supply, settings);
             self.record(
                 &row.order_id,
                 row.line_no,
@@ -228,7 +346,7 @@ impl Work<'_> {
         self.lock_skus(locks.into_iter().collect()).await?;
         let cause = format!("clock/{}", self.now.to_rfc3339());
         for sku in skus {
-            self.eta_skus.insert(sku, cause.clone());
+            self.mark_eta(&sku, &cause, true);
         }
         for order_id in expired {
             self.consent_expired(&order_id, &cause).await?;
@@ -329,6 +447,9 @@ impl Work<'_> {
         cause: &str,
     ) -> Result<(), sqlx::Error> {
         let lines = self.lines_of(order_id).await?;
+        // Touched even when nothing waits any more (filled since the question): the order's status clears
+        // the question.
+        self.touch(&[order_id.to_string()], cause).await?;
         let units: BTreeMap<i32, rules::LineUnits> =
             lines.iter().map(|l| (l.line_no, l.units())).collect();
         let waiting: Vec<(i32, i64)> = lines

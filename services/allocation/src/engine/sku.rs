@@ -39,8 +39,8 @@ impl Work<'_> {
             tracing::info!(sequence, "a newer rule for the SKU is already stored");
         } else {
             // A new lead time moves the estimates.
-            self.eta_skus
-                .insert(sku.sku.clone(), format!("sku/{}/{sequence}", sku.sku));
+            let cause = format!("sku/{}/{sequence}", sku.sku);
+            self.mark_eta(&sku.sku, &cause, true);
             tracing::info!(
                 backorderable = sku.backorderable,
                 max_backorder_quantity = sku.max_backorder_quantity,

@@ -20,7 +20,7 @@ impl Work<'_> {
         if !receipt.po_id.is_empty() {
             self.receive_on_po(&receipt.po_id, &receipt.sku, receipt.quantity)
                 .await?;
-            self.eta_skus.insert(receipt.sku.clone(), cause.to_string());
+            self.mark_eta(&receipt.sku, cause, true);
             self.short_skus.insert(receipt.sku.clone());
         }
         self.fill_backorders(&receipt.sku, cause).await?;

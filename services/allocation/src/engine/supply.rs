@@ -67,7 +67,7 @@ impl Work<'_> {
             skus.push(old_sku);
         }
         for sku in skus {
-            self.eta_skus.insert(sku.clone(), cause.to_string());
+            self.mark_eta(&sku, cause, true);
             self.short_skus.insert(sku);
         }
         Ok(Applied::Done)
