@@ -32,13 +32,24 @@ impl Timers {
 
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut last_fired = None;
         loop {
             let pause = match self.engine.next_due().await {
+                // Firing a timer moves it on; one that stays put is a bug, and must not spin the loop.
+                Ok(Some(due)) if last_fired == Some(due) => {
+                    tracing::error!(%due, "a timer did not move on when fired; looking again in a minute");
+                    last_fired = None;
+                    Some(IDLE)
+                }
                 // A simulated clock replays each timer at its own time. On the wall clock a timer found overdue
                 // (the service was down) fires as of now, so customers are not told dates already past.
                 Ok(Some(due)) if due <= self.clock.now() => {
                     match self.engine.tick(self.fire_at(due)).await {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            metrics::counter!("bo_timers_fired_total").increment(1);
+                            last_fired = Some(due);
+                            continue;
+                        }
                         Err(error) => {
                             tracing::warn!(%error, %due, "firing timers failed; trying again shortly");
                             Some(Duration::from_secs(1))
