@@ -12,12 +12,15 @@ const CHECKS: &[&str] = &[
      from stock
      where on_hand < 0 or allocated < 0 or allocated > on_hand or received + adjusted <> on_hand + shipped",
     // What the stock row says is allocated and shipped is what the lines hold.
-    "select format('stock %s: allocated %s but lines hold %s; shipped %s but lines shipped %s',
-                   s.sku, s.allocated, coalesce(l.allocated, 0), s.shipped, coalesce(l.shipped, 0))
+    "select format('stock %s: allocated %s but lines hold %s; shipped %s but lines shipped %s; backordered %s but lines wait for %s',
+                   s.sku, s.allocated, coalesce(l.allocated, 0), s.shipped, coalesce(l.shipped, 0),
+                   s.backordered, coalesce(l.backordered, 0))
      from stock s
-     left join (select sku, sum(allocated) allocated, sum(shipped) shipped from order_lines group by sku) l
+     left join (select sku, sum(allocated) allocated, sum(shipped) shipped, sum(backordered) backordered
+                from order_lines group by sku) l
           using (sku)
-     where s.allocated <> coalesce(l.allocated, 0) or s.shipped <> coalesce(l.shipped, 0)",
+     where s.allocated <> coalesce(l.allocated, 0) or s.shipped <> coalesce(l.shipped, 0)
+        or s.backordered <> coalesce(l.backordered, 0)",
     // Every line adds up, nothing negative, released within allocated.
     "select format('line %s/%s: ordered %s <> allocated %s + backordered %s + shipped %s + cancelled %s, released %s',
                    order_id, line_no, ordered, allocated, backordered, shipped, cancelled, released)

@@ -469,13 +469,6 @@ impl Work<'_> {
             return Ok(());
         }
         let skus: Vec<String> = self.short_skus.iter().cloned().collect();
-        let backordered: Vec<(String, i64)> = sqlx::query_as(
-            "select sku, sum(backordered)::bigint from order_lines
-             where sku = any($1) and backordered > 0 group by sku order by sku",
-        )
-        .bind(&skus)
-        .fetch_all(&mut *self.tx)
-        .await?;
         let inbound: HashMap<String, i64> = sqlx::query_as(
             "select sku, sum(quantity_open)::bigint from supply
              where sku = any($1) and quantity_open > 0 and not cancelled group by sku",
@@ -485,10 +478,13 @@ impl Work<'_> {
         .await?
         .into_iter()
         .collect();
-        for (sku, backordered) in backordered {
+        for sku in skus {
             let stock = self.stock[&sku];
+            if stock.backordered == 0 {
+                continue;
+            }
             let figures = StockFigures {
-                backordered,
+                backordered: stock.backordered,
                 on_hand: stock.on_hand,
                 available: stock.available(),
                 inbound: inbound.get(&sku).copied().unwrap_or(0),

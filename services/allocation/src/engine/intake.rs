@@ -70,7 +70,9 @@ impl Work<'_> {
         let day = placed_at.date_naive();
         for (line, split) in order.lines.iter().zip(&splits) {
             let line_no = line.line_no as i32;
-            self.stock_mut(&line.sku).allocated += split.allocated;
+            let stock = self.stock_mut(&line.sku);
+            stock.allocated += split.allocated;
+            stock.backordered += split.backordered;
             let demand = self.demand.entry((line.sku.clone(), day)).or_default();
             demand.ordered += line.quantity;
             demand.backordered += split.backordered;

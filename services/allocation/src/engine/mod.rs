@@ -222,6 +222,8 @@ struct Stock {
     received: i64,
     adjusted: i64,
     shipped: i64,
+    /// Open backordered units of the SKU (the sum over its waiting lines).
+    backordered: i64,
     /// When the SKU's projection changes by itself.
     eta_check_at: Option<DateTime<Utc>>,
 }
@@ -457,21 +459,24 @@ impl Work<'_> {
         .bind(&skus)
         .execute(&mut *self.tx)
         .await?;
-        type Row = (String, i64, i64, i64, i64, i64, Option<DateTime<Utc>>);
+        type Row = (String, i64, i64, i64, i64, i64, i64, Option<DateTime<Utc>>);
         let rows: Vec<Row> = sqlx::query_as(
-            "select sku, on_hand, allocated, received, adjusted, shipped, eta_check_at from stock
+            "select sku, on_hand, allocated, received, adjusted, shipped, backordered, eta_check_at from stock
              where sku = any($1) order by sku for update",
         )
         .bind(&skus)
         .fetch_all(&mut *self.tx)
         .await?;
-        for (sku, on_hand, allocated, received, adjusted, shipped, eta_check_at) in rows {
+        for (sku, on_hand, allocated, received, adjusted, shipped, backordered, eta_check_at) in
+            rows
+        {
             let row = Stock {
                 on_hand,
                 allocated,
                 received,
                 adjusted,
                 shipped,
+                backordered,
                 eta_check_at,
             };
             self.stock.insert(sku, row);
@@ -624,8 +629,15 @@ impl Work<'_> {
         .bind(self.now)
         .fetch_all(&mut *self.tx)
         .await?;
-        for ((_, _, delta), row) in changes.iter().zip(&rows) {
-            if delta.backordered != 0 {
+        // `returning` comes in no particular order: pair each row with its change by key.
+        let waiting: HashMap<(&str, i32), i64> = changes
+            .iter()
+            .map(|(order_id, line_no, delta)| ((order_id.as_str(), *line_no), delta.backordered))
+            .collect();
+        for row in &rows {
+            let change = waiting[&(row.order_id.as_str(), row.line_no)];
+            if change != 0 {
+                self.stock_mut(&row.sku).backordered += change;
                 self.mark_eta(&row.sku, cause, true);
             }
         }
@@ -714,10 +726,11 @@ impl Work<'_> {
         let rows: Vec<(&String, &Stock)> = self.stock.iter().collect();
         sqlx::query(
             "update stock s set on_hand = n.on_hand, allocated = n.allocated, received = n.received,
-                                adjusted = n.adjusted, shipped = n.shipped, eta_check_at = n.eta_check_at
+                                adjusted = n.adjusted, shipped = n.shipped, eta_check_at = n.eta_check_at,
+                                backordered = n.backordered
              from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                         $7::timestamptz[])
-                  as n(sku, on_hand, allocated, received, adjusted, shipped, eta_check_at)
+                         $7::timestamptz[], $8::bigint[])
+                  as n(sku, on_hand, allocated, received, adjusted, shipped, eta_check_at, backordered)
              where s.sku = n.sku",
         )
         .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
@@ -727,6 +740,7 @@ impl Work<'_> {
         .bind(rows.iter().map(|r| r.1.adjusted).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.shipped).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.eta_check_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.backordered).collect::<Vec<_>>())
         .execute(&mut *self.tx)
         .await?;
         Ok(())

@@ -24,7 +24,8 @@ struct QueueRow {
     promised_eta: Option<DateTime<Utc>>,
 }
 
-/// The last dated line of a SKU's queue, and the earliest and latest of its dates.
+/// The last dated line of a SKU's queue and the first and last of its dates; `all_estimated`: the first is an
+/// estimate, so all are (lines a purchase order covers come first).
 #[derive(sqlx::FromRow)]
 struct Tail {
     sku: String,
@@ -158,18 +159,24 @@ impl Work<'_> {
         }
     }
 
-    /// Per SKU, the last dated line of its queue and the span of its dates.
+    /// Per SKU, the last dated line of its queue and the first and last of its dates. Dates never decrease
+    /// along a queue, so the head and the tail of the dated lines tell it: two index lookups per SKU.
     async fn dated_tails(&mut self, skus: &[String]) -> Result<HashMap<String, Tail>, sqlx::Error> {
         if skus.is_empty() {
             return Ok(HashMap::new());
         }
         let rows: Vec<Tail> = sqlx::query_as(
-            "select distinct on (sku) sku, priority, placed_at, order_id, line_no,
-                    min(eta) over w as first, max(eta) over w as last,
-                    bool_and(eta_estimated) over w as all_estimated
-             from order_lines where sku = any($1) and backordered > 0 and eta is not null
-             window w as (partition by sku)
-             order by sku, priority, placed_at desc, order_id desc, line_no desc",
+            "select s.sku, t.priority, t.placed_at, t.order_id, t.line_no, h.eta as first, t.eta as last,
+                    h.eta_estimated as all_estimated
+             from unnest($1::text[]) as s(sku)
+             cross join lateral (
+                 select priority, placed_at, order_id, line_no, eta from order_lines l
+                 where l.sku = s.sku and l.backordered > 0 and l.eta is not null
+                 order by priority, placed_at desc, order_id desc, line_no desc limit 1) t
+             cross join lateral (
+                 select eta, eta_estimated from order_lines l
+                 where l.sku = s.sku and l.backordered > 0 and l.eta is not null
+                 order by priority desc, placed_at, order_id, line_no limit 1) h",
         )
         .bind(skus)
         .fetch_all(&mut *self.tx)
