@@ -64,9 +64,12 @@ async fn run(pool: &PgPool, lines: i64, supply_lines: i64) -> anyhow::Result<()>
     .bind(lines)
     .execute(pool)
     .await?;
-    sqlx::query("insert into stock (sku) values ('HOT')")
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "insert into stock (sku, backordered)
+         select 'HOT', sum(backordered) from order_lines where sku = 'HOT'",
+    )
+    .execute(pool)
+    .await?;
     sqlx::query(
         "insert into supply (po_id, line_no, sku, quantity_open, expected_at, cancelled, stream_sequence)
          select 'PO-' || lpad(g::text, 5, '0'), 1, 'HOT', 150, $1 + g * interval '6 hours', false, 0
