@@ -153,8 +153,9 @@ impl Application {
         &self.pool
     }
 
-    /// Runs the two consumers (accepted orders; stock, shipments, cancellations and SKU rules) and the outbox relay until
-    /// `shutdown`; each finishes what it holds first.
+    /// Runs until `shutdown`: the two consumers (accepted orders; what the WMS, the OMS, purchasing and the
+    /// product master send), the outbox relay, the timers, the clock follower and the health and metrics
+    /// server. Each finishes what it holds first.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
