@@ -135,6 +135,16 @@ impl Subjects {
         self.subject(&format!("dlq.{service}"))
     }
 
+    /// replenishment-trigger's key-value bucket, e.g. `BO_REPLENISHMENT`: one per prefix, like the streams.
+    pub fn replenishment_bucket(&self) -> String {
+        format!("{}_REPLENISHMENT", self.prefix.to_ascii_uppercase())
+    }
+
+    /// Every key-value bucket the services keep under the prefix.
+    pub fn buckets(&self) -> Vec<String> {
+        vec![self.replenishment_bucket()]
+    }
+
     /// The stream's name, e.g. `BO_IN` for prefix `bo`.
     pub fn stream(&self, kind: StreamKind) -> String {
         format!("{}_{}", self.prefix.to_ascii_uppercase(), kind.suffix())
@@ -169,6 +179,14 @@ mod tests {
         assert_eq!(s.dead_letter("allocation"), "bo.dlq.allocation");
         assert_eq!(s.stream(StreamKind::Inbound), "BO_IN");
         assert_eq!(s.stream(StreamKind::DeadLetter), "BO_DLQ");
+    }
+
+    #[test]
+    fn buckets_follow_the_prefix() {
+        let bucket = |p: &str| Subjects::new(p).unwrap().replenishment_bucket();
+        assert_eq!(bucket("bo"), "BO_REPLENISHMENT");
+        assert_eq!(bucket("shop-1"), "SHOP-1_REPLENISHMENT");
+        assert_ne!(bucket("t-1"), bucket("t_1"));
     }
 
     #[test]

@@ -199,16 +199,17 @@ pub async fn load_stock(bus: &Bus, db: &PgPool, sku: &str, quantity: i64) -> any
     wait_for_stock(db, sku, quantity).await
 }
 
-/// Deletes the four streams of a prefix (and with them their consumers) and the key-value buckets the
-/// services keep under it (replenishment-trigger's `<P>_REPLENISHMENT`, whose stream is `KV_<bucket>`);
-/// missing ones are fine. Without the bucket, a reset prefix would remember what was requested before.
+/// Deletes the streams of a prefix (and with them their consumers) and the key-value buckets the services
+/// keep under it (a bucket's stream is `KV_<bucket>`); missing ones are fine. Without the buckets, a reset
+/// prefix would remember what was requested before.
 pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
-    let bucket = format!(
-        "KV_{}_REPLENISHMENT",
-        bus.subjects.prefix().to_ascii_uppercase()
-    );
     let streams = StreamKind::ALL.map(|kind| bus.subjects.stream(kind));
-    for name in streams.into_iter().chain([bucket]) {
+    let buckets = bus
+        .subjects
+        .buckets()
+        .into_iter()
+        .map(|b| format!("KV_{b}"));
+    for name in streams.into_iter().chain(buckets) {
         if let Err(error) = bus.js.delete_stream(&name).await
             && bus.js.get_stream(&name).await.is_ok()
         {

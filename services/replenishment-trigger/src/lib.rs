@@ -63,7 +63,7 @@ impl Application {
         let (worker, messages) =
             Worker::connect(&common, SERVICE, StreamKind::Internal, filters).await?;
         let bus = &worker.bus;
-        let bucket = store::bucket_name(common.subjects.prefix());
+        let bucket = common.subjects.replenishment_bucket();
         let outstanding = match bus.js.get_key_value(&bucket).await {
             Ok(store) => store,
             Err(_) => bus

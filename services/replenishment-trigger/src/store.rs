@@ -1,12 +1,7 @@
-//! How the outstanding quantities are laid out in the key-value bucket: its name, one key per SKU, a small
-//! JSON value. Pure, no I/O.
+//! How the outstanding quantities are laid out in the key-value bucket (named by
+//! `Subjects::replenishment_bucket`): one key per SKU, a small JSON value. Pure, no I/O.
 
 use serde::{Deserialize, Serialize};
-
-/// `<PREFIX>_REPLENISHMENT`, e.g. `BO_REPLENISHMENT`: one bucket per prefix, like the streams.
-pub fn bucket_name(prefix: &str) -> String {
-    format!("{}_REPLENISHMENT", prefix.to_ascii_uppercase())
-}
 
 /// The key of a SKU. Keys may only hold `[-/_=.a-zA-Z0-9]`, so a SKU made of letters, digits, `-` and `_`
 /// is its own key (readable in `nats kv` output), and any other is `=` and the hex of its UTF-8 bytes. A
@@ -102,13 +97,6 @@ mod tests {
         for not_a_key in ["=6", "=zz", "=ff", "=41", "a.b", "=C3A4"] {
             assert_eq!(sku_of(not_a_key), None, "{not_a_key:?}");
         }
-    }
-
-    #[test]
-    fn bucket_names_follow_the_prefix() {
-        assert_eq!(bucket_name("bo"), "BO_REPLENISHMENT");
-        assert_eq!(bucket_name("shop-1"), "SHOP-1_REPLENISHMENT");
-        assert_ne!(bucket_name("t-1"), bucket_name("t_1"));
     }
 
     #[test]

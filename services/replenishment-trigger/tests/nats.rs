@@ -81,7 +81,7 @@ async fn shortages_are_requested_once_across_restarts() -> anyhow::Result<()> {
         "replenishment-test",
     )
     .await?;
-    let bucket = store::bucket_name(&prefix);
+    let bucket = bus.subjects.replenishment_bucket();
 
     // Panics are caught so the streams and the bucket are deleted whatever happens.
     let result = std::panic::AssertUnwindSafe(async {
