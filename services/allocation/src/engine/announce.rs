@@ -8,7 +8,7 @@ use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
 use chrono::{DateTime, Utc};
 
 use super::promise::off_by;
-use super::{Announced, LineRow, Work, line_columns};
+use super::{Announced, LineRow, Work};
 use crate::events::{self, LineState, StockFigures};
 use crate::rules::{self, LineView, Notice};
 
@@ -57,14 +57,7 @@ impl Work<'_> {
         // A line of these orders on a SKU this batch did not lock may be changing in another transaction (two
         // instances filling two SKUs of one ship-complete order). That transaction gets here only after this one
         // commits, since the order rows are locked first, and then reads both changes and announces the rest.
-        let rows: Vec<LineRow> = sqlx::query_as(concat!(
-            "select ",
-            line_columns!(""),
-            " from order_lines where order_id = any($1) order by order_id, line_no"
-        ))
-        .bind(&order_ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = self.lines_of_orders(&order_ids).await?;
         let mut after: BTreeMap<String, Vec<LineRow>> = BTreeMap::new();
         for row in rows {
             after.entry(row.order_id.clone()).or_default().push(row);

@@ -187,13 +187,8 @@ impl Work<'_> {
             let limit = if !rule.backorderable {
                 Room::Limited(0)
             } else if rule.max_backorder_quantity > 0 {
-                let open: i64 = sqlx::query_scalar(
-                    "select coalesce(sum(backordered), 0)::bigint from order_lines
-                     where sku = $1 and backordered > 0",
-                )
-                .bind(&rule.sku)
-                .fetch_one(&mut *self.tx)
-                .await?;
+                // The SKU's row is locked for this batch and counts its open backordered units.
+                let open = self.stock[&rule.sku].backordered;
                 Room::Limited((rule.max_backorder_quantity - open).max(0))
             } else {
                 Room::Unlimited

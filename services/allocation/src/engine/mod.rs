@@ -414,7 +414,6 @@ macro_rules! line_columns {
         )
     };
 }
-use line_columns;
 
 /// A change of a line's units, as differences.
 #[derive(Debug, Clone, Copy, Default)]
@@ -435,16 +434,36 @@ impl Work<'_> {
             .flat_map(|c| c.named_skus())
             .map(str::to_string)
             .collect();
-        let orders: Vec<&str> = commands.iter().filter_map(|c| c.named_order()).collect();
-        if !orders.is_empty() {
-            let order_skus: Vec<String> =
-                sqlx::query_scalar("select distinct sku from order_lines where order_id = any($1)")
-                    .bind(&orders)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-            skus.extend(order_skus);
-        }
+        let orders: Vec<String> = commands
+            .iter()
+            .filter_map(|c| c.named_order())
+            .map(str::to_string)
+            .collect();
+        skus.extend(self.skus_of(&orders).await?);
         self.lock_skus(skus.into_iter().collect()).await
+    }
+
+    /// The SKUs the lines of `order_ids` are on.
+    async fn skus_of(&mut self, order_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        if order_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("select distinct sku from order_lines where order_id = any($1)")
+            .bind(order_ids)
+            .fetch_all(&mut *self.tx)
+            .await
+    }
+
+    /// The lines of `order_ids` as they are now, by order and line.
+    async fn lines_of_orders(&mut self, order_ids: &[String]) -> Result<Vec<LineRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "select ",
+            line_columns!(""),
+            " from order_lines where order_id = any($1) order by order_id, line_no"
+        ))
+        .bind(order_ids)
+        .fetch_all(&mut *self.tx)
+        .await
     }
 
     /// `skus` sorted; rows already locked by this transaction are skipped.
@@ -557,19 +576,13 @@ impl Work<'_> {
     /// Remembers the lines of `order_ids` as they are before this batch changes them (once per order), and
     /// `cause` as the latest message to change them.
     async fn touch(&mut self, order_ids: &[String], cause: &str) -> Result<(), sqlx::Error> {
-        let new: Vec<&String> = order_ids
+        let new: Vec<String> = order_ids
             .iter()
             .filter(|id| !self.before.contains_key(*id))
+            .cloned()
             .collect();
         if !new.is_empty() {
-            let rows: Vec<LineRow> = sqlx::query_as(concat!(
-                "select ",
-                line_columns!(""),
-                " from order_lines where order_id = any($1) order by order_id, line_no"
-            ))
-            .bind(&new)
-            .fetch_all(&mut *self.tx)
-            .await?;
+            let rows = self.lines_of_orders(&new).await?;
             for id in new {
                 self.before.insert(id.clone(), Vec::new());
             }

@@ -342,14 +342,7 @@ impl Work<'_> {
         .fetch_all(&mut *self.tx)
         .await?;
         let mut locks: BTreeSet<String> = skus.iter().cloned().collect();
-        if !expired.is_empty() {
-            let order_skus: Vec<String> =
-                sqlx::query_scalar("select distinct sku from order_lines where order_id = any($1)")
-                    .bind(&expired)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-            locks.extend(order_skus);
-        }
+        locks.extend(self.skus_of(&expired).await?);
         self.lock_skus(locks.into_iter().collect()).await?;
         let cause = format!("clock/{}", self.now.to_rfc3339());
         for sku in skus {
