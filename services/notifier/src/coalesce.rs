@@ -238,7 +238,11 @@ mod tests {
     fn three_backorders_of_one_order_become_one_notice() {
         let events = vec![
             event("e1", Kind::Backordered, vec![line(1, 3, 0, 3)]),
-            event("e2", Kind::Backordered, vec![line(1, 0, 0, 3), line(2, 4, 1, 4)]),
+            event(
+                "e2",
+                Kind::Backordered,
+                vec![line(1, 0, 0, 3), line(2, 4, 1, 4)],
+            ),
             event("e3", Kind::Backordered, vec![line(3, 5, 0, 5)]),
         ];
         let notice = coalesce(&events).unwrap();
@@ -274,8 +278,16 @@ mod tests {
         );
         // A line that still waits keeps its date change.
         let events = vec![
-            event("e1", Kind::EtaChanged, vec![line(1, 3, 0, 3), line(2, 2, 0, 2)]),
-            event("e2", Kind::ReadyToShip, vec![line(1, 3, 3, 0), line(2, 0, 0, 2)]),
+            event(
+                "e1",
+                Kind::EtaChanged,
+                vec![line(1, 3, 0, 3), line(2, 2, 0, 2)],
+            ),
+            event(
+                "e2",
+                Kind::ReadyToShip,
+                vec![line(1, 3, 3, 0), line(2, 0, 0, 2)],
+            ),
         ];
         let notice = coalesce(&events).unwrap();
         assert_eq!(notice.kinds, [Kind::EtaChanged, Kind::ReadyToShip]);

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backorder_runtime::config::{ConfigError, Source, parse_or};
 use backorder_runtime::CommonConfig;
+use backorder_runtime::config::{ConfigError, Source, parse_or};
 use chrono_tz::Tz;
 
 use crate::quiet::QuietHours;
@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(config.quiet_hours, None);
         assert_eq!(config.default_time_zone, chrono_tz::Europe::Berlin);
         let smtp = config.smtp.unwrap();
-        assert_eq!((smtp.from.as_str(), smtp.timeout), ("backorder@localhost", Duration::from_secs(30)));
+        assert_eq!(
+            (smtp.from.as_str(), smtp.timeout),
+            ("backorder@localhost", Duration::from_secs(30))
+        );
 
         for (key, bad) in [
             ("BO_SMS_QUIET_HOURS", "late"),

@@ -3,82 +3,310 @@
 
 /// (name, source): the name is the path under `templates/`, e.g. `de/shipped.txt.j2`.
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("de/_layout.html.j2", include_str!("../templates/de/_layout.html.j2")),
-    ("de/_layout.txt.j2", include_str!("../templates/de/_layout.txt.j2")),
+    (
+        "de/_layout.html.j2",
+        include_str!("../templates/de/_layout.html.j2"),
+    ),
+    (
+        "de/_layout.txt.j2",
+        include_str!("../templates/de/_layout.txt.j2"),
+    ),
     ("de/_macros.j2", include_str!("../templates/de/_macros.j2")),
-    ("de/backordered.html.j2", include_str!("../templates/de/backordered.html.j2")),
-    ("de/backordered.sms.j2", include_str!("../templates/de/backordered.sms.j2")),
-    ("de/backordered.subject.j2", include_str!("../templates/de/backordered.subject.j2")),
-    ("de/backordered.txt.j2", include_str!("../templates/de/backordered.txt.j2")),
-    ("de/cancelled.html.j2", include_str!("../templates/de/cancelled.html.j2")),
-    ("de/cancelled.sms.j2", include_str!("../templates/de/cancelled.sms.j2")),
-    ("de/cancelled.subject.j2", include_str!("../templates/de/cancelled.subject.j2")),
-    ("de/cancelled.txt.j2", include_str!("../templates/de/cancelled.txt.j2")),
-    ("de/completed.html.j2", include_str!("../templates/de/completed.html.j2")),
-    ("de/completed.sms.j2", include_str!("../templates/de/completed.sms.j2")),
-    ("de/completed.subject.j2", include_str!("../templates/de/completed.subject.j2")),
-    ("de/completed.txt.j2", include_str!("../templates/de/completed.txt.j2")),
-    ("de/delay_consent_required.html.j2", include_str!("../templates/de/delay_consent_required.html.j2")),
-    ("de/delay_consent_required.sms.j2", include_str!("../templates/de/delay_consent_required.sms.j2")),
-    ("de/delay_consent_required.subject.j2", include_str!("../templates/de/delay_consent_required.subject.j2")),
-    ("de/delay_consent_required.txt.j2", include_str!("../templates/de/delay_consent_required.txt.j2")),
-    ("de/eta_changed.html.j2", include_str!("../templates/de/eta_changed.html.j2")),
-    ("de/eta_changed.sms.j2", include_str!("../templates/de/eta_changed.sms.j2")),
-    ("de/eta_changed.subject.j2", include_str!("../templates/de/eta_changed.subject.j2")),
-    ("de/eta_changed.txt.j2", include_str!("../templates/de/eta_changed.txt.j2")),
-    ("de/preordered.html.j2", include_str!("../templates/de/preordered.html.j2")),
-    ("de/preordered.sms.j2", include_str!("../templates/de/preordered.sms.j2")),
-    ("de/preordered.subject.j2", include_str!("../templates/de/preordered.subject.j2")),
-    ("de/preordered.txt.j2", include_str!("../templates/de/preordered.txt.j2")),
-    ("de/ready_to_ship.html.j2", include_str!("../templates/de/ready_to_ship.html.j2")),
-    ("de/ready_to_ship.sms.j2", include_str!("../templates/de/ready_to_ship.sms.j2")),
-    ("de/ready_to_ship.subject.j2", include_str!("../templates/de/ready_to_ship.subject.j2")),
-    ("de/ready_to_ship.txt.j2", include_str!("../templates/de/ready_to_ship.txt.j2")),
-    ("de/shipped.html.j2", include_str!("../templates/de/shipped.html.j2")),
-    ("de/shipped.sms.j2", include_str!("../templates/de/shipped.sms.j2")),
-    ("de/shipped.subject.j2", include_str!("../templates/de/shipped.subject.j2")),
-    ("de/shipped.txt.j2", include_str!("../templates/de/shipped.txt.j2")),
-    ("de/update.html.j2", include_str!("../templates/de/update.html.j2")),
-    ("de/update.sms.j2", include_str!("../templates/de/update.sms.j2")),
-    ("de/update.subject.j2", include_str!("../templates/de/update.subject.j2")),
-    ("de/update.txt.j2", include_str!("../templates/de/update.txt.j2")),
-    ("en/_layout.html.j2", include_str!("../templates/en/_layout.html.j2")),
-    ("en/_layout.txt.j2", include_str!("../templates/en/_layout.txt.j2")),
+    (
+        "de/backordered.html.j2",
+        include_str!("../templates/de/backordered.html.j2"),
+    ),
+    (
+        "de/backordered.sms.j2",
+        include_str!("../templates/de/backordered.sms.j2"),
+    ),
+    (
+        "de/backordered.subject.j2",
+        include_str!("../templates/de/backordered.subject.j2"),
+    ),
+    (
+        "de/backordered.txt.j2",
+        include_str!("../templates/de/backordered.txt.j2"),
+    ),
+    (
+        "de/cancelled.html.j2",
+        include_str!("../templates/de/cancelled.html.j2"),
+    ),
+    (
+        "de/cancelled.sms.j2",
+        include_str!("../templates/de/cancelled.sms.j2"),
+    ),
+    (
+        "de/cancelled.subject.j2",
+        include_str!("../templates/de/cancelled.subject.j2"),
+    ),
+    (
+        "de/cancelled.txt.j2",
+        include_str!("../templates/de/cancelled.txt.j2"),
+    ),
+    (
+        "de/completed.html.j2",
+        include_str!("../templates/de/completed.html.j2"),
+    ),
+    (
+        "de/completed.sms.j2",
+        include_str!("../templates/de/completed.sms.j2"),
+    ),
+    (
+        "de/completed.subject.j2",
+        include_str!("../templates/de/completed.subject.j2"),
+    ),
+    (
+        "de/completed.txt.j2",
+        include_str!("../templates/de/completed.txt.j2"),
+    ),
+    (
+        "de/delay_consent_required.html.j2",
+        include_str!("../templates/de/delay_consent_required.html.j2"),
+    ),
+    (
+        "de/delay_consent_required.sms.j2",
+        include_str!("../templates/de/delay_consent_required.sms.j2"),
+    ),
+    (
+        "de/delay_consent_required.subject.j2",
+        include_str!("../templates/de/delay_consent_required.subject.j2"),
+    ),
+    (
+        "de/delay_consent_required.txt.j2",
+        include_str!("../templates/de/delay_consent_required.txt.j2"),
+    ),
+    (
+        "de/eta_changed.html.j2",
+        include_str!("../templates/de/eta_changed.html.j2"),
+    ),
+    (
+        "de/eta_changed.sms.j2",
+        include_str!("../templates/de/eta_changed.sms.j2"),
+    ),
+    (
+        "de/eta_changed.subject.j2",
+        include_str!("../templates/de/eta_changed.subject.j2"),
+    ),
+    (
+        "de/eta_changed.txt.j2",
+        include_str!("../templates/de/eta_changed.txt.j2"),
+    ),
+    (
+        "de/preordered.html.j2",
+        include_str!("../templates/de/preordered.html.j2"),
+    ),
+    (
+        "de/preordered.sms.j2",
+        include_str!("../templates/de/preordered.sms.j2"),
+    ),
+    (
+        "de/preordered.subject.j2",
+        include_str!("../templates/de/preordered.subject.j2"),
+    ),
+    (
+        "de/preordered.txt.j2",
+        include_str!("../templates/de/preordered.txt.j2"),
+    ),
+    (
+        "de/ready_to_ship.html.j2",
+        include_str!("../templates/de/ready_to_ship.html.j2"),
+    ),
+    (
+        "de/ready_to_ship.sms.j2",
+        include_str!("../templates/de/ready_to_ship.sms.j2"),
+    ),
+    (
+        "de/ready_to_ship.subject.j2",
+        include_str!("../templates/de/ready_to_ship.subject.j2"),
+    ),
+    (
+        "de/ready_to_ship.txt.j2",
+        include_str!("../templates/de/ready_to_ship.txt.j2"),
+    ),
+    (
+        "de/shipped.html.j2",
+        include_str!("../templates/de/shipped.html.j2"),
+    ),
+    (
+        "de/shipped.sms.j2",
+        include_str!("../templates/de/shipped.sms.j2"),
+    ),
+    (
+        "de/shipped.subject.j2",
+        include_str!("../templates/de/shipped.subject.j2"),
+    ),
+    (
+        "de/shipped.txt.j2",
+        include_str!("../templates/de/shipped.txt.j2"),
+    ),
+    (
+        "de/update.html.j2",
+        include_str!("../templates/de/update.html.j2"),
+    ),
+    (
+        "de/update.sms.j2",
+        include_str!("../templates/de/update.sms.j2"),
+    ),
+    (
+        "de/update.subject.j2",
+        include_str!("../templates/de/update.subject.j2"),
+    ),
+    (
+        "de/update.txt.j2",
+        include_str!("../templates/de/update.txt.j2"),
+    ),
+    (
+        "en/_layout.html.j2",
+        include_str!("../templates/en/_layout.html.j2"),
+    ),
+    (
+        "en/_layout.txt.j2",
+        include_str!("../templates/en/_layout.txt.j2"),
+    ),
     ("en/_macros.j2", include_str!("../templates/en/_macros.j2")),
-    ("en/backordered.html.j2", include_str!("../templates/en/backordered.html.j2")),
-    ("en/backordered.sms.j2", include_str!("../templates/en/backordered.sms.j2")),
-    ("en/backordered.subject.j2", include_str!("../templates/en/backordered.subject.j2")),
-    ("en/backordered.txt.j2", include_str!("../templates/en/backordered.txt.j2")),
-    ("en/cancelled.html.j2", include_str!("../templates/en/cancelled.html.j2")),
-    ("en/cancelled.sms.j2", include_str!("../templates/en/cancelled.sms.j2")),
-    ("en/cancelled.subject.j2", include_str!("../templates/en/cancelled.subject.j2")),
-    ("en/cancelled.txt.j2", include_str!("../templates/en/cancelled.txt.j2")),
-    ("en/completed.html.j2", include_str!("../templates/en/completed.html.j2")),
-    ("en/completed.sms.j2", include_str!("../templates/en/completed.sms.j2")),
-    ("en/completed.subject.j2", include_str!("../templates/en/completed.subject.j2")),
-    ("en/completed.txt.j2", include_str!("../templates/en/completed.txt.j2")),
-    ("en/delay_consent_required.html.j2", include_str!("../templates/en/delay_consent_required.html.j2")),
-    ("en/delay_consent_required.sms.j2", include_str!("../templates/en/delay_consent_required.sms.j2")),
-    ("en/delay_consent_required.subject.j2", include_str!("../templates/en/delay_consent_required.subject.j2")),
-    ("en/delay_consent_required.txt.j2", include_str!("../templates/en/delay_consent_required.txt.j2")),
-    ("en/eta_changed.html.j2", include_str!("../templates/en/eta_changed.html.j2")),
-    ("en/eta_changed.sms.j2", include_str!("../templates/en/eta_changed.sms.j2")),
-    ("en/eta_changed.subject.j2", include_str!("../templates/en/eta_changed.subject.j2")),
-    ("en/eta_changed.txt.j2", include_str!("../templates/en/eta_changed.txt.j2")),
-    ("en/preordered.html.j2", include_str!("../templates/en/preordered.html.j2")),
-    ("en/preordered.sms.j2", include_str!("../templates/en/preordered.sms.j2")),
-    ("en/preordered.subject.j2", include_str!("../templates/en/preordered.subject.j2")),
-    ("en/preordered.txt.j2", include_str!("../templates/en/preordered.txt.j2")),
-    ("en/ready_to_ship.html.j2", include_str!("../templates/en/ready_to_ship.html.j2")),
-    ("en/ready_to_ship.sms.j2", include_str!("../templates/en/ready_to_ship.sms.j2")),
-    ("en/ready_to_ship.subject.j2", include_str!("../templates/en/ready_to_ship.subject.j2")),
-    ("en/ready_to_ship.txt.j2", include_str!("../templates/en/ready_to_ship.txt.j2")),
-    ("en/shipped.html.j2", include_str!("../templates/en/shipped.html.j2")),
-    ("en/shipped.sms.j2", include_str!("../templates/en/shipped.sms.j2")),
-    ("en/shipped.subject.j2", include_str!("../templates/en/shipped.subject.j2")),
-    ("en/shipped.txt.j2", include_str!("../templates/en/shipped.txt.j2")),
-    ("en/update.html.j2", include_str!("../templates/en/update.html.j2")),
-    ("en/update.sms.j2", include_str!("../templates/en/update.sms.j2")),
-    ("en/update.subject.j2", include_str!("../templates/en/update.subject.j2")),
-    ("en/update.txt.j2", include_str!("../templates/en/update.txt.j2")),
+    (
+        "en/backordered.html.j2",
+        include_str!("../templates/en/backordered.html.j2"),
+    ),
+    (
+        "en/backordered.sms.j2",
+        include_str!("../templates/en/backordered.sms.j2"),
+    ),
+    (
+        "en/backordered.subject.j2",
+        include_str!("../templates/en/backordered.subject.j2"),
+    ),
+    (
+        "en/backordered.txt.j2",
+        include_str!("../templates/en/backordered.txt.j2"),
+    ),
+    (
+        "en/cancelled.html.j2",
+        include_str!("../templates/en/cancelled.html.j2"),
+    ),
+    (
+        "en/cancelled.sms.j2",
+        include_str!("../templates/en/cancelled.sms.j2"),
+    ),
+    (
+        "en/cancelled.subject.j2",
+        include_str!("../templates/en/cancelled.subject.j2"),
+    ),
+    (
+        "en/cancelled.txt.j2",
+        include_str!("../templates/en/cancelled.txt.j2"),
+    ),
+    (
+        "en/completed.html.j2",
+        include_str!("../templates/en/completed.html.j2"),
+    ),
+    (
+        "en/completed.sms.j2",
+        include_str!("../templates/en/completed.sms.j2"),
+    ),
+    (
+        "en/completed.subject.j2",
+        include_str!("../templates/en/completed.subject.j2"),
+    ),
+    (
+        "en/completed.txt.j2",
+        include_str!("../templates/en/completed.txt.j2"),
+    ),
+    (
+        "en/delay_consent_required.html.j2",
+        include_str!("../templates/en/delay_consent_required.html.j2"),
+    ),
+    (
+        "en/delay_consent_required.sms.j2",
+        include_str!("../templates/en/delay_consent_required.sms.j2"),
+    ),
+    (
+        "en/delay_consent_required.subject.j2",
+        include_str!("../templates/en/delay_consent_required.subject.j2"),
+    ),
+    (
+        "en/delay_consent_required.txt.j2",
+        include_str!("../templates/en/delay_consent_required.txt.j2"),
+    ),
+    (
+        "en/eta_changed.html.j2",
+        include_str!("../templates/en/eta_changed.html.j2"),
+    ),
+    (
+        "en/eta_changed.sms.j2",
+        include_str!("../templates/en/eta_changed.sms.j2"),
+    ),
+    (
+        "en/eta_changed.subject.j2",
+        include_str!("../templates/en/eta_changed.subject.j2"),
+    ),
+    (
+        "en/eta_changed.txt.j2",
+        include_str!("../templates/en/eta_changed.txt.j2"),
+    ),
+    (
+        "en/preordered.html.j2",
+        include_str!("../templates/en/preordered.html.j2"),
+    ),
+    (
+        "en/preordered.sms.j2",
+        include_str!("../templates/en/preordered.sms.j2"),
+    ),
+    (
+        "en/preordered.subject.j2",
+        include_str!("../templates/en/preordered.subject.j2"),
+    ),
+    (
+        "en/preordered.txt.j2",
+        include_str!("../templates/en/preordered.txt.j2"),
+    ),
+    (
+        "en/ready_to_ship.html.j2",
+        include_str!("../templates/en/ready_to_ship.html.j2"),
+    ),
+    (
+        "en/ready_to_ship.sms.j2",
+        include_str!("../templates/en/ready_to_ship.sms.j2"),
+    ),
+    (
+        "en/ready_to_ship.subject.j2",
+        include_str!("../templates/en/ready_to_ship.subject.j2"),
+    ),
+    (
+        "en/ready_to_ship.txt.j2",
+        include_str!("../templates/en/ready_to_ship.txt.j2"),
+    ),
+    (
+        "en/shipped.html.j2",
+        include_str!("../templates/en/shipped.html.j2"),
+    ),
+    (
+        "en/shipped.sms.j2",
+        include_str!("../templates/en/shipped.sms.j2"),
+    ),
+    (
+        "en/shipped.subject.j2",
+        include_str!("../templates/en/shipped.subject.j2"),
+    ),
+    (
+        "en/shipped.txt.j2",
+        include_str!("../templates/en/shipped.txt.j2"),
+    ),
+    (
+        "en/update.html.j2",
+        include_str!("../templates/en/update.html.j2"),
+    ),
+    (
+        "en/update.sms.j2",
+        include_str!("../templates/en/update.sms.j2"),
+    ),
+    (
+        "en/update.subject.j2",
+        include_str!("../templates/en/update.subject.j2"),
+    ),
+    (
+        "en/update.txt.j2",
+        include_str!("../templates/en/update.txt.j2"),
+    ),
 ];

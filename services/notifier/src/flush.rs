@@ -32,7 +32,8 @@ pub fn due_at(
     quiet_hours: Option<QuietHours>,
     default_zone: Tz,
 ) -> DateTime<Utc> {
-    let due = pending.first_at + chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    let due =
+        pending.first_at + chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
     match (pending.channel, quiet_hours) {
         (Channel::Sms, Some(quiet)) => {
             quiet.release(due, quiet::time_zone(&customer.time_zone, default_zone))
@@ -52,7 +53,10 @@ pub async fn run(
         let next = match pass(&shared, clock.now()).await {
             Ok(next) => next,
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "flush pass failed, trying again");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "flush pass failed, trying again"
+                );
                 None
             }
         };
@@ -95,7 +99,13 @@ pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<
         {
             Ok(read) => read,
             Err(error) => {
-                park(shared, &key, &bytes, &format!("unreadable pending entry: {error}")).await?;
+                park(
+                    shared,
+                    &key,
+                    &bytes,
+                    &format!("unreadable pending entry: {error}"),
+                )
+                .await?;
                 remove(shared, &key, None).await?;
                 continue;
             }
@@ -143,7 +153,8 @@ async fn send(
     // Events a previous pass told already (it stopped before removing them) are not told again.
     let mut fresh = Vec::with_capacity(events.len());
     for event in events {
-        let (sent, _) = store::read(&buckets.sent, &store::sent_key(channel, &event.event_id)).await?;
+        let (sent, _) =
+            store::read(&buckets.sent, &store::sent_key(channel, &event.event_id)).await?;
         if sent.is_none() {
             fresh.push(event);
         }
@@ -156,24 +167,43 @@ async fn send(
     let Some(newest) = fresh.last() else {
         return remove(shared, key, Some(&handled)).await;
     };
-    let customer_id = newest.customer.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+    let customer_id = newest
+        .customer
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
     if crate::opted_out(buckets, &customer_id, channel).await? {
         tracing::info!("customer opted out of this channel, nothing sent");
         outcome("opted_out");
         return remove(shared, key, Some(&handled)).await;
     }
     let Some(notice) = coalesce::coalesce(&fresh) else {
-        tracing::info!(events = fresh.len(), "superseded before it was sent, nothing sent");
+        tracing::info!(
+            events = fresh.len(),
+            "superseded before it was sent, nothing sent"
+        );
         outcome("superseded");
         return remove(shared, key, Some(&handled)).await;
     };
     let subjects = &shared.bus.subjects;
     let rendered = match channel {
         Channel::Email => crate::render::email(&shared.templates, &notice).map(|m| {
-            m.map(|m| (subjects.notify_email(), m.message_id.clone(), m.encode_to_vec()))
+            m.map(|m| {
+                (
+                    subjects.notify_email(),
+                    m.message_id.clone(),
+                    m.encode_to_vec(),
+                )
+            })
         }),
         Channel::Sms => crate::render::sms(&shared.templates, &notice).map(|m| {
-            m.map(|m| (subjects.notify_sms(), m.message_id.clone(), m.encode_to_vec()))
+            m.map(|m| {
+                (
+                    subjects.notify_sms(),
+                    m.message_id.clone(),
+                    m.encode_to_vec(),
+                )
+            })
         }),
     };
     let (subject, message_id, payload) = match rendered {
@@ -196,7 +226,10 @@ async fn send(
     for event_id in &notice.event_ids {
         buckets
             .sent
-            .put(store::sent_key(channel, event_id), message_id.clone().into())
+            .put(
+                store::sent_key(channel, event_id),
+                message_id.clone().into(),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("recording {event_id} as sent: {e}"))?;
     }
@@ -266,10 +299,18 @@ async fn park(shared: &Shared, key: &str, bytes: &[u8], error: &str) -> anyhow::
         failed_at: Some(backorder_runtime::time::to_proto(Utc::now())),
         message_id: String::new(),
     };
-    let id = format!("{}/pending/{}", crate::SERVICE, store::hash(&hex::encode(bytes)));
+    let id = format!(
+        "{}/pending/{}",
+        crate::SERVICE,
+        store::hash(&hex::encode(bytes))
+    );
     shared
         .bus
-        .publish(shared.bus.subjects.dead_letter(crate::SERVICE), &id, &letter)
+        .publish(
+            shared.bus.subjects.dead_letter(crate::SERVICE),
+            &id,
+            &letter,
+        )
         .await
 }
 
@@ -278,7 +319,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -290,14 +333,32 @@ mod tests {
         };
         let email = Pending::new("SO-1", Channel::Email, at("2026-01-10T21:59:30Z"));
         let window = Duration::from_secs(60);
-        assert_eq!(due_at(&email, &customer, window, quiet, Tz::UTC), at("2026-01-10T22:00:30Z"));
-        let sms = Pending { channel: Channel::Sms, ..email.clone() };
-        assert_eq!(due_at(&sms, &customer, window, quiet, Tz::UTC), at("2026-01-11T07:00:00Z"));
-        assert_eq!(due_at(&sms, &customer, window, None, Tz::UTC), at("2026-01-10T22:00:30Z"));
+        assert_eq!(
+            due_at(&email, &customer, window, quiet, Tz::UTC),
+            at("2026-01-10T22:00:30Z")
+        );
+        let sms = Pending {
+            channel: Channel::Sms,
+            ..email.clone()
+        };
+        assert_eq!(
+            due_at(&sms, &customer, window, quiet, Tz::UTC),
+            at("2026-01-11T07:00:00Z")
+        );
+        assert_eq!(
+            due_at(&sms, &customer, window, None, Tz::UTC),
+            at("2026-01-10T22:00:30Z")
+        );
         // Without a zone of their own, the default one: 22:00 UTC is 14:00 in Los Angeles.
         let nowhere = Customer::default();
         assert_eq!(
-            due_at(&sms, &nowhere, window, quiet, chrono_tz::America::Los_Angeles),
+            due_at(
+                &sms,
+                &nowhere,
+                window,
+                quiet,
+                chrono_tz::America::Los_Angeles
+            ),
             at("2026-01-10T22:00:30Z")
         );
     }

@@ -16,8 +16,8 @@ pub mod locale;
 pub mod preferences;
 pub mod quiet;
 pub mod render;
-pub mod smtp;
 pub mod sms;
+pub mod smtp;
 pub mod store;
 pub mod templates;
 
@@ -46,7 +46,11 @@ pub struct Application {
     worker: Worker,
     events: async_nats::jetstream::consumer::pull::Stream,
     preferences: async_nats::jetstream::consumer::pull::Stream,
-    smtp: Option<(Worker, async_nats::jetstream::consumer::pull::Stream, smtp::Smtp)>,
+    smtp: Option<(
+        Worker,
+        async_nats::jetstream::consumer::pull::Stream,
+        smtp::Smtp,
+    )>,
     shared: Arc<Shared>,
 }
 
@@ -155,7 +159,11 @@ impl Application {
                 .run_service(self.events, &mut intake, shutdown.clone()),
             self.worker
                 .run(self.preferences, &mut preferences, shutdown.clone()),
-            flush::run(self.shared.clone(), self.worker.clock.clone(), shutdown.clone()),
+            flush::run(
+                self.shared.clone(),
+                self.worker.clock.clone(),
+                shutdown.clone()
+            ),
             smtp,
         )?;
         Ok(())
@@ -261,7 +269,11 @@ impl Intake {
         let kind = Kind::try_from(event.kind).map_or("?", |k| k.as_str_name());
         for channel in Channel::ALL {
             if channel.address(&customer).is_none() {
-                tracing::debug!(channel = channel.name(), kind, "no address, channel skipped");
+                tracing::debug!(
+                    channel = channel.name(),
+                    kind,
+                    "no address, channel skipped"
+                );
                 continue;
             }
             match self.store(&event, &customer.id, channel).await {
@@ -301,9 +313,17 @@ impl Intake {
             let mut pending = match value {
                 Some(bytes) => Pending::decode(&bytes).unwrap_or_else(|error| {
                     tracing::warn!(%error, key, "unreadable pending entry replaced");
-                    Pending::new(&event.order_id, channel, self.shared.config.common.clock.now())
+                    Pending::new(
+                        &event.order_id,
+                        channel,
+                        self.shared.config.common.clock.now(),
+                    )
                 }),
-                None => Pending::new(&event.order_id, channel, self.shared.config.common.clock.now()),
+                None => Pending::new(
+                    &event.order_id,
+                    channel,
+                    self.shared.config.common.clock.now(),
+                ),
             };
             if !pending.add(event) {
                 return Ok("already_pending");

@@ -12,7 +12,13 @@ pub fn candidates(locale: &str) -> Vec<String> {
     let tag: String = locale
         .trim()
         .chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     let mut out = Vec::new();
@@ -120,7 +126,10 @@ mod tests {
         assert_eq!(candidates(""), ["en"]);
         assert_eq!(candidates("  "), ["en"]);
         assert_eq!(candidates("../etc"), ["etc", "en"]);
-        assert_eq!(candidates("zh-Hant-TW"), ["zh-hant-tw", "zh-hant", "zh", "en"]);
+        assert_eq!(
+            candidates("zh-Hant-TW"),
+            ["zh-hant-tw", "zh-hant", "zh", "en"]
+        );
         assert_eq!(language("de-at"), "de");
     }
 

@@ -38,7 +38,9 @@ pub fn read(bytes: &[u8]) -> Result<(String, Preferences), String> {
         .as_ref()
         .and_then(backorder_runtime::time::from_proto);
     if updated_at.is_none() {
-        missing.push("updated_at is missing or out of range, so it cannot be ordered against other updates");
+        missing.push(
+            "updated_at is missing or out of range, so it cannot be ordered against other updates",
+        );
     }
     match updated_at {
         Some(updated_at) if missing.is_empty() => Ok((
@@ -76,9 +78,18 @@ mod tests {
 
     #[test]
     fn the_newest_update_wins() {
-        assert_eq!(newest(None, prefs(true, false, 2)), Some(prefs(true, false, 2)));
-        assert_eq!(newest(Some(&prefs(true, false, 2)), prefs(false, false, 1)), None);
-        assert_eq!(newest(Some(&prefs(true, false, 2)), prefs(false, true, 2)), None);
+        assert_eq!(
+            newest(None, prefs(true, false, 2)),
+            Some(prefs(true, false, 2))
+        );
+        assert_eq!(
+            newest(Some(&prefs(true, false, 2)), prefs(false, false, 1)),
+            None
+        );
+        assert_eq!(
+            newest(Some(&prefs(true, false, 2)), prefs(false, true, 2)),
+            None
+        );
         assert_eq!(
             newest(Some(&prefs(true, false, 2)), prefs(false, true, 3)),
             Some(prefs(false, true, 3))
@@ -93,11 +104,19 @@ mod tests {
             customer_id: "C-1".into(),
             email_opt_out: true,
             sms_opt_out: false,
-            updated_at: Some(backorder_runtime::time::to_proto(prefs(true, false, 1).updated_at)),
+            updated_at: Some(backorder_runtime::time::to_proto(
+                prefs(true, false, 1).updated_at,
+            )),
         };
-        assert_eq!(read(&message.encode_to_vec()), Ok(("C-1".into(), prefs(true, false, 1))));
+        assert_eq!(
+            read(&message.encode_to_vec()),
+            Ok(("C-1".into(), prefs(true, false, 1)))
+        );
         let error = read(&CustomerPreferences::default().encode_to_vec()).unwrap_err();
-        assert!(error.contains("customer_id is missing") && error.contains("updated_at"), "{error}");
+        assert!(
+            error.contains("customer_id is missing") && error.contains("updated_at"),
+            "{error}"
+        );
         assert!(read(b"\xff").unwrap_err().starts_with("cannot decode"));
     }
 }

@@ -71,7 +71,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -90,18 +92,36 @@ mod tests {
         let q = parse("21:00-08:00").unwrap().unwrap();
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         // 22:30 in Berlin (winter, UTC+1): held until 08:00 Berlin the next day.
-        assert_eq!(q.release(at("2026-01-10T21:30:00Z"), berlin), at("2026-01-11T07:00:00Z"));
+        assert_eq!(
+            q.release(at("2026-01-10T21:30:00Z"), berlin),
+            at("2026-01-11T07:00:00Z")
+        );
         // 03:00 in Berlin: until 08:00 the same day.
-        assert_eq!(q.release(at("2026-01-10T02:00:00Z"), berlin), at("2026-01-10T07:00:00Z"));
+        assert_eq!(
+            q.release(at("2026-01-10T02:00:00Z"), berlin),
+            at("2026-01-10T07:00:00Z")
+        );
         // 12:00 in Berlin: at once.
-        assert_eq!(q.release(at("2026-01-10T11:00:00Z"), berlin), at("2026-01-10T11:00:00Z"));
+        assert_eq!(
+            q.release(at("2026-01-10T11:00:00Z"), berlin),
+            at("2026-01-10T11:00:00Z")
+        );
         // 21:30 UTC is 13:30 in Los Angeles: at once.
         let la: Tz = "America/Los_Angeles".parse().unwrap();
-        assert_eq!(q.release(at("2026-01-10T21:30:00Z"), la), at("2026-01-10T21:30:00Z"));
+        assert_eq!(
+            q.release(at("2026-01-10T21:30:00Z"), la),
+            at("2026-01-10T21:30:00Z")
+        );
         // Quiet hours within one day.
         let q = parse("12:00-14:00").unwrap().unwrap();
-        assert_eq!(q.release(at("2026-01-10T12:30:00Z"), Tz::UTC), at("2026-01-10T14:00:00Z"));
-        assert_eq!(q.release(at("2026-01-10T14:00:00Z"), Tz::UTC), at("2026-01-10T14:00:00Z"));
+        assert_eq!(
+            q.release(at("2026-01-10T12:30:00Z"), Tz::UTC),
+            at("2026-01-10T14:00:00Z")
+        );
+        assert_eq!(
+            q.release(at("2026-01-10T14:00:00Z"), Tz::UTC),
+            at("2026-01-10T14:00:00Z")
+        );
     }
 
     #[test]
@@ -115,8 +135,14 @@ mod tests {
 
     #[test]
     fn time_zones_fall_back_to_the_default() {
-        assert_eq!(time_zone("Europe/Vienna", Tz::UTC), chrono_tz::Europe::Vienna);
-        assert_eq!(time_zone("", chrono_tz::Europe::Berlin), chrono_tz::Europe::Berlin);
+        assert_eq!(
+            time_zone("Europe/Vienna", Tz::UTC),
+            chrono_tz::Europe::Vienna
+        );
+        assert_eq!(
+            time_zone("", chrono_tz::Europe::Berlin),
+            chrono_tz::Europe::Berlin
+        );
         assert_eq!(time_zone("Mars/Base", Tz::UTC), Tz::UTC);
     }
 

@@ -179,7 +179,9 @@ pub fn sms(templates: &Templates, notice: &Notice) -> Result<Option<SmsMessage>,
 pub fn sample_events(kind: &str) -> Vec<CustomerEvent> {
     let at = |d| {
         Some(backorder_runtime::time::to_proto(
-            Utc.with_ymd_and_hms(2026, 12, d, 0, 0, 0).single().unwrap_or_default(),
+            Utc.with_ymd_and_hms(2026, 12, d, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
         ))
     };
     let lines = |quantity: i64| {
@@ -269,7 +271,6 @@ pub fn samples(kind: &str, dir: &str) -> Vec<Value> {
         .collect()
 }
 
-
 /// The email and SMS of the sample order for template kind `kind` in `locale`.
 pub fn sample(
     templates: &Templates,
@@ -303,7 +304,13 @@ mod tests {
         TEMPLATES.get_or_init(|| Templates::shipped().unwrap())
     }
 
-    fn line(line_no: u32, sku: &str, quantity: i64, allocated: i64, backordered: i64) -> CustomerEventLine {
+    fn line(
+        line_no: u32,
+        sku: &str,
+        quantity: i64,
+        allocated: i64,
+        backordered: i64,
+    ) -> CustomerEventLine {
         CustomerEventLine {
             line_no,
             sku: sku.into(),
@@ -341,36 +348,97 @@ mod tests {
                 let (email, sms) = sample(templates, kind, locale).unwrap();
                 let lang = if locale.starts_with("de") { "de" } else { "en" };
                 assert_eq!(email.locale, lang, "{kind} {locale}");
-                assert!(email.subject.contains("SO-1042"), "{kind} {locale}: {}", email.subject);
+                assert!(
+                    email.subject.contains("SO-1042"),
+                    "{kind} {locale}: {}",
+                    email.subject
+                );
                 assert!(!email.subject.contains('\n'));
-                assert!(subjects.insert(email.subject.clone()), "{kind} {locale}: subject used twice");
+                assert!(
+                    subjects.insert(email.subject.clone()),
+                    "{kind} {locale}: subject used twice"
+                );
                 // Every line says what ships now and what waits, with its date.
                 for sku in ["CHAIR-OAK", "TABLE-ASH"] {
-                    assert!(email.text_body.contains(sku), "{kind} {locale}: {}", email.text_body);
-                    assert!(email.html_body.contains(&format!("<li>{sku}")), "{kind} {locale}: {}", email.html_body);
+                    assert!(
+                        email.text_body.contains(sku),
+                        "{kind} {locale}: {}",
+                        email.text_body
+                    );
+                    assert!(
+                        email.html_body.contains(&format!("<li>{sku}")),
+                        "{kind} {locale}: {}",
+                        email.html_body
+                    );
                 }
                 let (ships, waits, date, estimated, unknown) = match lang {
-                    "de" => ("700 jetzt lieferbar", "500 im Rückstand", "14. Dezember 2026", "geschätzt 21. Dezember 2026", "Termin noch unbekannt"),
-                    _ => ("700 ship now", "500 backordered", "December 14, 2026", "estimated December 21, 2026", "expected date not known yet"),
+                    "de" => (
+                        "700 jetzt lieferbar",
+                        "500 im Rückstand",
+                        "14. Dezember 2026",
+                        "geschätzt 21. Dezember 2026",
+                        "Termin noch unbekannt",
+                    ),
+                    _ => (
+                        "700 ship now",
+                        "500 backordered",
+                        "December 14, 2026",
+                        "estimated December 21, 2026",
+                        "expected date not known yet",
+                    ),
                 };
                 for expected in [ships, waits, date, unknown] {
-                    assert!(email.text_body.contains(expected), "{kind} {locale}: {expected:?} in {}", email.text_body);
-                    assert!(email.html_body.contains(expected), "{kind} {locale}: {expected:?} in {}", email.html_body);
+                    assert!(
+                        email.text_body.contains(expected),
+                        "{kind} {locale}: {expected:?} in {}",
+                        email.text_body
+                    );
+                    assert!(
+                        email.html_body.contains(expected),
+                        "{kind} {locale}: {expected:?} in {}",
+                        email.html_body
+                    );
                 }
                 if kind != "delay_consent_required" && kind != "update" {
-                    assert!(email.text_body.contains(estimated), "{kind} {locale}: {}", email.text_body);
+                    assert!(
+                        email.text_body.contains(estimated),
+                        "{kind} {locale}: {}",
+                        email.text_body
+                    );
                 }
-                assert!(email.text_body.contains(if lang == "de" { "1.200" } else { "1,200" }));
+                assert!(
+                    email
+                        .text_body
+                        .contains(if lang == "de" { "1.200" } else { "1,200" })
+                );
                 assert!(email.html_body.starts_with("<!DOCTYPE html>"));
                 assert!(email.html_body.contains(&format!("<html lang=\"{lang}\">")));
                 // The SKU with markup is escaped in HTML and kept in the plain text.
-                assert!(email.html_body.contains("LAMP-&lt;b&gt;&amp;&quot;BRASS&quot;"), "{}", email.html_body);
+                assert!(
+                    email
+                        .html_body
+                        .contains("LAMP-&lt;b&gt;&amp;&quot;BRASS&quot;"),
+                    "{}",
+                    email.html_body
+                );
                 assert!(!email.html_body.contains("<b>"));
                 assert!(email.text_body.contains("LAMP-<b>&\"BRASS\""));
-                let order_word = if lang == "de" { "Bestellung SO-1042" } else { "Order SO-1042" };
-                assert!(sms.text.starts_with(order_word), "{kind} {locale}: {}", sms.text);
+                let order_word = if lang == "de" {
+                    "Bestellung SO-1042"
+                } else {
+                    "Order SO-1042"
+                };
+                assert!(
+                    sms.text.starts_with(order_word),
+                    "{kind} {locale}: {}",
+                    sms.text
+                );
                 assert!(crate::sms::units(&sms.text) <= crate::sms::MAX_UNITS);
-                assert!(sms.text.chars().all(|c| crate::sms::units_of(c).is_some()), "{}", sms.text);
+                assert!(
+                    sms.text.chars().all(|c| crate::sms::units_of(c).is_some()),
+                    "{}",
+                    sms.text
+                );
                 assert_eq!(sms.to, "+4915112345678");
             }
         }
@@ -378,10 +446,17 @@ mod tests {
 
     #[test]
     fn the_german_backorder_email() {
-        let e = event(Kind::Backordered, "de-DE", vec![line(1, "SKU-A", 30, 70, 30)]);
+        let e = event(
+            Kind::Backordered,
+            "de-DE",
+            vec![line(1, "SKU-A", 30, 70, 30)],
+        );
         let notice = coalesce(&[e]).unwrap();
         let email = email(templates(), &notice).unwrap().unwrap();
-        assert_eq!(email.subject, "Ihre Bestellung SO-1: 30 Artikel im Rückstand");
+        assert_eq!(
+            email.subject,
+            "Ihre Bestellung SO-1: 30 Artikel im Rückstand"
+        );
         assert!(
             email.text_body.contains("- SKU-A (100 bestellt): 70 jetzt lieferbar, 30 im Rückstand (Termin noch unbekannt)\n"),
             "{}",
@@ -390,14 +465,19 @@ mod tests {
         assert_eq!(email.message_id, "email/ev-1");
         assert_eq!(email.kind, Kind::Backordered as i32);
         let sms = sms(templates(), &notice).unwrap().unwrap();
-        assert_eq!(sms.text, "Bestellung SO-1: 30 Artikel im Rückstand. SKU-A: 30 (Termin offen)");
+        assert_eq!(
+            sms.text,
+            "Bestellung SO-1: 30 Artikel im Rückstand. SKU-A: 30 (Termin offen)"
+        );
         assert_eq!(sms.message_id, "sms/ev-1");
     }
 
     #[test]
     fn one_item_is_singular_in_english() {
         let e = event(Kind::Shipped, "en", vec![line(1, "SKU-A", 1, 0, 0)]);
-        let email = email(templates(), &coalesce(&[e]).unwrap()).unwrap().unwrap();
+        let email = email(templates(), &coalesce(&[e]).unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(email.subject, "Your order SO-1: 1 item shipped");
     }
 
@@ -415,7 +495,11 @@ mod tests {
     fn a_coalesced_message_has_a_coalesced_id_and_lists_every_line() {
         let events: Vec<CustomerEvent> = (1..=3)
             .map(|i| {
-                let mut e = event(Kind::Backordered, "en", vec![line(i, &format!("SKU-{i}"), 2, 0, 2)]);
+                let mut e = event(
+                    Kind::Backordered,
+                    "en",
+                    vec![line(i, &format!("SKU-{i}"), 2, 0, 2)],
+                );
                 e.event_id = format!("ev-{i}");
                 e
             })
@@ -425,7 +509,13 @@ mod tests {
         assert!(email.message_id.starts_with("email/coalesced-"));
         assert_eq!(email.subject, "Your order SO-1: 6 items backordered");
         for i in 1..=3 {
-            assert!(email.text_body.contains(&format!("SKU-{i} (2 ordered): 2 backordered")), "{}", email.text_body);
+            assert!(
+                email
+                    .text_body
+                    .contains(&format!("SKU-{i} (2 ordered): 2 backordered")),
+                "{}",
+                email.text_body
+            );
         }
     }
 

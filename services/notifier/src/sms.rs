@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn other_characters_are_transliterated_or_dropped() {
-        assert_eq!(to_gsm7("Crème brûlée „gut“ – 5 € 😀"), "Crème brulée \"gut\" - 5 € ");
+        assert_eq!(
+            to_gsm7("Crème brûlée „gut“ – 5 € 😀"),
+            "Crème brulée \"gut\" - 5 € "
+        );
         assert_eq!(to_gsm7("Łódź…"), "Lodz...");
         assert_eq!(to_gsm7("日本"), "");
         assert_eq!(to_gsm7("Grüße"), "Grüße");

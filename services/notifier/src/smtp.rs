@@ -45,10 +45,9 @@ pub fn build_email(email: &EmailMessage, from: &Mailbox) -> Result<lettre::Messa
 
 impl Smtp {
     pub fn new(config: &SmtpConfig, sent: kv::Store) -> anyhow::Result<Self> {
-        let from: Mailbox = config
-            .from
-            .parse()
-            .map_err(|e| anyhow::anyhow!("BO_SMTP_FROM={:?} is not an address: {e}", config.from))?;
+        let from: Mailbox = config.from.parse().map_err(|e| {
+            anyhow::anyhow!("BO_SMTP_FROM={:?} is not an address: {e}", config.from)
+        })?;
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
             .map_err(|e| anyhow::anyhow!("BO_SMTP_URL is not usable: {e}"))?
             .timeout(Some(config.timeout))
@@ -144,13 +143,20 @@ mod tests {
         };
         let from: Mailbox = "Shop <shop@example.com>".parse().unwrap();
         let raw = String::from_utf8(build_email(&email, &from).unwrap().formatted()).unwrap();
-        assert!(raw.contains("Message-ID: <email/ev-1@example.com>"), "{raw}");
+        assert!(
+            raw.contains("Message-ID: <email/ev-1@example.com>"),
+            "{raw}"
+        );
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("text/html"), "{raw}");
         let bad = EmailMessage {
             to: "not an address".into(),
             ..email
         };
-        assert!(build_email(&bad, &from).unwrap_err().contains("not an email address"));
+        assert!(
+            build_email(&bad, &from)
+                .unwrap_err()
+                .contains("not an email address")
+        );
     }
 }

@@ -174,7 +174,10 @@ async fn open(
 
 /// The value under `key` with its revision; `None` when absent or deleted (then the revision to write
 /// against, if the key ever existed).
-pub async fn read(store: &kv::Store, key: &str) -> anyhow::Result<(Option<bytes::Bytes>, Option<u64>)> {
+pub async fn read(
+    store: &kv::Store,
+    key: &str,
+) -> anyhow::Result<(Option<bytes::Bytes>, Option<u64>)> {
     Ok(match store.entry(key).await? {
         None => (None, None),
         Some(entry) => match entry.operation {
@@ -194,12 +197,16 @@ pub async fn write(
     present: bool,
 ) -> anyhow::Result<bool> {
     let result = match (present, revision) {
-        (true, Some(revision)) => store.update(key, value, revision).await.map(|_| ()).map_err(|e| {
-            (
-                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                anyhow::Error::from(e),
-            )
-        }),
+        (true, Some(revision)) => store
+            .update(key, value, revision)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    anyhow::Error::from(e),
+                )
+            }),
         _ => store.create(key, value).await.map(|_| ()).map_err(|e| {
             (
                 e.kind() == kv::CreateErrorKind::AlreadyExists,
@@ -232,9 +239,15 @@ mod tests {
         assert_eq!(back, pending);
         assert_eq!(back.decode_events().unwrap(), vec![event]);
         let key = pending_key(Channel::Sms, "SO 1/ü");
-        assert!(key.starts_with("pending.sms.") && key.len() == "pending.sms.".len() + 32, "{key}");
+        assert!(
+            key.starts_with("pending.sms.") && key.len() == "pending.sms.".len() + 32,
+            "{key}"
+        );
         let mut two = pending.clone();
-        two.add(&CustomerEvent { event_id: "e2".into(), ..Default::default() });
+        two.add(&CustomerEvent {
+            event_id: "e2".into(),
+            ..Default::default()
+        });
         two.retain(|id| id != "e1");
         assert_eq!(two.event_ids, ["e2"]);
         assert_eq!(two.events.len(), 1);

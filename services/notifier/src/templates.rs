@@ -92,7 +92,8 @@ impl Templates {
                 if templates.env.get_template(&fallback).is_err() {
                     return Err(TemplateError::Invalid {
                         name: fallback,
-                        detail: "missing: every kind needs an English template to fall back to".into(),
+                        detail: "missing: every kind needs an English template to fall back to"
+                            .into(),
                     });
                 }
             }
@@ -259,11 +260,15 @@ mod tests {
             .map(|(n, s)| (n.to_string(), s.to_string()))
             .collect();
         sources.insert("de/shipped.txt.j2".into(), "{% if %}".into());
-        let error = Templates::from_sources(sources.clone()).unwrap_err().to_string();
+        let error = Templates::from_sources(sources.clone())
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("template de/shipped.txt.j2:"), "{error}");
 
         sources.insert("de/shipped.txt.j2".into(), "{{ no_such_thing }}".into());
-        let error = Templates::from_sources(sources.clone()).unwrap_err().to_string();
+        let error = Templates::from_sources(sources.clone())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("de/shipped.txt.j2"), "{error}");
         assert!(error.contains("undefined"), "{error}");
 
