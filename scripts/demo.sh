@@ -32,6 +32,10 @@ export BO_CLOCK=simulated
 BO_CLOCK_START="$(date -u +%Y-%m-%dT%H:00:00Z)"
 export BO_CLOCK_START
 export BO_BIN_DIR="$BIN_DIR"
+# Messages go out as soon as the customer event arrives, at any hour of the simulated clock (the service
+# defaults coalesce for 60 s and hold SMS through the night).
+export BO_NOTIFY_COALESCE_SECS=0
+export BO_SMS_QUIET_HOURS=off
 
 for b in backorder-demo order-intake allocation replenishment-trigger notifier; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b not found; build first: cargo build --release --bins (or run 'make demo')"
