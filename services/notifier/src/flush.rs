@@ -133,6 +133,8 @@ pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<
             channel = pending.channel.name(),
             message_id = tracing::field::Empty
         );
+        // The message continues the trace of the (newest) event it tells.
+        backorder_runtime::trace::follow(&span, &pending.trace);
         send(shared, &key, &bytes, &pending, events)
             .instrument(span)
             .await?;

@@ -276,7 +276,10 @@ impl Intake {
                 );
                 continue;
             }
-            match self.store(&event, &customer.id, channel).await {
+            match self
+                .store(&event, &delivery.trace, &customer.id, channel)
+                .await
+            {
                 Ok(what) => {
                     metrics::counter!("bo_notifier_events_total", "channel" => channel.name(), "outcome" => what)
                         .increment(1);
@@ -292,6 +295,7 @@ impl Intake {
     async fn store(
         &self,
         event: &CustomerEvent,
+        trace: &[(String, String)],
         customer_id: &str,
         channel: Channel,
     ) -> anyhow::Result<&'static str> {
@@ -328,6 +332,7 @@ impl Intake {
             if !pending.add(event) {
                 return Ok("already_pending");
             }
+            pending.trace = trace.to_vec();
             if store::write(&buckets.state, &key, pending.encode(), revision, present).await? {
                 return Ok("pending");
             }

@@ -54,6 +54,9 @@ pub struct Pending {
     pub events: Vec<String>,
     /// Their ids, in the same order.
     pub event_ids: Vec<String>,
+    /// The trace context (`traceparent`, `tracestate`) of the newest event, which the message continues.
+    #[serde(default)]
+    pub trace: Vec<(String, String)>,
 }
 
 impl Pending {
@@ -64,6 +67,7 @@ impl Pending {
             first_at,
             events: Vec::new(),
             event_ids: Vec::new(),
+            trace: Vec::new(),
         }
     }
 

@@ -41,7 +41,9 @@ struct Server {
 
 impl Server {
     async fn start(mode: &str) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let dir = std::env::temp_dir().join(format!("bo-smtp-{}", uuid::Uuid::new_v4().simple()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
         let child = Command::new(python())
@@ -53,11 +55,21 @@ impl Server {
             .kill_on_drop(true)
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "the SMTP test server did not start on {port}");
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the SMTP test server did not start on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { port, dir, _child: child })
+        Ok(Self {
+            port,
+            dir,
+            _child: child,
+        })
     }
 
     fn url(&self) -> String {
@@ -71,7 +83,10 @@ impl Server {
             .unwrap_or_default();
         files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
         files.sort();
-        files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
+        files
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
     }
 
     async fn wait_received(&self, count: usize) -> Vec<String> {
@@ -96,14 +111,28 @@ impl Drop for Server {
 async fn emails_are_delivered_to_a_real_smtp_server_once() -> anyhow::Result<()> {
     let server = Server::start("accept").await?;
     let url = server.url();
-    let env = [("BO_SMTP_URL", url.as_str()), ("BO_SMTP_FROM", "Shop <shop@example.com>")];
+    let env = [
+        ("BO_SMTP_URL", url.as_str()),
+        ("BO_SMTP_FROM", "Shop <shop@example.com>"),
+    ];
     with_notifier(&env, |world| async move {
         let buyer = customer("buyer@example.com", "");
-        world.publish_event(&event("ev-1", "SO-1", Kind::Backordered, buyer, vec![line(1, 3, 0, 3)])).await?;
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Backordered,
+                buyer,
+                vec![line(1, 3, 0, 3)],
+            ))
+            .await?;
         let received = server.wait_received(1).await;
         assert_eq!(received.len(), 1);
         let mail = &received[0];
-        assert!(mail.contains("Message-ID: <email/ev-1@example.com>"), "{mail}");
+        assert!(
+            mail.contains("Message-ID: <email/ev-1@example.com>"),
+            "{mail}"
+        );
         assert!(mail.contains("To: buyer@example.com"), "{mail}");
         assert!(mail.contains("From: Shop <shop@example.com>"), "{mail}");
         assert!(mail.contains("multipart/alternative"), "{mail}");
@@ -128,12 +157,27 @@ async fn a_temporary_failure_is_retried_until_the_server_takes_the_email() -> an
     let url = server.url();
     with_notifier(&[("BO_SMTP_URL", url.as_str())], |world| async move {
         let buyer = customer("buyer@example.com", "");
-        world.publish_event(&event("ev-1", "SO-1", Kind::Shipped, buyer, vec![line(1, 1, 0, 0)])).await?;
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Shipped,
+                buyer,
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
         let received = server.wait_received(1).await;
         assert_eq!(received.len(), 1, "not delivered after a 451");
-        assert!(received[0].contains("Message-ID: <email/ev-1@localhost>"), "{}", received[0]);
+        assert!(
+            received[0].contains("Message-ID: <email/ev-1@localhost>"),
+            "{}",
+            received[0]
+        );
         let letters = world
-            .stored::<DeadLetter>(StreamKind::DeadLetter, &world.bus.subjects.dead_letter("notifier-smtp"))
+            .stored::<DeadLetter>(
+                StreamKind::DeadLetter,
+                &world.bus.subjects.dead_letter("notifier-smtp"),
+            )
             .await?;
         assert!(letters.is_empty());
         Ok(world)
@@ -147,9 +191,21 @@ async fn a_permanent_failure_parks_the_email_in_the_dead_letter_stream() -> anyh
     let url = server.url();
     with_notifier(&[("BO_SMTP_URL", url.as_str())], |world| async move {
         let buyer = customer("buyer@example.com", "");
-        world.publish_event(&event("ev-1", "SO-1", Kind::Shipped, buyer, vec![line(1, 1, 0, 0)])).await?;
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Shipped,
+                buyer,
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
         let letters: Vec<(String, DeadLetter)> = world
-            .wait_stored(StreamKind::DeadLetter, &world.bus.subjects.dead_letter("notifier-smtp"), 1)
+            .wait_stored(
+                StreamKind::DeadLetter,
+                &world.bus.subjects.dead_letter("notifier-smtp"),
+                1,
+            )
             .await?;
         assert_eq!(letters.len(), 1);
         let letter = &letters[0].1;
