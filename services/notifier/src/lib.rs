@@ -246,7 +246,7 @@ impl Handler for Intake {
             backorder_runtime::trace::follow(&span, &delivery.trace);
             outcomes.push(self.take(delivery).instrument(span).await);
         }
-        if outcomes.iter().any(|o| *o == Outcome::Done) {
+        if outcomes.contains(&Outcome::Done) {
             self.shared.stored.notify_one();
         }
         outcomes
