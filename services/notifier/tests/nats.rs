@@ -395,3 +395,53 @@ async fn events_that_cannot_be_told_are_parked() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn events_waiting_in_their_window_survive_a_restart() -> anyhow::Result<()> {
+    with_notifier(
+        &[("BO_NOTIFY_COALESCE_SECS", "60")],
+        |mut world| async move {
+            let buyer = customer("buyer@example.com", "");
+            world
+                .publish_event(&event(
+                    "ev-1",
+                    "SO-1",
+                    Kind::Backordered,
+                    buyer.clone(),
+                    vec![line(1, 2, 0, 2)],
+                ))
+                .await?;
+            settle().await;
+            world.stop().await?;
+            world.start().await?;
+            world
+                .publish_event(&event(
+                    "ev-2",
+                    "SO-1",
+                    Kind::Backordered,
+                    buyer,
+                    vec![line(2, 5, 0, 5)],
+                ))
+                .await?;
+            settle().await;
+            assert!(world.emails().await?.is_empty());
+            world.advance("2026-01-10T10:05:00Z").await?;
+            world
+                .wait_stored::<EmailMessage>(
+                    StreamKind::Outbound,
+                    &world.bus.subjects.notify_email(),
+                    1,
+                )
+                .await?;
+            settle().await;
+            let emails = world.emails().await?;
+            assert_eq!(emails.len(), 1);
+            assert_eq!(
+                emails[0].1.subject,
+                "Ihre Bestellung SO-1: 7 Artikel im Rückstand"
+            );
+            Ok(world)
+        },
+    )
+    .await
+}
