@@ -445,3 +445,48 @@ async fn events_waiting_in_their_window_survive_a_restart() -> anyhow::Result<()
     )
     .await
 }
+
+/// How fast events become emails, window 0: `cargo test -p notifier --test nats -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn throughput() -> anyhow::Result<()> {
+    with_notifier(&[], |world| async move {
+        let n: usize = std::env::var("BO_NOTIFY_BENCH_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let buyer = customer("buyer@example.com", "+4915112345678");
+        let started = std::time::Instant::now();
+        let subject = world.bus.subjects.customer_event();
+        let mut acks = Vec::with_capacity(n);
+        for i in 0..n {
+            let e = event(&format!("ev-{i}"), &format!("SO-{i}"), Kind::Backordered, buyer.clone(), vec![line(1, 3, 1, 3)]);
+            acks.push(
+                world
+                    .bus
+                    .send(subject.clone(), &e.event_id, e.encode_to_vec().into())
+                    .await?,
+            );
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        let published = started.elapsed();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let emails = world.seen.count(&world.bus.subjects.notify_email());
+            let sms = world.seen.count(&world.bus.subjects.notify_sms());
+            if (emails >= n && sms >= n) || std::time::Instant::now() > deadline {
+                let total = started.elapsed();
+                println!(
+                    "{n} events published in {published:?}; {emails} emails and {sms} SMS after {total:?}: {:.0} events/s",
+                    n as f64 / total.as_secs_f64()
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(world)
+    })
+    .await
+}
