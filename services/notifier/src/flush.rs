@@ -22,6 +22,8 @@ use crate::store::{self, Pending};
 
 /// How often the flusher looks anyway (another instance's entries, a clock that moved).
 const POLL: Duration = Duration::from_secs(1);
+/// Entries sent at a time.
+const CONCURRENCY: usize = 32;
 
 /// When an entry is due: its window after the first event, and for SMS not inside the customer's quiet
 /// hours (in their `time_zone`, else `default_zone`). Pure.
@@ -89,57 +91,74 @@ pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<
             pending_keys.push(key);
         }
     }
+    // Entries are independent (one order and channel each): several are sent at a time.
+    let results: Vec<anyhow::Result<Option<DateTime<Utc>>>> = futures::stream::iter(pending_keys)
+        .map(|key| async move { visit(shared, &key, now).await })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
     let mut next: Option<DateTime<Utc>> = None;
-    for key in pending_keys {
-        let (Some(bytes), _) = store::read(state, &key).await? else {
-            continue;
-        };
-        let (pending, events) = match Pending::decode(&bytes)
-            .and_then(|p| p.decode_events().map(|events| (p, events)))
-        {
+    for result in results {
+        if let Some(due) = result? {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+    }
+    Ok(next)
+}
+
+/// Sends the entry under `key` if it is due at `now`; else when it falls due.
+async fn visit(
+    shared: &Shared,
+    key: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let state = &shared.buckets.state;
+    let (Some(bytes), _) = store::read(state, key).await? else {
+        return Ok(None);
+    };
+    let (pending, events) =
+        match Pending::decode(&bytes).and_then(|p| p.decode_events().map(|events| (p, events))) {
             Ok(read) => read,
             Err(error) => {
                 park(
                     shared,
-                    &key,
+                    key,
                     &bytes,
                     &format!("unreadable pending entry: {error}"),
                 )
                 .await?;
-                remove(shared, &key, None).await?;
-                continue;
+                remove(shared, key, None).await?;
+                return Ok(None);
             }
         };
-        let Some(newest) = events.last() else {
-            remove(shared, &key, None).await?;
-            continue;
-        };
-        let customer = newest.customer.clone().unwrap_or_default();
-        let config = &shared.config;
-        let due = due_at(
-            &pending,
-            &customer,
-            config.coalesce,
-            config.quiet_hours,
-            config.default_time_zone,
-        );
-        if due > now {
-            next = Some(next.map_or(due, |n| n.min(due)));
-            continue;
-        }
-        let span = tracing::info_span!(
-            "notify",
-            order_id = %pending.order_id,
-            channel = pending.channel.name(),
-            message_id = tracing::field::Empty
-        );
-        // The message continues the trace of the (newest) event it tells.
-        backorder_runtime::trace::follow(&span, &pending.trace);
-        send(shared, &key, &bytes, &pending, events)
-            .instrument(span)
-            .await?;
+    let Some(newest) = events.last() else {
+        remove(shared, key, None).await?;
+        return Ok(None);
+    };
+    let customer = newest.customer.clone().unwrap_or_default();
+    let config = &shared.config;
+    let due = due_at(
+        &pending,
+        &customer,
+        config.coalesce,
+        config.quiet_hours,
+        config.default_time_zone,
+    );
+    if due > now {
+        return Ok(Some(due));
     }
-    Ok(next)
+    let span = tracing::info_span!(
+        "notify",
+        order_id = %pending.order_id,
+        channel = pending.channel.name(),
+        message_id = tracing::field::Empty
+    );
+    // The message continues the trace of the (newest) event it tells.
+    backorder_runtime::trace::follow(&span, &pending.trace);
+    send(shared, key, &bytes, &pending, events)
+        .instrument(span)
+        .await?;
+    Ok(None)
 }
 
 /// One due entry: the message it makes, published and recorded, and the entry removed.

@@ -28,7 +28,7 @@ use backorder_proto::v1::customer_event::Kind;
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use prost::Message as _;
 use tracing::Instrument;
 
@@ -235,16 +235,37 @@ struct Intake {
 
 impl Handler for Intake {
     async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let span = tracing::info_span!(
-                "customer_event",
-                order_id = tracing::field::Empty,
-                event_id = tracing::field::Empty,
-                seq = delivery.stream_sequence
-            );
-            backorder_runtime::trace::follow(&span, &delivery.trace);
-            outcomes.push(self.take(delivery).instrument(span).await);
+        // Events of one order are taken in order (they coalesce in arrival order); orders side by side.
+        let mut orders: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, delivery) in batch.iter().enumerate() {
+            let order = CustomerEvent::decode(delivery.payload.as_ref())
+                .map(|e| e.order_id)
+                .unwrap_or_default();
+            orders.entry(order).or_default().push(i);
+        }
+        let this = &*self;
+        let taken: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(orders.into_values())
+            .map(|indices| async move {
+                let mut out = Vec::with_capacity(indices.len());
+                for i in indices {
+                    let delivery = &batch[i];
+                    let span = tracing::info_span!(
+                        "customer_event",
+                        order_id = tracing::field::Empty,
+                        event_id = tracing::field::Empty,
+                        seq = delivery.stream_sequence
+                    );
+                    backorder_runtime::trace::follow(&span, &delivery.trace);
+                    out.push((i, this.take(delivery).instrument(span).await));
+                }
+                out
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut outcomes = vec![Outcome::Done; batch.len()];
+        for (i, outcome) in taken.into_iter().flatten() {
+            outcomes[i] = outcome;
         }
         if outcomes.contains(&Outcome::Done) {
             self.shared.stored.notify_one();

@@ -450,7 +450,12 @@ async fn events_waiting_in_their_window_survive_a_restart() -> anyhow::Result<()
 #[tokio::test]
 #[ignore = "a measurement, not a check"]
 async fn throughput() -> anyhow::Result<()> {
-    with_notifier(&[], |world| async move {
+    let window = if std::env::var("BO_NOTIFY_BENCH_INTAKE_ONLY").is_ok() {
+        "3600"
+    } else {
+        "0"
+    };
+    with_notifier(&[("BO_NOTIFY_COALESCE_SECS", window)], |world| async move {
         let n: usize = std::env::var("BO_NOTIFY_BENCH_EVENTS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -472,6 +477,20 @@ async fn throughput() -> anyhow::Result<()> {
             ack.await?;
         }
         let published = started.elapsed();
+        // How long the intake alone takes (all events stored, acked), measured with a long window.
+        if std::env::var("BO_NOTIFY_BENCH_INTAKE_ONLY").is_ok() {
+            let stream = world.bus.js.get_stream(world.bus.subjects.stream(StreamKind::Internal)).await?;
+            loop {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("notifier").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let info = consumer.info().await?;
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            println!("{n} events taken in {:?}", started.elapsed());
+            return Ok(world);
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
             let emails = world.seen.count(&world.bus.subjects.notify_email());
