@@ -260,7 +260,9 @@ pub fn samples(kind: &str, dir: &str) -> Vec<Value> {
     if let Some(notice) = crate::coalesce::coalesce(&sample_events(kind)) {
         let mut bare = notice.clone();
         bare.lines.truncate(1);
-        bare.lines[0].line.eta = None;
+        if let Some(first) = bare.lines.first_mut() {
+            first.line.eta = None;
+        }
         bare.respond_by = None;
         notices.push(notice);
         notices.push(bare);
