@@ -4,7 +4,9 @@ use backorder_runtime::{Source as _, shutdown, telemetry};
 const USAGE: &str = "usage: notifier            run the service (configured by the environment)
        notifier templates [LOCALE]
                           check the templates (BO_TEMPLATES_DIR over the shipped ones) and print every
-                          kind of message rendered for a sample order in LOCALE (default: every locale)";
+                          kind of message rendered for a sample order in LOCALE (default: every locale)
+       notifier preferences CUSTOMER_ID email=in|out sms=in|out
+                          publish a CustomerPreferences for the customer (NATS_URL, BO_PREFIX), as of now";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => {}
         Some("templates") => return print_templates(args.get(1).map(String::as_str)),
+        Some("preferences") => return set_preferences(&args[1..]).await,
         Some(_) => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -47,5 +50,48 @@ fn print_templates(locale: Option<&str>) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `preferences C-1 email=in sms=out`: both channels must be named, so nothing is changed by accident.
+async fn set_preferences(args: &[String]) -> anyhow::Result<()> {
+    let (Some(customer_id), rest) = (args.first(), args.get(1..).unwrap_or_default()) else {
+        anyhow::bail!("{USAGE}");
+    };
+    let mut email = None;
+    let mut sms = None;
+    for arg in rest {
+        match arg.split_once('=') {
+            Some(("email", "in")) => email = Some(false),
+            Some(("email", "out")) => email = Some(true),
+            Some(("sms", "in")) => sms = Some(false),
+            Some(("sms", "out")) => sms = Some(true),
+            _ => anyhow::bail!("{arg:?} is not email=in|out or sms=in|out\n{USAGE}"),
+        }
+    }
+    let (Some(email_opt_out), Some(sms_opt_out)) = (email, sms) else {
+        anyhow::bail!("name both channels (email=in|out sms=in|out)\n{USAGE}");
+    };
+    let common = backorder_runtime::CommonConfig::from_source(&ProcessEnv)?;
+    let bus = backorder_runtime::jetstream::Bus::connect(
+        &common.nats_url,
+        common.subjects.clone(),
+        "notifier-preferences-command",
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    let preferences = backorder_proto::v1::CustomerPreferences {
+        customer_id: customer_id.clone(),
+        email_opt_out,
+        sms_opt_out,
+        updated_at: Some(backorder_runtime::time::to_proto(now)),
+    };
+    let id = format!(
+        "{customer_id}/{}",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    bus.publish(common.subjects.customer_preferences(), &id, &preferences)
+        .await?;
+    println!("published {id}: email_opt_out={email_opt_out} sms_opt_out={sms_opt_out}");
     Ok(())
 }
