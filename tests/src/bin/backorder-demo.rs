@@ -282,6 +282,7 @@ async fn late_supplier(
             quantity_open: 60,
             expected_at: Some(backorder_runtime::time::to_proto(expected)),
             cancelled: false,
+            request_id: String::new(),
         };
         (format!("PO-8100/1/{revision}"), update)
     };

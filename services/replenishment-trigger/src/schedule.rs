@@ -1,0 +1,98 @@
+//! When something is due (a gathered request at the end of its window, a sent one at its re-raise time), the
+//! scheduler publishes a `ReplenishmentTick` to the service's own consumer instead of acting itself: the
+//! tick is then handled in stream order with the shortage reports, by whichever instance holds the consumer,
+//! so a report and the sending of its request never race. A tick handled twice does nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv as js_kv;
+use backorder_proto::v1::ReplenishmentTick;
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::{Clock, time};
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::kv;
+use crate::store::{Batch, Sent, keys};
+
+/// Due times are looked at again at least this often (another instance may have gathered a request).
+const POLL: Duration = Duration::from_secs(30);
+/// After a tick, how long to wait for it to be handled before looking again.
+const HANDLED: Duration = Duration::from_secs(30);
+
+pub struct Scheduler {
+    pub bus: Bus,
+    pub bucket: js_kv::Store,
+    pub clock: Clock,
+    /// Told by the handler when due times may have changed, and after each tick.
+    pub changed: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let next = match self.next_due().await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "due times not readable; looking again");
+                    None
+                }
+            };
+            let due = async {
+                match next {
+                    Some(at) => self.clock.until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = self.changed.notified() => continue,
+                _ = tokio::time::sleep(POLL) => continue,
+                _ = due => {}
+            }
+            let at = self.clock.now();
+            let tick = ReplenishmentTick {
+                at: Some(time::to_proto(at)),
+            };
+            // Unique: two ticks at one (simulated) instant must both be handled.
+            let id = format!("tick/{}/{}", at.to_rfc3339(), uuid::Uuid::new_v4().simple());
+            match self
+                .bus
+                .publish(self.bus.subjects.replenishment_tick(), &id, &tick)
+                .await
+            {
+                Ok(()) => tracing::debug!(%at, "tick published"),
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "tick not published; trying again"
+                ),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(HANDLED) => {}
+            }
+        }
+    }
+
+    /// The earliest time a gathered request is due or a sent one is to be re-raised.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, String> {
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut consider = |at: DateTime<Utc>| next = Some(next.map_or(at, |n| n.min(at)));
+        for key in kv::keys(&self.bucket, keys::BATCHES).await? {
+            if let Some(batch) = kv::read::<Batch>(&self.bucket, &key).await?.value {
+                consider(batch.due_at);
+            }
+        }
+        for key in kv::keys(&self.bucket, keys::SENT).await? {
+            if let Some(sent) = kv::read::<Sent>(&self.bucket, &key).await?.value
+                && !sent.reraised
+            {
+                consider(sent.reraise_at);
+            }
+        }
+        Ok(next)
+    }
+}
