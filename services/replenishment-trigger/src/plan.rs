@@ -40,12 +40,19 @@ pub fn plan(
         .and_then(time::from_proto)
         .map(|at| at.max(now));
     let need_by = promised.unwrap_or(earliest);
-    let expedite = need_by < earliest;
+    // A promise made from this lead time falls on `earliest` give or take the hours since it was made: only a
+    // day or more sooner asks to expedite.
+    let expedite = need_by <= earliest - TimeDelta::days(1);
 
     let mut reason = format!(
-        "{} wait for {}; {} not covered by free stock ({}) or open purchase orders ({}); {} already \
+        "{} {} for {}; {} not covered by free stock ({}) or open purchase orders ({}); {} already \
          requested. {} → order {}.",
         plural(event.orders_waiting, "customer order"),
+        if event.orders_waiting == 1 {
+            "waits"
+        } else {
+            "wait"
+        },
         plural(event.backordered, "unit"),
         event.shortage,
         event.available,
@@ -319,6 +326,13 @@ mod tests {
             "{}",
             planned.note.reason
         );
+        // A promise made from the same lead time a few hours ago is no reason to expedite.
+        let event = ReorderNeeded {
+            needed_by: Some(time::to_proto(at(11) - TimeDelta::hours(5))),
+            ..report()
+        };
+        let planned = plan(&event, 0, &acme(), Origin::Configured, at(1)).unwrap();
+        assert!(!planned.note.expedite, "{}", planned.note.reason);
         // A promise already past: needed now.
         let event = ReorderNeeded {
             needed_by: Some(time::to_proto(at(1) - TimeDelta::days(3))),

@@ -103,6 +103,25 @@ impl SkuState {
             .sum()
     }
 
+    /// Sets the units of the SKU in request `request_id` (0: none), in place of what it held.
+    pub fn set_open(
+        &mut self,
+        request_id: &str,
+        supplier_id: &str,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) {
+        self.open.retain(|r| r.request_id != request_id);
+        if quantity > 0 {
+            self.open.push(OpenRequest {
+                request_id: request_id.to_string(),
+                supplier_id: supplier_id.to_string(),
+                quantity,
+                requested_at: at,
+            });
+        }
+    }
+
     /// Purchasing answered: the named requests are closed, and `supply_added` units of PO lines that name no
     /// request close the oldest open requests first (a request partly covered keeps the rest open). Returns the
     /// units closed per request.
@@ -267,6 +286,20 @@ mod tests {
         assert_eq!(state.unanswered("pr/2"), 10);
         assert_eq!(state.answer(&[], 100), [("pr/2".to_string(), 10)]);
         assert!(state.open.is_empty());
+    }
+
+    #[test]
+    fn a_gathered_line_is_replaced_not_added_to() {
+        let mut state = SkuState {
+            last_seq: 1,
+            open: vec![open("pr/1", 30), open("pr/2", 20)],
+        };
+        state.set_open("pr/2", "ACME", 12, DateTime::UNIX_EPOCH);
+        assert_eq!(state.open, [open("pr/1", 30), open("pr/2", 12)]);
+        state.set_open("pr/2", "ACME", 0, DateTime::UNIX_EPOCH);
+        assert_eq!(state.open, [open("pr/1", 30)]);
+        state.set_open("pr/3", "ACME", 5, DateTime::UNIX_EPOCH);
+        assert_eq!(state.requested(), 35);
     }
 
     #[test]

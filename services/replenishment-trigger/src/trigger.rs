@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::policies::Policies;
-use crate::store::{Batch, MasterPolicy, OpenRequest, Sent, SkuState, keys};
+use crate::store::{Batch, MasterPolicy, Sent, SkuState, keys};
 use crate::{kv, plan};
 
 pub struct Trigger {
@@ -143,16 +143,30 @@ impl Trigger {
             .policies
             .resolve(&event.sku, upserted.value.as_ref().map(|m| &m.policy));
         let now = self.clock.now();
-        let requested = state.requested();
+        // A line of the request still being gathered is planned again from this report's figures (it may grow,
+        // shrink or go), so the request reflects the latest shortage when it is sent.
+        let batch_key = keys::batch(&policy.supplier_id);
+        let gathering = kv::read::<Batch>(&self.bucket, &batch_key).await?;
+        let gathered = gathering
+            .value
+            .as_ref()
+            .map_or(0, |b| state.unanswered(&b.request_id));
+        let requested = state.requested() - gathered;
         match plan::plan(event, requested, &policy, origin, now) {
-            None => tracing::debug!(
-                shortage = event.shortage,
-                requested,
-                "covered by stock, supply and open requests"
-            ),
+            None => {
+                tracing::debug!(
+                    shortage = event.shortage,
+                    requested,
+                    "covered by stock, supply and sent requests"
+                );
+                if let (Some(mut batch), true) = (gathering.value, gathered > 0) {
+                    batch.lines.remove(&event.sku);
+                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                    state.set_open(&batch.request_id, &batch.supplier_id, 0, now);
+                    tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
+                }
+            }
             Some(planned) => {
-                let batch_key = keys::batch(&policy.supplier_id);
-                let gathering = kv::read::<Batch>(&self.bucket, &batch_key).await?;
                 let mut batch = gathering.value.unwrap_or_else(|| Batch {
                     // Derived from the report that opens it: a replay opens the same request.
                     request_id: format!("pr/{}", event.event_id),
@@ -164,12 +178,7 @@ impl Trigger {
                 });
                 plan::merge(&mut batch, &event.sku, &planned, now);
                 kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
-                state.open.push(OpenRequest {
-                    request_id: batch.request_id.clone(),
-                    supplier_id: batch.supplier_id.clone(),
-                    quantity: planned.quantity,
-                    requested_at: now,
-                });
+                state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, now);
                 tracing::info!(
                     request_id = %batch.request_id,
                     supplier_id = %batch.supplier_id,

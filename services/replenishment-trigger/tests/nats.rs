@@ -254,10 +254,17 @@ async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Res
                 ..shortage("ev-3", "SKU-C", 4)
             },
             shortage("ev-4", "SKU-X", 2),
-            // The same shortage again: already requested.
+            // SKU-A's shortage grows before the request goes: its line grows with it.
             ReorderNeeded {
-                orders_waiting: 3,
-                ..shortage("ev-5", "SKU-A", 30)
+                orders_waiting: 4,
+                ..shortage("ev-5", "SKU-A", 40)
+            },
+            // SKU-Y is short, then stock turns up before the request goes: its line is dropped.
+            shortage("ev-6", "SKU-Y", 4),
+            ReorderNeeded {
+                available: 4,
+                backordered: 4,
+                ..shortage("ev-7", "SKU-Y", 0)
             },
         ])
         .await?;
@@ -273,7 +280,7 @@ async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Res
         assert_eq!(
             summary(&requests),
             owned(&[
-                ("pr/ev-1", "ACME", &[("SKU-A", 36), ("SKU-B", 5)]),
+                ("pr/ev-1", "ACME", &[("SKU-A", 48), ("SKU-B", 5)]),
                 ("pr/ev-3", "OAK", &[("SKU-C", 54)]),
                 ("pr/ev-4", "unassigned", &[("SKU-X", 2)]),
             ])
@@ -282,10 +289,10 @@ async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Res
         assert!(!acme.urgent && !acme.reraised);
         let line = &acme.lines[0];
         assert!(!line.default_policy);
-        assert_eq!((line.orders_waiting, line.backordered), (3, 30));
+        assert_eq!((line.orders_waiting, line.backordered), (4, 40));
         assert!(
             line.reason
-                .starts_with("3 customer orders wait for 30 units"),
+                .starts_with("4 customer orders wait for 40 units"),
             "{}",
             line.reason
         );
@@ -300,14 +307,14 @@ async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Res
         );
 
         // Shortages already requested ask for nothing more; a larger one asks for the difference.
-        env.report(&[shortage("ev-6", "SKU-B", 5), shortage("ev-7", "SKU-B", 8)])
+        env.report(&[shortage("ev-8", "SKU-B", 5), shortage("ev-9", "SKU-B", 8)])
             .await?;
         env.handled("marker-2").await?;
         env.advance(start_time() + TimeDelta::seconds(700)).await?;
         let requests = env.requests(4).await?;
         assert_eq!(
             summary(&requests[3..]),
-            owned(&[("pr/ev-7", "ACME", &[("SKU-B", 3)])])
+            owned(&[("pr/ev-9", "ACME", &[("SKU-B", 3)])])
         );
         assert_eq!(env.requests_settled().await?.len(), 4);
 

@@ -234,7 +234,7 @@ struct Stock {
 pub(crate) struct SupplyAnswers {
     /// Requests named by the PO lines (`SupplyUpdated.request_id`).
     requests: Vec<String>,
-    /// Units added by PO lines naming no request.
+    /// Units added by PO lines naming no request, and received on a PO beyond what its lines expected.
     added: i64,
 }
 

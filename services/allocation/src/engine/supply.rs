@@ -85,13 +85,14 @@ impl Work<'_> {
         Ok(Applied::Done)
     }
 
-    /// A receipt on purchase order `po_id` lowers that PO's open quantity of the SKU, first line first.
+    /// A receipt on purchase order `po_id` lowers that PO's open quantity of the SKU, first line first. Returns
+    /// the units no open line expected (a PO purchasing never reported, or more than it said).
     pub(super) async fn receive_on_po(
         &mut self,
         po_id: &str,
         sku: &str,
         quantity: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<i64, sqlx::Error> {
         let lines: Vec<(i32, i64)> = sqlx::query_as(
             "select line_no, quantity_open from supply
              where po_id = $1 and sku = $2 and quantity_open > 0 order by line_no for update",
@@ -115,7 +116,7 @@ impl Work<'_> {
                 po = po_id,
                 "receipt names a purchase order with nothing open for the SKU"
             );
-            return Ok(());
+            return Ok(quantity);
         }
         sqlx::query(
             "update supply s set quantity_open = s.quantity_open - t.take, updated_at = $4
@@ -128,6 +129,6 @@ impl Work<'_> {
         .bind(self.now)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(left)
     }
 }
