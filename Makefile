@@ -60,6 +60,9 @@ test:
 		DATABASE_URL="$$base/test"
 	fi
 	export NATS_URL DATABASE_URL
+	# The notifier's SMTP tests run a real local SMTP server (Python's aiosmtpd).
+	BO_SMTP_TEST_PYTHON="$$(scripts/ensure-smtp-test.sh | tail -n1)"
+	export BO_SMTP_TEST_PYTHON
 	echo "NATS_URL=$$NATS_URL DATABASE_URL=$$DATABASE_URL" >&2
 	echo "+ $(CARGO) build --workspace --bins" >&2
 	$(CARGO) build --workspace --bins

@@ -37,6 +37,10 @@ export BO_REORDER_POLICY_FILE="${BO_REORDER_POLICY_FILE:-$BO_ROOT/deploy/reorder
 export BO_REORDER_WINDOW_SECS="${BO_REORDER_WINDOW_SECS:-300}"
 export BO_REORDER_RERAISE_HOURS="${BO_REORDER_RERAISE_HOURS:-48}"
 export BO_BIN_DIR="$BIN_DIR"
+# Messages go out as soon as the customer event arrives, at any hour of the simulated clock (the service
+# defaults coalesce for 60 s and hold SMS through the night).
+export BO_NOTIFY_COALESCE_SECS=0
+export BO_SMS_QUIET_HOURS=off
 
 for b in backorder-demo order-intake allocation replenishment-trigger notifier; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b not found; build first: cargo build --release --bins (or run 'make demo')"

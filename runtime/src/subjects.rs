@@ -91,6 +91,9 @@ impl Subjects {
     pub fn delay_answer(&self) -> String {
         self.subject("in.order.delay-answer")
     }
+    pub fn customer_preferences(&self) -> String {
+        self.subject("in.customer.preferences")
+    }
     pub fn clock(&self) -> String {
         self.subject("ctl.clock")
     }
@@ -144,9 +147,23 @@ impl Subjects {
         format!("{}_REPLENISHMENT", self.prefix.to_ascii_uppercase())
     }
 
+    /// notifier's key-value bucket, e.g. `BO_NOTIFIER`: messages waiting to be sent, customer preferences.
+    pub fn notifier_bucket(&self) -> String {
+        format!("{}_NOTIFIER", self.prefix.to_ascii_uppercase())
+    }
+
+    /// notifier's record of what it sent, e.g. `BO_NOTIFIER_SENT`, so a replayed event is not sent again.
+    pub fn notifier_sent_bucket(&self) -> String {
+        format!("{}_NOTIFIER_SENT", self.prefix.to_ascii_uppercase())
+    }
+
     /// Every key-value bucket the services keep under the prefix.
     pub fn buckets(&self) -> Vec<String> {
-        vec![self.replenishment_bucket()]
+        vec![
+            self.replenishment_bucket(),
+            self.notifier_bucket(),
+            self.notifier_sent_bucket(),
+        ]
     }
 
     /// The stream's name, e.g. `BO_IN` for prefix `bo`.

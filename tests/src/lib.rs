@@ -294,6 +294,10 @@ impl System {
             ("BO_PREFIX".into(), prefix),
             // Health and metrics on a port the system picks, so systems side by side do not collide.
             ("BO_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            // Each customer event is told as soon as it arrives, at any hour (tests that want coalescing or
+            // quiet hours set them in `extra_env`).
+            ("BO_NOTIFY_COALESCE_SECS".into(), "0".into()),
+            ("BO_SMS_QUIET_HOURS".into(), "off".into()),
             (
                 "RUST_LOG".into(),
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

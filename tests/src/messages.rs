@@ -12,6 +12,7 @@ pub fn customer(id: &str, email: &str, phone: &str, locale: &str) -> Customer {
         email: email.into(),
         phone: phone.into(),
         locale: locale.into(),
+        ..Default::default()
     }
 }
 

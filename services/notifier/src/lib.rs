@@ -1,47 +1,172 @@
-//! notifier: turns the customer events allocation publishes (`<p>.customer.event`) into an email
-//! (`<p>.out.notify.email`) and an SMS (`<p>.out.notify.sms`) for the gateways, each when the customer has
-//! an address for it.
+//! notifier: turns the customer events allocation publishes (`<p>.customer.event`) into emails
+//! (`<p>.out.notify.email`) and SMS (`<p>.out.notify.sms`) for the gateways, rendered from templates in the
+//! customer's language, several events of an order within a short window told in one message, each channel
+//! only when the customer has an address for it and has not opted out, SMS held through the customer's
+//! quiet hours. With `BO_SMTP_URL` it also delivers the emails over SMTP itself ([`smtp`]).
+//!
+//! The flow: [`Intake`] stores each event under its order and channel in the `<P>_NOTIFIER` bucket (acked
+//! only once stored); [`flush`] sends what is due and records the events it told in `<P>_NOTIFIER_SENT`, so
+//! a redelivered or replayed event never yields a second message.
 
+pub mod coalesce;
+pub mod config;
+pub mod defaults;
+pub mod flush;
+pub mod locale;
+pub mod preferences;
+pub mod quiet;
 pub mod render;
+pub mod sms;
+pub mod smtp;
+pub mod store;
+pub mod templates;
+
+use std::sync::Arc;
 
 use backorder_proto::v1::CustomerEvent;
 use backorder_proto::v1::customer_event::Kind;
-use backorder_runtime::CommonConfig;
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
+use futures::FutureExt as _;
 use prost::Message as _;
 use tracing::Instrument;
 
+use crate::coalesce::Channel;
+use crate::store::{Buckets, Pending};
+use crate::templates::Templates;
+
+pub use config::Config;
+
 pub const SERVICE: &str = "notifier";
+/// The durable consumer of `<p>.in.customer.preferences`.
+pub const PREFERENCES_CONSUMER: &str = "notifier-preferences";
 
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    events: async_nats::jetstream::consumer::pull::Stream,
+    preferences: async_nats::jetstream::consumer::pull::Stream,
+    smtp: Option<(
+        Worker,
+        async_nats::jetstream::consumer::pull::Stream,
+        smtp::Smtp,
+    )>,
+    shared: Arc<Shared>,
+}
+
+/// What the intake, the flusher and the preference handler share.
+pub struct Shared {
+    pub bus: Bus,
+    pub buckets: Buckets,
+    pub templates: Templates,
+    pub config: Config,
+    /// Woken when an event was stored, so a window of 0 sends at once.
+    pub stored: tokio::sync::Notify,
 }
 
 impl Application {
-    pub async fn build(config: CommonConfig) -> anyhow::Result<Self> {
-        let filters = vec![config.subjects.customer_event()];
-        let (worker, messages) =
-            Worker::connect(&config, SERVICE, StreamKind::Internal, filters).await?;
-        Ok(Self { worker, messages })
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Templates first: a broken one stops the service before it takes any event.
+        let templates = Templates::load(config.templates_dir.as_deref())?;
+        let common = &config.common;
+        let filters = vec![common.subjects.customer_event()];
+        let (worker, events) =
+            Worker::connect(common, SERVICE, StreamKind::Internal, filters).await?;
+        let preferences = worker
+            .bus
+            .durable_consumer(
+                StreamKind::Inbound,
+                PREFERENCES_CONSUMER,
+                vec![common.subjects.customer_preferences()],
+            )
+            .await?;
+        let buckets = Buckets::open(
+            &worker.bus.js,
+            &common.subjects.notifier_bucket(),
+            &common.subjects.notifier_sent_bucket(),
+        )
+        .await?;
+        let smtp = match &config.smtp {
+            None => None,
+            Some(smtp_config) => {
+                let adapter = smtp::Smtp::new(smtp_config, buckets.sent.clone())?;
+                let messages = worker
+                    .bus
+                    .durable_consumer(
+                        StreamKind::Outbound,
+                        smtp::SERVICE,
+                        vec![common.subjects.notify_email()],
+                    )
+                    .await?;
+                let smtp_worker = Worker {
+                    bus: worker.bus.clone(),
+                    service: smtp::SERVICE,
+                    batch_size: common.batch_size.min(16),
+                    max_deliver: common.max_deliver,
+                    max_wait: common.max_wait,
+                    clock: common.clock.clone(),
+                    http_addr: worker.http_addr,
+                };
+                Some((smtp_worker, messages, adapter))
+            }
+        };
+        let shared = Arc::new(Shared {
+            bus: worker.bus.clone(),
+            buckets,
+            templates,
+            config,
+            stored: tokio::sync::Notify::new(),
+        });
+        Ok(Self {
+            worker,
+            events,
+            preferences,
+            smtp,
+            shared,
+        })
     }
 
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let shutdown = shutdown.shared();
+        let config = &self.shared.config;
         tracing::info!(
             prefix = self.worker.bus.subjects.prefix(),
+            coalesce_secs = config.coalesce.as_secs(),
+            quiet_hours = ?config.quiet_hours,
+            smtp = config.smtp.is_some(),
+            locales = ?self.shared.templates.locales().collect::<Vec<_>>(),
             "notifier running"
         );
-        let mut notifier = Notifier {
-            bus: self.worker.bus.clone(),
+        let mut intake = Intake {
+            shared: self.shared.clone(),
         };
-        self.worker
-            .run_service(self.messages, &mut notifier, shutdown)
-            .await
+        let mut preferences = PreferencesHandler {
+            shared: self.shared.clone(),
+        };
+        let smtp = async {
+            match self.smtp {
+                Some((worker, messages, mut adapter)) => {
+                    worker.run(messages, &mut adapter, shutdown.clone()).await
+                }
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(
+            self.worker
+                .run_service(self.events, &mut intake, shutdown.clone()),
+            self.worker
+                .run(self.preferences, &mut preferences, shutdown.clone()),
+            flush::run(
+                self.shared.clone(),
+                self.worker.clock.clone(),
+                shutdown.clone()
+            ),
+            smtp,
+        )?;
+        Ok(())
     }
 }
 
@@ -81,11 +206,34 @@ pub fn read_event(bytes: &[u8]) -> Result<CustomerEvent, String> {
     }
 }
 
-struct Notifier {
-    bus: Bus,
+/// Whether the customer opted out of `channel`; a customer without id has no preferences.
+pub async fn opted_out(
+    buckets: &Buckets,
+    customer_id: &str,
+    channel: Channel,
+) -> anyhow::Result<bool> {
+    if customer_id.trim().is_empty() {
+        return Ok(false);
+    }
+    let (value, _) = store::read(&buckets.state, &store::preferences_key(customer_id)).await?;
+    Ok(match value {
+        None => false,
+        Some(bytes) => serde_json::from_slice::<preferences::Preferences>(&bytes)
+            .map(|p| p.opted_out(channel))
+            // Unreadable preferences: an operator wrote the key by hand. Sending is the lesser harm than
+            // blocking the customer's notices; it is logged.
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, customer_id, "unreadable preferences ignored");
+                false
+            }),
+    })
 }
 
-impl Handler for Notifier {
+struct Intake {
+    shared: Arc<Shared>,
+}
+
+impl Handler for Intake {
     async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for delivery in batch {
@@ -96,14 +244,17 @@ impl Handler for Notifier {
                 seq = delivery.stream_sequence
             );
             backorder_runtime::trace::follow(&span, &delivery.trace);
-            outcomes.push(self.notify(delivery).instrument(span).await);
+            outcomes.push(self.take(delivery).instrument(span).await);
+        }
+        if outcomes.iter().any(|o| *o == Outcome::Done) {
+            self.shared.stored.notify_one();
         }
         outcomes
     }
 }
 
-impl Notifier {
-    async fn notify(&self, delivery: &Delivery) -> Outcome {
+impl Intake {
+    async fn take(&self, delivery: &Delivery) -> Outcome {
         let event = match read_event(&delivery.payload) {
             Ok(event) => event,
             Err(reason) => {
@@ -114,41 +265,135 @@ impl Notifier {
         let span = tracing::Span::current();
         span.record("order_id", event.order_id.as_str());
         span.record("event_id", event.event_id.as_str());
-        let subjects = &self.bus.subjects;
+        let customer = event.customer.clone().unwrap_or_default();
         let kind = Kind::try_from(event.kind).map_or("?", |k| k.as_str_name());
-
-        // The message ids come from the event id alone: a redelivered event (say, the SMS publish failed
-        // after the email was stored) publishes the same ids again and JetStream drops the duplicates.
-        let email = render::email(&event);
-        let sms = render::sms(&event);
-        if email.is_none() && sms.is_none() {
-            tracing::info!(
-                kind,
-                "customer has neither email nor phone, nothing to send"
-            );
-            return Outcome::Done;
-        }
-        if let Some(email) = email {
-            if let Err(error) = self
-                .bus
-                .publish(subjects.notify_email(), &email.message_id, &email)
-                .await
-            {
-                return Outcome::Retry(format!("{error:#}"));
+        for channel in Channel::ALL {
+            if channel.address(&customer).is_none() {
+                tracing::debug!(
+                    channel = channel.name(),
+                    kind,
+                    "no address, channel skipped"
+                );
+                continue;
             }
-            tracing::info!(message_id = %email.message_id, kind, locale = %email.locale, "email published");
-        }
-        if let Some(sms) = sms {
-            if let Err(error) = self
-                .bus
-                .publish(subjects.notify_sms(), &sms.message_id, &sms)
-                .await
-            {
-                return Outcome::Retry(format!("{error:#}"));
+            match self.store(&event, &customer.id, channel).await {
+                Ok(what) => {
+                    metrics::counter!("bo_notifier_events_total", "channel" => channel.name(), "outcome" => what)
+                        .increment(1);
+                    tracing::info!(channel = channel.name(), kind, what, "customer event taken");
+                }
+                Err(error) => return Outcome::Retry(format!("{error:#}")),
             }
-            tracing::info!(message_id = %sms.message_id, kind, chars = sms.text.chars().count(), "sms published");
         }
         Outcome::Done
+    }
+
+    /// Adds the event to its order's pending entry for `channel`; what became of it.
+    async fn store(
+        &self,
+        event: &CustomerEvent,
+        customer_id: &str,
+        channel: Channel,
+    ) -> anyhow::Result<&'static str> {
+        let buckets = &self.shared.buckets;
+        let (sent, _) =
+            store::read(&buckets.sent, &store::sent_key(channel, &event.event_id)).await?;
+        if sent.is_some() {
+            return Ok("already_sent");
+        }
+        if opted_out(buckets, customer_id, channel).await? {
+            return Ok("opted_out");
+        }
+        let key = store::pending_key(channel, &event.order_id);
+        // Another instance (or the flusher) may write the same key: compare and swap, and read again on a
+        // conflict.
+        for _ in 0..10 {
+            let (value, revision) = store::read(&buckets.state, &key).await?;
+            let present = value.is_some();
+            let mut pending = match value {
+                Some(bytes) => Pending::decode(&bytes).unwrap_or_else(|error| {
+                    tracing::warn!(%error, key, "unreadable pending entry replaced");
+                    Pending::new(
+                        &event.order_id,
+                        channel,
+                        self.shared.config.common.clock.now(),
+                    )
+                }),
+                None => Pending::new(
+                    &event.order_id,
+                    channel,
+                    self.shared.config.common.clock.now(),
+                ),
+            };
+            if !pending.add(event) {
+                return Ok("already_pending");
+            }
+            if store::write(&buckets.state, &key, pending.encode(), revision, present).await? {
+                return Ok("pending");
+            }
+        }
+        anyhow::bail!("{key} kept changing while the event was added")
+    }
+}
+
+struct PreferencesHandler {
+    shared: Arc<Shared>,
+}
+
+impl Handler for PreferencesHandler {
+    async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let span = tracing::info_span!(
+                "customer_preferences",
+                customer_id = tracing::field::Empty,
+                seq = delivery.stream_sequence
+            );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
+            outcomes.push(self.set(delivery).instrument(span).await);
+        }
+        outcomes
+    }
+}
+
+impl PreferencesHandler {
+    async fn set(&self, delivery: &Delivery) -> Outcome {
+        let (customer_id, update) = match preferences::read(&delivery.payload) {
+            Ok(read) => read,
+            Err(reason) => {
+                tracing::warn!(%reason, "customer preferences refused");
+                return Outcome::Reject(reason);
+            }
+        };
+        tracing::Span::current().record("customer_id", customer_id.as_str());
+        let key = store::preferences_key(&customer_id);
+        let state = &self.shared.buckets.state;
+        for _ in 0..10 {
+            let (value, revision) = match store::read(state, &key).await {
+                Ok(read) => read,
+                Err(error) => return Outcome::Retry(format!("{error:#}")),
+            };
+            let present = value.is_some();
+            let current = value.and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(next) = preferences::newest(current.as_ref(), update.clone()) else {
+                tracing::info!("older than the preferences kept, nothing changes");
+                return Outcome::Done;
+            };
+            let bytes = serde_json::to_vec(&next).unwrap_or_default().into();
+            match store::write(state, &key, bytes, revision, present).await {
+                Ok(true) => {
+                    tracing::info!(
+                        email_opt_out = next.email_opt_out,
+                        sms_opt_out = next.sms_opt_out,
+                        "customer preferences stored"
+                    );
+                    return Outcome::Done;
+                }
+                Ok(false) => continue,
+                Err(error) => return Outcome::Retry(format!("{error:#}")),
+            }
+        }
+        Outcome::Retry(format!("{key} kept changing"))
     }
 }
 

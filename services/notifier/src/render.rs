@@ -1,509 +1,328 @@
-//! What the customer reads: an email (subject, plain text and HTML) and a short SMS for one `CustomerEvent`,
-//! in English or German. Pure, no I/O.
-//!
-//! All wording lives in this module, so that template files can replace it without touching the service.
+//! A notice (one or several coalesced events) rendered into an email (subject, plain text, HTML) or an SMS
+//! through the templates, in the customer's locale. Pure, no I/O.
 
 use backorder_proto::v1::customer_event::Kind;
-use backorder_proto::v1::{CustomerEvent, CustomerEventLine, EmailMessage, SmsMessage};
-use chrono::{DateTime, Utc};
+use backorder_proto::v1::{Customer, CustomerEvent, CustomerEventLine, EmailMessage, SmsMessage};
+use chrono::{TimeZone, Utc};
+use minijinja::Value;
+use minijinja::value::Serde;
+use serde::Serialize;
 
-/// The most characters (not bytes) an SMS text may have.
-pub const SMS_MAX_CHARS: usize = 160;
+use crate::coalesce::{Channel, Notice, message_id};
+use crate::templates::Templates;
 
-/// The languages texts exist in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    De,
+/// The file-name form of a kind: `BACKORDERED` → `backordered`.
+pub fn kind_name(kind: Kind) -> String {
+    kind.as_str_name().to_ascii_lowercase()
 }
 
-impl Lang {
-    /// German for a BCP 47 locale whose language is `de` (`de`, `de-DE`, `de_AT`), English for anything else,
-    /// the empty locale included.
-    pub fn from_locale(locale: &str) -> Self {
-        let language = locale.trim().split(['-', '_']).next().unwrap_or_default();
-        if language.eq_ignore_ascii_case("de") {
-            Lang::De
-        } else {
-            Lang::En
-        }
-    }
-
-    pub fn tag(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::De => "de",
-        }
+/// The template kind for a notice: its one kind, or `update` for several.
+pub fn template_kind(notice: &Notice) -> String {
+    match notice.kinds.as_slice() {
+        [one] => kind_name(*one),
+        _ => "update".to_string(),
     }
 }
 
-/// `email/<event_id>`: the same on every delivery of the event, so a redelivery is dropped as a duplicate.
-pub fn email_message_id(event_id: &str) -> String {
-    format!("email/{event_id}")
+#[derive(Serialize)]
+struct Context {
+    order_id: String,
+    customer_id: String,
+    /// The template directory used (`de`), and its language, which the date and number filters follow.
+    locale: String,
+    lang: String,
+    kind: String,
+    kinds: Vec<String>,
+    total: i64,
+    lines: Vec<LineContext>,
+    respond_by: Option<String>,
+    /// The rendered subject, for the HTML title; empty while the subject itself renders.
+    subject: String,
 }
 
-/// `sms/<event_id>`, see [`email_message_id`].
-pub fn sms_message_id(event_id: &str) -> String {
-    format!("sms/{event_id}")
+#[derive(Serialize)]
+struct LineContext {
+    line_no: u32,
+    sku: String,
+    /// The units the message is about on this line.
+    quantity: i64,
+    ordered: i64,
+    allocated: i64,
+    backordered: i64,
+    shipped: i64,
+    cancelled: i64,
+    preorder: bool,
+    eta: Option<String>,
+    eta_estimated: bool,
+    eta_late: bool,
+    promised_eta: Option<String>,
+    changes: Vec<ChangeContext>,
 }
 
-/// The email for `event`; `None` when the customer has no email address or the event has no known kind.
-pub fn email(event: &CustomerEvent) -> Option<EmailMessage> {
-    let customer = event.customer.as_ref()?;
-    let to = customer.email.trim();
-    let kind = known_kind(event)?;
-    if to.is_empty() {
-        return None;
-    }
-    let lang = Lang::from_locale(&customer.locale);
-    let order = event.order_id.as_str();
-    let subject = subject(lang, kind, order, total(event));
-    let intro = intro(lang, kind, order);
-    let lines: Vec<String> = event
-        .lines
-        .iter()
-        .map(|line| line_text(lang, kind, line))
-        .collect();
-    let respond_by = event
-        .respond_by
-        .as_ref()
-        .and_then(backorder_runtime::time::from_proto);
-    let closing = closing(lang, kind, respond_by);
+#[derive(Serialize)]
+struct ChangeContext {
+    kind: String,
+    quantity: i64,
+}
 
-    let mut text_body = format!("{}\n\n{intro}\n\n", greeting(lang));
-    for line in &lines {
-        text_body.push_str(&format!("- {line}\n"));
-    }
-    text_body.push('\n');
-    for sentence in &closing {
-        text_body.push_str(&format!("{sentence}\n"));
-    }
+fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
+    t.as_ref()
+        .and_then(backorder_runtime::time::from_proto)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
 
-    let mut html_body = format!(
-        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head><meta charset=\"utf-8\"><title>{}</title></head>\n<body>\n\
-         <p>{}</p>\n<p>{}</p>\n<ul>\n",
-        lang.tag(),
-        escape_html(&subject),
-        escape_html(greeting(lang)),
-        escape_html(&intro),
-    );
-    for line in &lines {
-        html_body.push_str(&format!("<li>{}</li>\n", escape_html(line)));
+fn context(notice: &Notice, dir: &str, subject: &str) -> Context {
+    Context {
+        order_id: notice.order_id.clone(),
+        customer_id: notice.customer.id.clone(),
+        locale: dir.to_string(),
+        lang: crate::locale::language(dir).to_string(),
+        kind: kind_name(notice.kind()),
+        kinds: notice.kinds.iter().map(|k| kind_name(*k)).collect(),
+        total: notice.total(),
+        lines: notice
+            .lines
+            .iter()
+            .map(|l| LineContext {
+                line_no: l.line.line_no,
+                sku: l.line.sku.clone(),
+                quantity: l.quantity(),
+                ordered: l.line.ordered,
+                allocated: l.line.allocated,
+                backordered: l.line.backordered,
+                shipped: l.line.shipped,
+                cancelled: l.line.cancelled,
+                preorder: l.line.preorder,
+                eta: time(&l.line.eta),
+                eta_estimated: l.line.eta_estimated,
+                eta_late: l.line.eta_late,
+                promised_eta: time(&l.line.promised_eta),
+                changes: l
+                    .changes
+                    .iter()
+                    .map(|c| ChangeContext {
+                        kind: kind_name(c.kind),
+                        quantity: c.quantity,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        respond_by: time(&notice.respond_by),
+        subject: subject.to_string(),
     }
-    html_body.push_str("</ul>\n");
-    for sentence in &closing {
-        html_body.push_str(&format!("<p>{}</p>\n", escape_html(sentence)));
-    }
-    html_body.push_str("</body>\n</html>\n");
+}
 
-    Some(EmailMessage {
-        message_id: email_message_id(&event.event_id),
+/// Why a message could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {template}: {detail}")]
+pub struct RenderError {
+    pub template: String,
+    pub detail: String,
+}
+
+fn render_part(
+    templates: &Templates,
+    notice: &Notice,
+    part: &str,
+    subject: &str,
+) -> Result<(String, String), RenderError> {
+    let (name, dir) = templates.pick(&notice.customer.locale, &template_kind(notice), part);
+    let value = Value::from(Serde(context(notice, &dir, subject)));
+    templates
+        .render(&name, value)
+        .map(|text| (text, dir))
+        .map_err(|e| RenderError {
+            template: name,
+            detail: format!("{e:#}"),
+        })
+}
+
+/// The email for `notice` to the customer's address; `None` without one.
+pub fn email(templates: &Templates, notice: &Notice) -> Result<Option<EmailMessage>, RenderError> {
+    let Some(to) = Channel::Email.address(&notice.customer) else {
+        return Ok(None);
+    };
+    let (subject, dir) = render_part(templates, notice, "subject", "")?;
+    // A subject is one line.
+    let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (text_body, _) = render_part(templates, notice, "txt", &subject)?;
+    let (html_body, _) = render_part(templates, notice, "html", &subject)?;
+    Ok(Some(EmailMessage {
+        message_id: message_id(Channel::Email, &notice.event_ids),
         to: to.to_string(),
         subject,
         text_body,
         html_body,
-        locale: lang.tag().to_string(),
-        order_id: event.order_id.clone(),
-        kind: kind as i32,
-    })
+        locale: dir,
+        order_id: notice.order_id.clone(),
+        kind: notice.kind() as i32,
+    }))
 }
 
-/// The SMS for `event`, at most [`SMS_MAX_CHARS`] characters; `None` when the customer has no phone number
-/// or the event has no known kind.
-pub fn sms(event: &CustomerEvent) -> Option<SmsMessage> {
-    let customer = event.customer.as_ref()?;
-    let to = customer.phone.trim();
-    let kind = known_kind(event)?;
-    if to.is_empty() {
-        return None;
-    }
-    let lang = Lang::from_locale(&customer.locale);
-    // An SMS has room only for the lines the event is about (the email lists them all).
-    let details: Vec<String> = event
-        .lines
-        .iter()
-        .filter(|line| line.quantity > 0)
-        .map(|line| sms_line(lang, kind, line))
-        .collect();
-    let mut text = sms_headline(lang, kind, &event.order_id, total(event));
-    if !details.is_empty() {
-        text.push(' ');
-        text.push_str(&details.join("; "));
-    }
-    Some(SmsMessage {
-        message_id: sms_message_id(&event.event_id),
+/// The SMS for `notice` to the customer's phone, GSM-7 and at most two segments; `None` without a phone.
+pub fn sms(templates: &Templates, notice: &Notice) -> Result<Option<SmsMessage>, RenderError> {
+    let Some(to) = Channel::Sms.address(&notice.customer) else {
+        return Ok(None);
+    };
+    let (text, _) = render_part(templates, notice, "sms", "")?;
+    Ok(Some(SmsMessage {
+        message_id: message_id(Channel::Sms, &notice.event_ids),
         to: to.to_string(),
-        text: shorten(&text, SMS_MAX_CHARS),
-        order_id: event.order_id.clone(),
+        text: crate::sms::fit(&text),
+        order_id: notice.order_id.clone(),
+        kind: notice.kind() as i32,
+    }))
+}
+
+/// Sample events of `kind` (a template kind) for an order with three lines: waiting with a confirmed, an
+/// estimated and no date, partly shipped and cancelled; used to check templates and to show them.
+pub fn sample_events(kind: &str) -> Vec<CustomerEvent> {
+    let at = |d| {
+        Some(backorder_runtime::time::to_proto(
+            Utc.with_ymd_and_hms(2026, 12, d, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        ))
+    };
+    let lines = |quantity: i64| {
+        vec![
+            CustomerEventLine {
+                line_no: 1,
+                sku: "CHAIR-OAK".into(),
+                quantity,
+                eta: at(14),
+                ordered: 1200,
+                allocated: 700,
+                backordered: 500,
+                promised_eta: at(10),
+                ..Default::default()
+            },
+            CustomerEventLine {
+                line_no: 2,
+                sku: "TABLE-ASH".into(),
+                quantity: quantity.min(2),
+                eta: at(21),
+                ordered: 4,
+                shipped: 1,
+                backordered: 2,
+                cancelled: 1,
+                eta_estimated: true,
+                eta_late: kind == "delay_consent_required",
+                ..Default::default()
+            },
+            CustomerEventLine {
+                line_no: 3,
+                sku: "LAMP-<b>&\"BRASS\"".into(),
+                quantity: 0,
+                ordered: 3,
+                backordered: 3,
+                preorder: true,
+                ..Default::default()
+            },
+        ]
+    };
+    let event = |id: &str, kind: Kind, quantity| CustomerEvent {
+        event_id: id.into(),
         kind: kind as i32,
-    })
-}
-
-/// `text` unchanged when it has at most `max` characters; else cut at the last word boundary that leaves room
-/// for a closing "…" (mid-word only when the text has no boundary that early), trailing separators dropped.
-pub fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let Some(keep) = max.checked_sub(1) else {
-        return String::new();
+        order_id: "SO-1042".into(),
+        customer: Some(Customer {
+            id: "C-7".into(),
+            email: "buyer@example.com".into(),
+            phone: "+4915112345678".into(),
+            locale: String::new(),
+            time_zone: "Europe/Berlin".into(),
+        }),
+        lines: lines(quantity),
+        occurred_at: at(1),
+        respond_by: if kind == Kind::DelayConsentRequired {
+            at(8)
+        } else {
+            None
+        },
     };
-    // Byte offset of the first character that does not fit; it exists since the text is longer than `max`.
-    let end = text
-        .char_indices()
-        .nth(keep)
-        .map_or(text.len(), |(at, _)| at);
-    let head = &text[..end];
-    let cut = if text[end..].starts_with(char::is_whitespace) {
-        head
-    } else {
-        match head.rfind(char::is_whitespace) {
-            Some(at) => &head[..at],
-            None => head,
-        }
-    };
-    let cut = cut
-        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '.' | '-'));
-    format!("{cut}…")
-}
-
-/// Escapes the five characters that are markup in HTML text and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    match kind {
+        "update" => vec![
+            event("sample-1", Kind::ReadyToShip, 300),
+            event("sample-2", Kind::Cancelled, 2),
+            event("sample-3", Kind::DelayConsentRequired, 5),
+        ],
+        other => {
+            let kind = Kind::from_str_name(&other.to_ascii_uppercase()).unwrap_or(Kind::Shipped);
+            vec![event("sample-1", kind, 300)]
         }
     }
-    out
 }
 
-fn known_kind(event: &CustomerEvent) -> Option<Kind> {
-    Kind::try_from(event.kind)
-        .ok()
-        .filter(|kind| *kind != Kind::Unspecified)
-}
-
-/// The units the event is about, over all lines.
-fn total(event: &CustomerEvent) -> i64 {
-    event
-        .lines
+/// Template contexts for `kind` in locale directory `dir`: the sample order, and one with nothing but a
+/// single plain line, so templates are tried with and without dates.
+pub fn samples(kind: &str, dir: &str) -> Vec<Value> {
+    let mut notices = Vec::new();
+    if let Some(notice) = crate::coalesce::coalesce(&sample_events(kind)) {
+        let mut bare = notice.clone();
+        bare.lines.truncate(1);
+        bare.lines[0].line.eta = None;
+        bare.respond_by = None;
+        notices.push(notice);
+        notices.push(bare);
+    }
+    notices
         .iter()
-        .fold(0i64, |sum, line| sum.saturating_add(line.quantity.max(0)))
+        .map(|n| Value::from(Serde(context(n, dir, "Sample subject"))))
+        .collect()
 }
 
-fn items(lang: Lang, n: i64) -> String {
-    match lang {
-        Lang::En if n == 1 => "1 item".to_string(),
-        Lang::En => format!("{n} items"),
-        Lang::De => format!("{n} Artikel"),
-    }
-}
-
-fn eta(line: &CustomerEventLine) -> Option<DateTime<Utc>> {
-    line.eta
-        .as_ref()
-        .and_then(backorder_runtime::time::from_proto)
-}
-
-fn greeting(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Hello,",
-        Lang::De => "Guten Tag,",
-    }
-}
-
-fn subject(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
-    let items = items(lang, n);
-    match lang {
-        Lang::En => match kind {
-            Kind::Unspecified | Kind::Backordered => {
-                format!("Your order {order}: {items} backordered")
-            }
-            Kind::EtaChanged => format!("Your order {order}: new expected date for {items}"),
-            Kind::ReadyToShip => format!("Your order {order}: {items} ready to ship"),
-            Kind::Shipped => format!("Your order {order}: {items} shipped"),
-            Kind::Completed => format!("Your order {order} is complete"),
-            Kind::Cancelled => format!("Your order {order}: {items} cancelled"),
-            Kind::Preordered => format!("Your order {order}: {items} pre-ordered"),
-            Kind::DelayConsentRequired => {
-                format!("Your order {order}: {items} delayed, do you still want them?")
-            }
-        },
-        Lang::De => match kind {
-            Kind::Unspecified | Kind::Backordered => {
-                format!("Ihre Bestellung {order}: {items} im Rückstand")
-            }
-            Kind::EtaChanged => format!("Ihre Bestellung {order}: neuer Liefertermin für {items}"),
-            Kind::ReadyToShip => format!("Ihre Bestellung {order}: {items} versandbereit"),
-            Kind::Shipped => format!("Ihre Bestellung {order}: {items} verschickt"),
-            Kind::Completed => format!("Ihre Bestellung {order} ist vollständig"),
-            Kind::Cancelled => format!("Ihre Bestellung {order}: {items} storniert"),
-            Kind::Preordered => format!("Ihre Bestellung {order}: {items} vorbestellt"),
-            Kind::DelayConsentRequired => {
-                format!("Ihre Bestellung {order}: {items} verzögert, möchten Sie warten?")
-            }
-        },
-    }
-}
-
-fn intro(lang: Lang, kind: Kind, order: &str) -> String {
-    match lang {
-        Lang::En => match kind {
-            Kind::Unspecified | Kind::Backordered => format!(
-                "Some items of your order {order} are not in stock right now. We ship what we have and send \
-                 the rest as soon as it arrives."
-            ),
-            Kind::EtaChanged => format!(
-                "The expected date for backordered items of your order {order} has changed."
-            ),
-            Kind::ReadyToShip => {
-                format!("More items of your order {order} are in stock and ready to ship.")
-            }
-            Kind::Shipped => format!("Part of your order {order} is on its way."),
-            Kind::Completed => {
-                format!(
-                    "The last items of your order {order} are on their way. Your order is now complete."
-                )
-            }
-            Kind::Cancelled => format!("Items of your order {order} have been cancelled."),
-            Kind::Preordered => format!(
-                "Some items of your order {order} are pre-orders: they are not released yet. We send them as \
-                 soon as they arrive."
-            ),
-            Kind::DelayConsentRequired => format!(
-                "Items of your order {order} will arrive much later than the date we first gave you. We are \
-                 sorry. Below are the new dates."
-            ),
-        },
-        Lang::De => match kind {
-            Kind::Unspecified | Kind::Backordered => format!(
-                "Einige Artikel Ihrer Bestellung {order} sind im Moment nicht vorrätig. Wir versenden, was da \
-                 ist, und liefern den Rest, sobald er eintrifft."
-            ),
-            Kind::EtaChanged => format!(
-                "Der voraussichtliche Liefertermin für Artikel im Rückstand aus Ihrer Bestellung {order} hat sich \
-                 geändert."
-            ),
-            Kind::ReadyToShip => {
-                format!("Weitere Artikel Ihrer Bestellung {order} sind vorrätig und versandbereit.")
-            }
-            Kind::Shipped => format!("Ein Teil Ihrer Bestellung {order} ist unterwegs."),
-            Kind::Completed => format!(
-                "Die letzten Artikel Ihrer Bestellung {order} sind unterwegs. Ihre Bestellung ist damit vollständig."
-            ),
-            Kind::Cancelled => format!("Artikel Ihrer Bestellung {order} wurden storniert."),
-            Kind::Preordered => format!(
-                "Einige Artikel Ihrer Bestellung {order} sind vorbestellt: Sie erscheinen erst noch. Wir liefern \
-                 sie, sobald sie eintreffen."
-            ),
-            Kind::DelayConsentRequired => format!(
-                "Artikel Ihrer Bestellung {order} kommen deutlich später als zuerst angekündigt. Das tut uns \
-                 leid. Unten finden Sie die neuen Termine."
-            ),
-        },
-    }
-}
-
-fn closing(lang: Lang, kind: Kind, respond_by: Option<DateTime<Utc>>) -> Vec<String> {
-    let keep_posted = match lang {
-        Lang::En => "We will let you know as soon as anything changes.",
-        Lang::De => "Wir informieren Sie, sobald sich etwas ändert.",
-    };
-    let thanks = match lang {
-        Lang::En => "Thank you for your order.",
-        Lang::De => "Vielen Dank für Ihre Bestellung.",
-    };
-    match (kind, respond_by) {
-        (Kind::Completed, _) => vec![thanks.into()],
-        (Kind::DelayConsentRequired, Some(by)) => {
-            let ask = match lang {
-                Lang::En => format!(
-                    "Please tell us by {} whether you want to wait for them. Without an answer we cancel the \
-                     delayed items.",
-                    by.format("%B %-d, %Y")
-                ),
-                Lang::De => format!(
-                    "Bitte sagen Sie uns bis zum {}, ob Sie darauf warten möchten. Ohne Antwort stornieren wir \
-                     die verzögerten Artikel.",
-                    by.format("%d.%m.%Y")
-                ),
-            };
-            vec![ask, thanks.into()]
+/// The email and SMS of the sample order for template kind `kind` in `locale`.
+pub fn sample(
+    templates: &Templates,
+    kind: &str,
+    locale: &str,
+) -> Result<(EmailMessage, SmsMessage), RenderError> {
+    let mut events = sample_events(kind);
+    for event in &mut events {
+        if let Some(customer) = event.customer.as_mut() {
+            customer.locale = locale.to_string();
         }
-        _ => vec![keep_posted.into(), thanks.into()],
     }
-}
-
-/// One email line: what the event did to the line (omitted for BACKORDERED, where the line's state says it),
-/// then the line as it stands: shipped, shipping now, backordered with its date, cancelled.
-fn line_text(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
-    let q = line.quantity;
-    let change = match lang {
-        Lang::En => match kind {
-            Kind::Unspecified | Kind::Backordered | Kind::Preordered => None,
-            Kind::EtaChanged => Some(format!("new date for {q}")),
-            Kind::ReadyToShip => Some(format!("{q} now ready to ship")),
-            Kind::Shipped => Some(format!("{q} shipped in this shipment")),
-            Kind::Completed => Some(format!("{q} shipped in this final shipment")),
-            Kind::Cancelled => Some(format!("{q} cancelled")),
-            Kind::DelayConsentRequired => Some(format!("{q} delayed")),
-        },
-        Lang::De => match kind {
-            Kind::Unspecified | Kind::Backordered | Kind::Preordered => None,
-            Kind::EtaChanged => Some(format!("neuer Termin für {q}")),
-            Kind::ReadyToShip => Some(format!("{q} jetzt versandbereit")),
-            Kind::Shipped => Some(format!("{q} in dieser Sendung verschickt")),
-            Kind::Completed => Some(format!("{q} in der letzten Sendung verschickt")),
-            Kind::Cancelled => Some(format!("{q} storniert")),
-            Kind::DelayConsentRequired => Some(format!("{q} verzögert")),
-        },
+    let missing = || RenderError {
+        template: kind.to_string(),
+        detail: "the sample has nothing to tell".into(),
     };
-    let state = line_state(lang, line);
-    match change {
-        Some(change) => format!("{}: {change}; {state}", line.sku),
-        None => format!("{}: {state}", line.sku),
-    }
-}
-
-/// E.g. "20 of 100 shipped, 50 ship now, 30 backordered (expected date not known yet)".
-fn line_state(lang: Lang, line: &CustomerEventLine) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    // The first part says "of <ordered>", the ones after it do not repeat it.
-    let count = |parts: &Vec<String>, n: i64| match (parts.is_empty(), lang) {
-        (true, Lang::En) => format!("{n} of {}", line.ordered),
-        (true, Lang::De) => format!("{n} von {}", line.ordered),
-        (false, _) => n.to_string(),
-    };
-    if line.shipped > 0 {
-        let n = count(&parts, line.shipped);
-        parts.push(match lang {
-            Lang::En => format!("{n} shipped"),
-            Lang::De => format!("{n} verschickt"),
-        });
-    }
-    if line.allocated > 0 || (parts.is_empty() && line.backordered > 0) {
-        let n = count(&parts, line.allocated);
-        parts.push(match lang {
-            Lang::En => format!("{n} ship now"),
-            Lang::De => format!("{n} jetzt lieferbar"),
-        });
-    }
-    if line.backordered > 0 {
-        let n = line.backordered;
-        let waits = match (lang, line.preorder) {
-            (Lang::En, false) => "backordered",
-            (Lang::En, true) => "pre-ordered",
-            (Lang::De, false) => "im Rückstand",
-            (Lang::De, true) => "vorbestellt",
-        };
-        let note = match (lang, line.eta_estimated, line.eta_late) {
-            (Lang::En, true, _) => ", an estimate",
-            (Lang::En, _, true) => ", the supplier is late",
-            (Lang::De, true, _) => ", geschätzt",
-            (Lang::De, _, true) => ", der Lieferant ist verspätet",
-            _ => "",
-        };
-        parts.push(match (lang, eta(line)) {
-            (Lang::En, Some(at)) => {
-                format!("{n} {waits} (expected {}{note})", at.format("%B %-d, %Y"))
-            }
-            (Lang::En, None) => format!("{n} {waits} (expected date not known yet)"),
-            (Lang::De, Some(at)) => {
-                format!(
-                    "{n} {waits} (voraussichtlich {}{note})",
-                    at.format("%d.%m.%Y")
-                )
-            }
-            (Lang::De, None) => format!("{n} {waits} (Termin noch unbekannt)"),
-        });
-    }
-    if line.cancelled > 0 {
-        let n = count(&parts, line.cancelled);
-        parts.push(match lang {
-            Lang::En => format!("{n} cancelled"),
-            Lang::De => format!("{n} storniert"),
-        });
-    }
-    if parts.is_empty() {
-        return match lang {
-            Lang::En => format!("{} ordered", line.ordered),
-            Lang::De => format!("{} bestellt", line.ordered),
-        };
-    }
-    parts.join(", ")
-}
-
-fn sms_headline(lang: Lang, kind: Kind, order: &str, n: i64) -> String {
-    let items = items(lang, n);
-    match lang {
-        Lang::En => match kind {
-            Kind::Unspecified | Kind::Backordered => format!("Order {order}: {items} backordered."),
-            Kind::EtaChanged => format!("Order {order}: new date for {items}."),
-            Kind::ReadyToShip => format!("Order {order}: {items} ready to ship."),
-            Kind::Shipped => format!("Order {order}: {items} shipped."),
-            Kind::Completed => format!("Order {order} is complete."),
-            Kind::Cancelled => format!("Order {order}: {items} cancelled."),
-            Kind::Preordered => format!("Order {order}: {items} pre-ordered."),
-            Kind::DelayConsentRequired => {
-                format!("Order {order}: {items} delayed. Reply to keep them.")
-            }
-        },
-        Lang::De => match kind {
-            Kind::Unspecified | Kind::Backordered => {
-                format!("Bestellung {order}: {items} im Rückstand.")
-            }
-            Kind::EtaChanged => format!("Bestellung {order}: neuer Termin für {items}."),
-            Kind::ReadyToShip => format!("Bestellung {order}: {items} versandbereit."),
-            Kind::Shipped => format!("Bestellung {order}: {items} verschickt."),
-            Kind::Completed => format!("Bestellung {order} ist vollständig."),
-            Kind::Cancelled => format!("Bestellung {order}: {items} storniert."),
-            Kind::Preordered => format!("Bestellung {order}: {items} vorbestellt."),
-            Kind::DelayConsentRequired => {
-                format!("Bestellung {order}: {items} verzögert. Antworten Sie, um zu warten.")
-            }
-        },
-    }
-}
-
-/// "SKU-A: 30", with the date for the kinds that are about a backorder.
-fn sms_line(lang: Lang, kind: Kind, line: &CustomerEventLine) -> String {
-    let mut text = format!("{}: {}", line.sku, line.quantity);
-    if matches!(
-        kind,
-        Kind::Backordered | Kind::Preordered | Kind::EtaChanged | Kind::DelayConsentRequired
-    ) {
-        text.push_str(&match (lang, eta(line)) {
-            (Lang::En, Some(at)) => format!(" (expected {})", at.format("%b %-d, %Y")),
-            (Lang::En, None) => " (date not known yet)".to_string(),
-            (Lang::De, Some(at)) => format!(" (voraussichtlich {})", at.format("%d.%m.%Y")),
-            (Lang::De, None) => " (Termin noch unbekannt)".to_string(),
-        });
-    }
-    text
+    let notice = crate::coalesce::coalesce(&events).ok_or_else(missing)?;
+    let email = email(templates, &notice)?.ok_or_else(missing)?;
+    let sms = sms(templates, &notice)?.ok_or_else(missing)?;
+    Ok((email, sms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backorder_proto::v1::Customer;
-    use chrono::TimeZone;
+    use crate::coalesce::coalesce;
+    use crate::templates::KINDS;
 
-    const KINDS: [Kind; 6] = [
-        Kind::Backordered,
-        Kind::EtaChanged,
-        Kind::ReadyToShip,
-        Kind::Shipped,
-        Kind::Completed,
-        Kind::Cancelled,
-    ];
+    fn templates() -> &'static Templates {
+        static TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+        TEMPLATES.get_or_init(|| Templates::shipped().unwrap())
+    }
 
-    fn event(kind: Kind, locale: &str) -> CustomerEvent {
+    fn line(
+        line_no: u32,
+        sku: &str,
+        quantity: i64,
+        allocated: i64,
+        backordered: i64,
+    ) -> CustomerEventLine {
+        CustomerEventLine {
+            line_no,
+            sku: sku.into(),
+            quantity,
+            ordered: allocated + backordered,
+            allocated,
+            backordered,
+            ..Default::default()
+        }
+    }
+
+    fn event(kind: Kind, locale: &str, lines: Vec<CustomerEventLine>) -> CustomerEvent {
         CustomerEvent {
             event_id: "ev-1".into(),
             kind: kind as i32,
@@ -513,366 +332,211 @@ mod tests {
                 email: "buyer@example.com".into(),
                 phone: "+4915112345678".into(),
                 locale: locale.into(),
+                time_zone: String::new(),
             }),
-            lines: vec![
-                CustomerEventLine {
-                    line_no: 1,
-                    sku: "SKU-A".into(),
-                    quantity: 30,
-                    eta: None,
-                    ordered: 100,
-                    allocated: 70,
-                    backordered: 30,
-                    shipped: 0,
-                    cancelled: 0,
-                    ..Default::default()
-                },
-                CustomerEventLine {
-                    line_no: 2,
-                    sku: "SKU-B".into(),
-                    quantity: 5,
-                    eta: Some(backorder_runtime::time::to_proto(
-                        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
-                    )),
-                    ordered: 5,
-                    allocated: 0,
-                    backordered: 5,
-                    shipped: 0,
-                    cancelled: 0,
-                    ..Default::default()
-                },
-            ],
-            occurred_at: None,
-            respond_by: None,
+            lines,
+            ..Default::default()
         }
     }
 
     #[test]
-    fn an_sms_names_only_the_lines_the_event_is_about() {
-        let mut e = event(Kind::Backordered, "en");
-        e.lines[1].quantity = 0;
-        let text = sms(&e).unwrap().text;
-        assert!(text.contains("SKU-A") && !text.contains("SKU-B"), "{text}");
-        // The email still says what ships now for every line.
-        assert!(email(&e).unwrap().text_body.contains("SKU-B"));
-    }
-
-    #[test]
-    fn the_backorder_email_says_what_ships_now_and_what_waits() {
-        let email = email(&event(Kind::Backordered, "en")).unwrap();
-        assert_eq!(email.subject, "Your order SO-1: 35 items backordered");
-        assert!(
-            email.text_body.contains(
-                "SKU-A: 70 of 100 ship now, 30 backordered (expected date not known yet)"
-            ),
-            "{}",
-            email.text_body
-        );
-        assert!(
-            email
-                .text_body
-                .contains("SKU-B: 0 of 5 ship now, 5 backordered (expected December 1, 2026)"),
-            "{}",
-            email.text_body
-        );
-        assert_eq!(email.to, "buyer@example.com");
-        assert_eq!(email.locale, "en");
-        assert_eq!(email.order_id, "SO-1");
-        assert_eq!(email.kind, Kind::Backordered as i32);
+    fn every_kind_renders_in_every_locale_for_both_channels() {
+        let templates = templates();
+        for locale in ["en", "de", "de-AT", "fr", ""] {
+            let mut subjects = std::collections::HashSet::new();
+            for kind in KINDS {
+                let (email, sms) = sample(templates, kind, locale).unwrap();
+                let lang = if locale.starts_with("de") { "de" } else { "en" };
+                assert_eq!(email.locale, lang, "{kind} {locale}");
+                assert!(
+                    email.subject.contains("SO-1042"),
+                    "{kind} {locale}: {}",
+                    email.subject
+                );
+                assert!(!email.subject.contains('\n'));
+                assert!(
+                    subjects.insert(email.subject.clone()),
+                    "{kind} {locale}: subject used twice"
+                );
+                // Every line says what ships now and what waits, with its date.
+                for sku in ["CHAIR-OAK", "TABLE-ASH"] {
+                    assert!(
+                        email.text_body.contains(sku),
+                        "{kind} {locale}: {}",
+                        email.text_body
+                    );
+                    assert!(
+                        email.html_body.contains(&format!("<li>{sku}")),
+                        "{kind} {locale}: {}",
+                        email.html_body
+                    );
+                }
+                let (ships, waits, date, estimated, unknown) = match lang {
+                    "de" => (
+                        "700 jetzt lieferbar",
+                        "500 im Rückstand",
+                        "14. Dezember 2026",
+                        "geschätzt 21. Dezember 2026",
+                        "Termin noch unbekannt",
+                    ),
+                    _ => (
+                        "700 ship now",
+                        "500 backordered",
+                        "December 14, 2026",
+                        "estimated December 21, 2026",
+                        "expected date not known yet",
+                    ),
+                };
+                for expected in [ships, waits, date, unknown] {
+                    assert!(
+                        email.text_body.contains(expected),
+                        "{kind} {locale}: {expected:?} in {}",
+                        email.text_body
+                    );
+                    assert!(
+                        email.html_body.contains(expected),
+                        "{kind} {locale}: {expected:?} in {}",
+                        email.html_body
+                    );
+                }
+                if kind != "delay_consent_required" && kind != "update" {
+                    assert!(
+                        email.text_body.contains(estimated),
+                        "{kind} {locale}: {}",
+                        email.text_body
+                    );
+                }
+                assert!(
+                    email
+                        .text_body
+                        .contains(if lang == "de" { "1.200" } else { "1,200" })
+                );
+                assert!(email.html_body.starts_with("<!DOCTYPE html>"));
+                assert!(email.html_body.contains(&format!("<html lang=\"{lang}\">")));
+                // The SKU with markup is escaped in HTML and kept in the plain text.
+                assert!(
+                    email
+                        .html_body
+                        .contains("LAMP-&lt;b&gt;&amp;&quot;BRASS&quot;"),
+                    "{}",
+                    email.html_body
+                );
+                assert!(!email.html_body.contains("<b>"));
+                assert!(email.text_body.contains("LAMP-<b>&\"BRASS\""));
+                let order_word = if lang == "de" {
+                    "Bestellung SO-1042"
+                } else {
+                    "Order SO-1042"
+                };
+                assert!(
+                    sms.text.starts_with(order_word),
+                    "{kind} {locale}: {}",
+                    sms.text
+                );
+                assert!(crate::sms::units(&sms.text) <= crate::sms::MAX_UNITS);
+                assert!(
+                    sms.text.chars().all(|c| crate::sms::units_of(c).is_some()),
+                    "{}",
+                    sms.text
+                );
+                assert_eq!(sms.to, "+4915112345678");
+            }
+        }
     }
 
     #[test]
     fn the_german_backorder_email() {
-        let email = email(&event(Kind::Backordered, "de-DE")).unwrap();
+        let e = event(
+            Kind::Backordered,
+            "de-DE",
+            vec![line(1, "SKU-A", 30, 70, 30)],
+        );
+        let notice = coalesce(&[e]).unwrap();
+        let email = email(templates(), &notice).unwrap().unwrap();
         assert_eq!(
             email.subject,
-            "Ihre Bestellung SO-1: 35 Artikel im Rückstand"
+            "Ihre Bestellung SO-1: 30 Artikel im Rückstand"
         );
         assert!(
-            email.text_body.contains(
-                "SKU-A: 70 von 100 jetzt lieferbar, 30 im Rückstand (Termin noch unbekannt)"
-            ),
+            email.text_body.contains("- SKU-A (100 bestellt): 70 jetzt lieferbar, 30 im Rückstand (Termin noch unbekannt)\n"),
             "{}",
             email.text_body
         );
-        assert!(
-            email.text_body.contains("(voraussichtlich 01.12.2026)"),
-            "{}",
-            email.text_body
+        assert_eq!(email.message_id, "email/ev-1");
+        assert_eq!(email.kind, Kind::Backordered as i32);
+        let sms = sms(templates(), &notice).unwrap().unwrap();
+        assert_eq!(
+            sms.text,
+            "Bestellung SO-1: 30 Artikel im Rückstand. SKU-A: 30 (Termin offen)"
         );
-        assert_eq!(email.locale, "de");
+        assert_eq!(sms.message_id, "sms/ev-1");
     }
 
     #[test]
-    fn every_kind_renders_in_both_languages() {
-        let mut subjects = std::collections::HashSet::new();
-        for kind in KINDS {
-            let en = email(&event(kind, "en-US")).unwrap();
-            let de = email(&event(kind, "de")).unwrap();
-            for (message, lang) in [(&en, Lang::En), (&de, Lang::De)] {
-                assert!(
-                    message.subject.contains("SO-1"),
-                    "{kind:?}: {}",
-                    message.subject
-                );
-                assert!(
-                    message.text_body.contains("SKU-A"),
-                    "{kind:?}: {}",
-                    message.text_body
-                );
-                assert!(
-                    message.html_body.contains("<li>SKU-B"),
-                    "{kind:?}: {}",
-                    message.html_body
-                );
-                assert_eq!(message.locale, lang.tag());
-                assert_eq!(message.kind, kind as i32);
-                // Every line tells what is backordered and until when.
-                let (waiting, unknown) = match lang {
-                    Lang::En => ("30 backordered", "not known yet"),
-                    Lang::De => ("30 im Rückstand", "noch unbekannt"),
-                };
-                assert!(
-                    message.text_body.contains(waiting),
-                    "{kind:?}: {}",
-                    message.text_body
-                );
-                assert!(
-                    message.text_body.contains(unknown),
-                    "{kind:?}: {}",
-                    message.text_body
-                );
-                assert!(
-                    subjects.insert(message.subject.clone()),
-                    "{kind:?}: subject used twice"
-                );
-            }
-            assert_ne!(en.text_body, de.text_body);
-            for locale in ["en", "de"] {
-                let sms = sms(&event(kind, locale)).unwrap();
-                assert!(sms.text.contains("SO-1"), "{kind:?}: {}", sms.text);
-                assert!(sms.text.chars().count() <= SMS_MAX_CHARS);
-                assert_eq!(sms.kind, kind as i32);
-            }
-        }
-    }
-
-    #[test]
-    fn each_kind_names_its_change_per_line() {
-        let line = |kind, locale| {
-            let email = email(&event(kind, locale)).unwrap();
-            email
-                .text_body
-                .lines()
-                .find(|l| l.starts_with("- SKU-A"))
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(
-            line(Kind::ReadyToShip, "en"),
-            "- SKU-A: 30 now ready to ship; 70 of 100 ship now, 30 backordered (expected date not known yet)"
-        );
-        assert_eq!(
-            line(Kind::Shipped, "en"),
-            "- SKU-A: 30 shipped in this shipment; 70 of 100 ship now, 30 backordered (expected date not known yet)"
-        );
-        assert_eq!(
-            line(Kind::Cancelled, "de"),
-            "- SKU-A: 30 storniert; 70 von 100 jetzt lieferbar, 30 im Rückstand (Termin noch unbekannt)"
-        );
-
-        let mut done = event(Kind::Completed, "en");
-        done.lines[0] = CustomerEventLine {
-            line_no: 1,
-            sku: "SKU-A".into(),
-            quantity: 30,
-            ordered: 100,
-            shipped: 90,
-            cancelled: 10,
-            ..Default::default()
-        };
-        let email = email(&done).unwrap();
-        assert_eq!(email.subject, "Your order SO-1 is complete");
-        assert!(
-            email.text_body.contains(
-                "- SKU-A: 30 shipped in this final shipment; 90 of 100 shipped, 10 cancelled\n"
-            ),
-            "{}",
-            email.text_body
-        );
-    }
-
-    #[test]
-    fn one_item_is_singular() {
-        let mut one = event(Kind::Shipped, "");
-        one.lines.truncate(1);
-        one.lines[0].quantity = 1;
-        assert_eq!(
-            email(&one).unwrap().subject,
-            "Your order SO-1: 1 item shipped"
-        );
-    }
-
-    #[test]
-    fn locales() {
-        for (locale, lang) in [
-            ("", Lang::En),
-            ("en", Lang::En),
-            ("de", Lang::De),
-            ("DE-at", Lang::De),
-            ("de_CH", Lang::De),
-            ("fr", Lang::En),
-            ("del", Lang::En),
-        ] {
-            assert_eq!(Lang::from_locale(locale), lang, "{locale:?}");
-        }
-    }
-
-    #[test]
-    fn customer_strings_are_escaped_in_html() {
-        let mut e = event(Kind::Backordered, "en");
-        e.order_id = "<b>SO&1</b>".into();
-        e.lines[0].sku = "\"><script>alert('x')</script>".into();
-        let email = email(&e).unwrap();
-        assert!(!email.html_body.contains("<script>"), "{}", email.html_body);
-        assert!(!email.html_body.contains("<b>"), "{}", email.html_body);
-        assert!(
-            email.html_body.contains("&lt;b&gt;SO&amp;1&lt;/b&gt;"),
-            "{}",
-            email.html_body
-        );
-        assert!(
-            email
-                .html_body
-                .contains("&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
-            "{}",
-            email.html_body
-        );
-        // The plain text is not HTML: it keeps the strings as they are.
-        assert!(
-            email
-                .text_body
-                .contains("\"><script>alert('x')</script>: 70 of 100"),
-            "{}",
-            email.text_body
-        );
-        assert_eq!(
-            escape_html("a&b<c>d\"e'f"),
-            "a&amp;b&lt;c&gt;d&quot;e&#39;f"
-        );
+    fn one_item_is_singular_in_english() {
+        let e = event(Kind::Shipped, "en", vec![line(1, "SKU-A", 1, 0, 0)]);
+        let email = email(templates(), &coalesce(&[e]).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(email.subject, "Your order SO-1: 1 item shipped");
     }
 
     #[test]
     fn no_email_without_an_address_and_no_sms_without_a_phone() {
-        let mut e = event(Kind::Backordered, "en");
-        e.customer.as_mut().unwrap().email = String::new();
-        assert_eq!(email(&e), None);
-        assert!(sms(&e).is_some());
-        e.customer.as_mut().unwrap().email = "  ".into();
-        assert_eq!(email(&e), None);
-
-        let mut e = event(Kind::Backordered, "en");
+        let mut e = event(Kind::Backordered, "en", vec![line(1, "SKU-A", 3, 0, 3)]);
+        e.customer.as_mut().unwrap().email = " ".into();
         e.customer.as_mut().unwrap().phone = String::new();
-        assert_eq!(sms(&e), None);
-        assert!(email(&e).is_some());
-
-        let mut e = event(Kind::Backordered, "en");
-        e.customer = None;
-        assert_eq!((email(&e), sms(&e)), (None, None));
-        let mut e = event(Kind::Unspecified, "en");
-        assert_eq!((email(&e), sms(&e)), (None, None));
-        e.kind = 42;
-        assert_eq!((email(&e), sms(&e)), (None, None));
+        let notice = coalesce(&[e]).unwrap();
+        assert_eq!(email(templates(), &notice).unwrap(), None);
+        assert_eq!(sms(templates(), &notice).unwrap(), None);
     }
 
     #[test]
-    fn ids_come_from_the_event_and_nothing_else() {
-        let e = event(Kind::Shipped, "de");
-        let (email1, sms1) = (email(&e).unwrap(), sms(&e).unwrap());
-        assert_eq!(email1.message_id, "email/ev-1");
-        assert_eq!(sms1.message_id, "sms/ev-1");
-        // Rendering again (a redelivery) gives the very same messages.
-        assert_eq!(email(&e).unwrap(), email1);
-        assert_eq!(sms(&e).unwrap(), sms1);
-    }
-
-    #[test]
-    fn a_short_sms_is_left_whole() {
-        let sms = sms(&event(Kind::Backordered, "en")).unwrap();
-        assert_eq!(
-            sms.text,
-            "Order SO-1: 35 items backordered. SKU-A: 30 (date not known yet); SKU-B: 5 (expected Dec 1, 2026)"
-        );
-        assert_eq!(sms.to, "+4915112345678");
-    }
-
-    #[test]
-    fn a_long_sms_is_cut_at_a_word() {
-        let mut e = event(Kind::Shipped, "de");
-        e.lines = (0..20)
-            .map(|i| CustomerEventLine {
-                sku: format!("ÄÖÜÄÖÜ-{i:03}"),
-                quantity: 1,
-                ..Default::default()
+    fn a_coalesced_message_has_a_coalesced_id_and_lists_every_line() {
+        let events: Vec<CustomerEvent> = (1..=3)
+            .map(|i| {
+                let mut e = event(
+                    Kind::Backordered,
+                    "en",
+                    vec![line(i, &format!("SKU-{i}"), 2, 0, 2)],
+                );
+                e.event_id = format!("ev-{i}");
+                e
             })
             .collect();
-        let text = sms(&e).unwrap().text;
-        assert!(text.chars().count() <= SMS_MAX_CHARS, "{text}");
-        assert!(
-            text.len() > SMS_MAX_CHARS,
-            "multi-byte characters count once: {text}"
-        );
-        let head = text.strip_suffix('…').expect("cut text ends with …");
-        assert!(
-            head.ends_with(|c: char| c.is_alphanumeric()),
-            "cut inside a separator: {text}"
-        );
-    }
-
-    #[test]
-    fn shorten_cases() {
-        assert_eq!(shorten("abc def", 7), "abc def");
-        assert_eq!(shorten("abc def ghi", 9), "abc def…");
-        // The word ending right at the limit stays whole.
-        assert_eq!(shorten("abc def ghi", 8), "abc def…");
-        assert_eq!(shorten("abc, def", 7), "abc…");
-        // One word longer than the limit is cut inside.
-        assert_eq!(shorten("abcdefghij", 5), "abcd…");
-        assert_eq!(shorten("äöüäöüäöü", 4), "äöü…");
-        assert_eq!(shorten("abc", 0), "");
+        let notice = coalesce(&events).unwrap();
+        let email = email(templates(), &notice).unwrap().unwrap();
+        assert!(email.message_id.starts_with("email/coalesced-"));
+        assert_eq!(email.subject, "Your order SO-1: 6 items backordered");
+        for i in 1..=3 {
+            assert!(
+                email
+                    .text_body
+                    .contains(&format!("SKU-{i} (2 ordered): 2 backordered")),
+                "{}",
+                email.text_body
+            );
+        }
     }
 
     proptest::proptest! {
-        /// However many and however long the SKUs and order id, the SMS fits, and a cut one ends with "…".
+        /// However many and however long the SKUs and order id, the SMS fits two segments and starts with the
+        /// order.
         #[test]
-        fn an_sms_never_exceeds_160_characters(
-            skus in proptest::collection::vec("[A-Za-z0-9äöüß€😀 ./-]{1,80}", 0..40),
-            order in "[A-Za-z0-9ä€ -]{1,120}",
-            locale in "(en|de|de-DE|)",
-            kind in 1i32..=6,
-            quantity in 0i64..1_000_000_000,
+        fn an_sms_never_exceeds_two_segments(
+            skus in proptest::collection::vec("[A-Za-z0-9äöüß€😀 ./-]{1,60}", 1..30),
+            order in "[A-Za-z0-9-]{1,40}",
+            locale in "(en|de|de-AT|fr|)",
+            kind in 1i32..=8,
+            quantity in 1i64..1_000_000_000,
         ) {
-            let mut e = event(Kind::try_from(kind).unwrap(), &locale);
-            e.order_id = order;
-            e.lines = skus
-                .into_iter()
-                .map(|sku| CustomerEventLine { sku, quantity, backordered: quantity, ..Default::default() })
-                .collect();
-            let text = sms(&e).unwrap().text;
-            proptest::prop_assert!(text.chars().count() <= SMS_MAX_CHARS, "{} chars: {text}", text.chars().count());
-        }
-
-        /// A shortened text is the start of the original followed by "…".
-        #[test]
-        fn shorten_keeps_a_prefix(text in "[a-zä€ ,.]{0,300}", max in 1usize..200) {
-            let short = shorten(&text, max);
-            proptest::prop_assert!(short.chars().count() <= max);
-            if text.chars().count() <= max {
-                proptest::prop_assert_eq!(short, text);
-            } else {
-                let head = short.strip_suffix('…').unwrap();
-                proptest::prop_assert!(text.starts_with(head), "{head:?} is not a prefix of {text:?}");
-            }
+            let lines = skus.iter().enumerate().map(|(i, sku)| line(i as u32 + 1, sku, quantity, 0, quantity)).collect();
+            let mut e = event(Kind::try_from(kind).unwrap(), &locale, lines);
+            e.order_id = order.clone();
+            let notice = coalesce(&[e]).unwrap();
+            let text = sms(templates(), &notice).unwrap().unwrap().text;
+            proptest::prop_assert!(crate::sms::units(&text) <= crate::sms::MAX_UNITS, "{text}");
+            proptest::prop_assert!(text.contains(&order), "{text}");
         }
     }
 }

@@ -1,128 +1,397 @@
-//! The notifier against a real NATS server (`NATS_URL`, as `make test` sets it). Every run uses a prefix of its
-//! own and deletes its streams afterwards.
+//! The notifier against a real NATS server: coalescing, superseded date changes, opt-out, quiet hours,
+//! idempotency across redelivery, replay and restart, and bad events parked.
 
-use std::collections::HashMap;
+mod common;
 
-use backorder_e2e::stream::{message_id, nats_url, stored, wait_for_stored};
 use backorder_proto::v1::customer_event::Kind;
-use backorder_proto::v1::{
-    Customer, CustomerEvent, CustomerEventLine, DeadLetter, EmailMessage, SmsMessage,
-};
-use backorder_runtime::jetstream::Bus;
+use backorder_proto::v1::{CustomerPreferences, DeadLetter, EmailMessage, SmsMessage};
 use backorder_runtime::subjects::StreamKind;
-use backorder_runtime::{CommonConfig, Subjects};
-use futures::FutureExt as _;
+use common::*;
 use prost::Message as _;
 
-fn event(event_id: &str, email: &str, phone: &str) -> CustomerEvent {
-    CustomerEvent {
-        event_id: event_id.into(),
-        kind: Kind::Backordered as i32,
-        order_id: "SO-1".into(),
-        customer: Some(Customer {
-            id: "C-1".into(),
-            email: email.into(),
-            phone: phone.into(),
-            locale: "de-DE".into(),
-        }),
-        lines: vec![CustomerEventLine {
-            line_no: 1,
-            sku: "SKU-A".into(),
-            quantity: 30,
-            ordered: 100,
-            allocated: 70,
-            backordered: 30,
-            ..Default::default()
-        }],
-        occurred_at: None,
-        respond_by: None,
-    }
+#[tokio::test]
+async fn three_backorders_of_one_order_within_the_window_become_one_email_and_one_sms()
+-> anyhow::Result<()> {
+    with_notifier(&[("BO_NOTIFY_COALESCE_SECS", "60")], |world| async move {
+        let buyer = customer("buyer@example.com", "+4915112345678");
+        for i in 1..=3 {
+            let e = event(
+                &format!("ev-{i}"),
+                "SO-1",
+                Kind::Backordered,
+                buyer.clone(),
+                vec![line(i, 2 * i as i64, 0, 2 * i as i64)],
+            );
+            world.publish_event(&e).await?;
+        }
+        // Another order's event is its own message.
+        world
+            .publish_event(&event(
+                "ev-9",
+                "SO-2",
+                Kind::Shipped,
+                buyer.clone(),
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
+        settle().await;
+        assert!(
+            world.emails().await?.is_empty(),
+            "sent before the window ended"
+        );
+
+        world.advance("2026-01-10T10:01:00Z").await?;
+        let emails: Vec<(String, EmailMessage)> = world
+            .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_email(), 2)
+            .await?;
+        settle().await;
+        let emails = if emails.len() == 2 {
+            emails
+        } else {
+            world.emails().await?
+        };
+        assert_eq!(emails.len(), 2, "{emails:?}");
+        let (id, email) = emails.iter().find(|(_, e)| e.order_id == "SO-1").unwrap();
+        assert_eq!(id, &email.message_id, "Nats-Msg-Id is the message id");
+        assert!(
+            email.message_id.starts_with("email/coalesced-"),
+            "{}",
+            email.message_id
+        );
+        assert_eq!(
+            email.subject,
+            "Ihre Bestellung SO-1: 12 Artikel im Rückstand"
+        );
+        for i in 1..=3 {
+            assert!(
+                email.text_body.contains(&format!(
+                    "SKU-{i} ({} bestellt): {} im Rückstand (voraussichtlich am 1. Februar 2026)",
+                    2 * i,
+                    2 * i
+                )),
+                "{}",
+                email.text_body
+            );
+        }
+        let other = emails.iter().find(|(_, e)| e.order_id == "SO-2").unwrap();
+        assert_eq!(other.0, "email/ev-9");
+
+        let sms: Vec<(String, SmsMessage)> = world
+            .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_sms(), 2)
+            .await?;
+        let (_, text) = sms.iter().find(|(_, s)| s.order_id == "SO-1").unwrap();
+        assert!(text.message_id.starts_with("sms/coalesced-"));
+        assert!(
+            text.text
+                .starts_with("Bestellung SO-1: 12 Artikel im Rückstand."),
+            "{}",
+            text.text
+        );
+        // Published once each: nothing was dropped as a duplicate either.
+        assert_eq!(world.seen.count(&world.bus.subjects.notify_email()), 2);
+        Ok(world)
+    })
+    .await
 }
 
 #[tokio::test]
-async fn events_become_one_email_and_one_sms_each_and_bad_ones_are_parked() -> anyhow::Result<()> {
-    let url = nats_url();
-    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let source = HashMap::from([("NATS_URL", url.as_str()), ("BO_PREFIX", prefix.as_str())]);
-    let config = CommonConfig::from_source(&source)?;
-    let bus = Bus::connect(
-        &url,
-        Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
-        "notifier-test",
-    )
-    .await?;
-
-    // Panics are caught so the streams are deleted whatever happens.
-    let result = std::panic::AssertUnwindSafe(async {
-        let app = notifier::Application::build(config).await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-
-        let subject = bus.subjects.customer_event();
-        let both = event("ev-1", "buyer@example.com", "+4915112345678");
-        bus.publish(subject.clone(), "ev-1", &both).await?;
-        bus.publish(
-            subject.clone(),
-            "ev-2",
-            &event("ev-2", "other@example.com", ""),
-        )
-        .await?;
-        // The same event once more under another stream id: what a redelivery looks like to the notifier.
-        bus.publish(subject.clone(), "ev-1-again", &both).await?;
-        let mut no_customer = event("ev-3", "", "");
-        no_customer.customer = None;
-        bus.publish(subject.clone(), "ev-3", &no_customer).await?;
-
-        // The dead letter comes last; once it is there, everything before it was handled.
-        let letters = wait_for_stored(
-            &bus,
-            StreamKind::DeadLetter,
-            &bus.subjects.dead_letter("notifier"),
-            1,
-        )
-        .await?;
-        assert_eq!(letters.len(), 1);
-        let letter = DeadLetter::decode(letters[0].payload.clone())?;
-        assert!(
-            letter.error.contains("customer is missing"),
-            "{}",
-            letter.error
-        );
-        assert_eq!(letter.message_id, "ev-3");
-
-        let emails = stored(&bus, StreamKind::Outbound, &bus.subjects.notify_email()).await?;
-        let ids: Vec<String> = emails.iter().map(message_id).collect();
-        assert_eq!(ids, ["email/ev-1", "email/ev-2"]);
-        let first = EmailMessage::decode(emails[0].payload.clone())?;
-        assert_eq!(first.message_id, "email/ev-1");
-        assert_eq!(first.to, "buyer@example.com");
+async fn a_date_change_superseded_before_it_was_sent_is_not_sent() -> anyhow::Result<()> {
+    with_notifier(&[("BO_NOTIFY_COALESCE_SECS", "60")], |world| async move {
+        let buyer = customer("buyer@example.com", "");
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::EtaChanged,
+                buyer.clone(),
+                vec![line(1, 3, 0, 3)],
+            ))
+            .await?;
+        world
+            .publish_event(&event(
+                "ev-2",
+                "SO-1",
+                Kind::ReadyToShip,
+                buyer.clone(),
+                vec![line(1, 3, 3, 0)],
+            ))
+            .await?;
+        settle().await;
+        world.advance("2026-01-10T10:02:00Z").await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                1,
+            )
+            .await?;
+        settle().await;
+        let emails = world.emails().await?;
+        assert_eq!(emails.len(), 1);
+        let email = &emails[0].1;
+        assert_eq!(email.kind, Kind::ReadyToShip as i32);
         assert_eq!(
-            first.subject,
-            "Ihre Bestellung SO-1: 30 Artikel im Rückstand"
+            email.subject,
+            "Ihre Bestellung SO-1: 3 Artikel versandbereit"
         );
         assert!(
-            first
-                .text_body
-                .contains("SKU-A: 70 von 100 jetzt lieferbar, 30 im Rückstand")
+            !email.text_body.contains("neuer Termin"),
+            "{}",
+            email.text_body
+        );
+        assert!(world.sms().await?.is_empty(), "no phone, no SMS");
+        Ok(world)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_customer_who_opted_out_of_a_channel_gets_nothing_there_until_opting_in_again()
+-> anyhow::Result<()> {
+    with_notifier(&[], |world| async move {
+        let prefs = |sms_opt_out: bool, at_: &str| CustomerPreferences {
+            customer_id: "C-1".into(),
+            email_opt_out: false,
+            sms_opt_out,
+            updated_at: Some(backorder_runtime::time::to_proto(at(at_))),
+        };
+        let subject = world.bus.subjects.customer_preferences();
+        world
+            .bus
+            .publish(
+                subject.clone(),
+                "C-1/1",
+                &prefs(true, "2026-01-01T00:00:00Z"),
+            )
+            .await?;
+        // An older update arriving later changes nothing.
+        world
+            .bus
+            .publish(
+                subject.clone(),
+                "C-1/0",
+                &prefs(false, "2025-12-01T00:00:00Z"),
+            )
+            .await?;
+        // Bad preferences are parked.
+        world
+            .bus
+            .publish(subject.clone(), "bad", &CustomerPreferences::default())
+            .await?;
+        let letters: Vec<(String, DeadLetter)> = world
+            .wait_stored(
+                StreamKind::DeadLetter,
+                &world.bus.subjects.dead_letter("notifier"),
+                1,
+            )
+            .await?;
+        assert!(
+            letters[0].1.error.contains("customer_id is missing"),
+            "{}",
+            letters[0].1.error
         );
 
-        let sms = stored(&bus, StreamKind::Outbound, &bus.subjects.notify_sms()).await?;
-        assert_eq!(sms.iter().map(message_id).collect::<Vec<_>>(), ["sms/ev-1"]);
-        let text = SmsMessage::decode(sms[0].payload.clone())?;
-        assert_eq!(text.to, "+4915112345678");
-        assert!(text.text.chars().count() <= 160);
+        let buyer = customer("buyer@example.com", "+4915112345678");
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Shipped,
+                buyer.clone(),
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                1,
+            )
+            .await?;
+        settle().await;
+        assert!(
+            world.sms().await?.is_empty(),
+            "SMS sent to a customer who opted out"
+        );
 
-        let _ = stop.send(());
-        running.await??;
-        anyhow::Ok(())
+        world
+            .bus
+            .publish(subject, "C-1/2", &prefs(false, "2026-01-02T00:00:00Z"))
+            .await?;
+        settle().await;
+        world
+            .publish_event(&event(
+                "ev-2",
+                "SO-1",
+                Kind::Completed,
+                buyer,
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
+        let sms: Vec<(String, SmsMessage)> = world
+            .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_sms(), 1)
+            .await?;
+        assert_eq!(sms.len(), 1);
+        assert_eq!(sms[0].0, "sms/ev-2");
+        Ok(world)
     })
-    .catch_unwind()
-    .await;
+    .await
+}
 
-    for kind in StreamKind::ALL {
-        let _ = bus.js.delete_stream(bus.subjects.stream(kind)).await;
-    }
-    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+#[tokio::test]
+async fn an_sms_due_in_the_customers_night_is_held_until_morning() -> anyhow::Result<()> {
+    with_notifier(
+        &[
+            ("BO_SMS_QUIET_HOURS", "21:00-08:00"),
+            ("BO_CLOCK_START", "2026-01-10T21:30:00Z"),
+        ],
+        |world| async move {
+            // 22:30 in Berlin.
+            let buyer = customer("buyer@example.com", "+4915112345678");
+            world
+                .publish_event(&event(
+                    "ev-1",
+                    "SO-1",
+                    Kind::Backordered,
+                    buyer,
+                    vec![line(1, 3, 0, 3)],
+                ))
+                .await?;
+            world
+                .wait_stored::<EmailMessage>(
+                    StreamKind::Outbound,
+                    &world.bus.subjects.notify_email(),
+                    1,
+                )
+                .await?;
+            settle().await;
+            assert!(world.sms().await?.is_empty(), "SMS sent at night");
+
+            world.advance("2026-01-11T06:59:00Z").await?;
+            settle().await;
+            assert!(
+                world.sms().await?.is_empty(),
+                "SMS sent before 08:00 in Berlin"
+            );
+
+            // 08:00 in Berlin.
+            world.advance("2026-01-11T07:00:00Z").await?;
+            let sms: Vec<(String, SmsMessage)> = world
+                .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_sms(), 1)
+                .await?;
+            assert_eq!(sms[0].0, "sms/ev-1");
+            Ok(world)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_redelivered_or_replayed_event_never_yields_a_second_message() -> anyhow::Result<()> {
+    with_notifier(&[], |mut world| async move {
+        let buyer = customer("buyer@example.com", "+4915112345678");
+        let first = event(
+            "ev-1",
+            "SO-1",
+            Kind::Backordered,
+            buyer.clone(),
+            vec![line(1, 3, 0, 3)],
+        );
+        world.publish_event(&first).await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                1,
+            )
+            .await?;
+        world
+            .wait_stored::<SmsMessage>(StreamKind::Outbound, &world.bus.subjects.notify_sms(), 1)
+            .await?;
+
+        // The same event under another stream id: what a redelivery or a replay looks like to the notifier.
+        let subject = world.bus.subjects.customer_event();
+        world
+            .bus
+            .publish(subject.clone(), "ev-1-again", &first)
+            .await?;
+        settle().await;
+        // And once more after a restart.
+        world.stop().await?;
+        world.start().await?;
+        world
+            .bus
+            .publish(subject.clone(), "ev-1-replayed", &first)
+            .await?;
+        // A new event after the restart is still told.
+        world
+            .publish_event(&event(
+                "ev-2",
+                "SO-1",
+                Kind::ReadyToShip,
+                buyer,
+                vec![line(1, 3, 3, 0)],
+            ))
+            .await?;
+        let emails: Vec<(String, EmailMessage)> = world
+            .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_email(), 2)
+            .await?;
+        settle().await;
+        let ids: Vec<String> = world
+            .emails()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["email/ev-1", "email/ev-2"], "{emails:?}");
+        let ids: Vec<String> = world.sms().await?.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["sms/ev-1", "sms/ev-2"]);
+        // Not even published again (which the stream would have dropped).
+        assert_eq!(world.seen.count(&world.bus.subjects.notify_email()), 2);
+        Ok(world)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn events_that_cannot_be_told_are_parked() -> anyhow::Result<()> {
+    with_notifier(&[], |world| async move {
+        let mut no_customer = event("ev-3", "SO-3", Kind::Backordered, customer("", ""), vec![]);
+        no_customer.customer = None;
+        world.publish_event(&no_customer).await?;
+        world
+            .bus
+            .publish_bytes(
+                world.bus.subjects.customer_event(),
+                "garbage",
+                b"\xff\xff"[..].into(),
+            )
+            .await?;
+        let letters: Vec<(String, DeadLetter)> = world
+            .wait_stored(
+                StreamKind::DeadLetter,
+                &world.bus.subjects.dead_letter("notifier"),
+                2,
+            )
+            .await?;
+        assert_eq!(letters.len(), 2);
+        assert!(
+            letters[0].1.error.contains("customer is missing"),
+            "{}",
+            letters[0].1.error
+        );
+        assert_eq!(letters[0].1.message_id, "ev-3");
+        assert!(
+            letters[1].1.error.contains("cannot decode"),
+            "{}",
+            letters[1].1.error
+        );
+        assert_eq!(
+            DeadLetter::decode(letters[1].1.encode_to_vec().as_slice())?,
+            letters[1].1
+        );
+        assert!(world.emails().await?.is_empty());
+        Ok(world)
+    })
+    .await
 }

@@ -222,6 +222,7 @@ mod tests {
                 email: "buyer@example.com".into(),
                 phone: "+4915112345678".into(),
                 locale: "de".into(),
+                ..Default::default()
             }),
             lines: vec![
                 OrderLine {

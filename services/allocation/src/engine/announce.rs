@@ -19,6 +19,7 @@ struct OrderRow {
     email: String,
     phone: String,
     locale: String,
+    time_zone: String,
     ship_policy: i16,
     eta_notify_due: Option<DateTime<Utc>>,
     eta_notified_at: Option<DateTime<Utc>>,
@@ -35,6 +36,7 @@ impl OrderRow {
             email: self.email.clone(),
             phone: self.phone.clone(),
             locale: self.locale.clone(),
+            time_zone: self.time_zone.clone(),
         }
     }
 }
@@ -47,7 +49,7 @@ impl Work<'_> {
         let order_ids: Vec<String> = self.before.keys().cloned().collect();
         // Order rows are the last locks taken, in order-id order (see the module comment).
         let mut orders: Vec<OrderRow> = sqlx::query_as(
-            "select order_id, customer_id, email, phone, locale, ship_policy, eta_notify_due, eta_notified_at,
+            "select order_id, customer_id, email, phone, locale, time_zone, ship_policy, eta_notify_due, eta_notified_at,
                     consent_due
              from orders where order_id = any($1) order by order_id for update",
         )

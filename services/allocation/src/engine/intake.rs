@@ -30,8 +30,8 @@ impl Work<'_> {
             .unwrap_or(self.now);
         let inserted = sqlx::query(
             "insert into orders (order_id, customer_id, email, phone, locale, priority, ship_policy, placed_at,
-                                 channel, status)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'OPEN') on conflict do nothing",
+                                 channel, status, time_zone)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'OPEN', $10) on conflict do nothing",
         )
         .bind(&order.order_id)
         .bind(&customer.id)
@@ -42,6 +42,7 @@ impl Work<'_> {
         .bind(order.ship_policy as i16)
         .bind(placed_at)
         .bind(&order.channel)
+        .bind(&customer.time_zone)
         .execute(&mut *self.tx)
         .await?
         .rows_affected();

@@ -1,0 +1,365 @@
+//! Sends what is due: each pending entry (one order's events for one channel) once its coalescing window has
+//! passed on the service's clock (and, for SMS, the customer's quiet hours have ended) becomes one message.
+//! The message is published with its id as `Nats-Msg-Id`, then every event it covers is recorded as sent,
+//! then the entry is removed. Should the service stop in between, the next pass publishes the same message
+//! under the same id again (the stream drops it) or finds the events recorded and skips them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backorder_proto::v1::{Customer, CustomerEvent, DeadLetter};
+use backorder_runtime::Clock;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use futures::StreamExt as _;
+use prost::Message as _;
+use tracing::Instrument;
+
+use crate::Shared;
+use crate::coalesce::{self, Channel};
+use crate::quiet::{self, QuietHours};
+use crate::store::{self, Pending};
+
+/// How often the flusher looks anyway (another instance's entries, a clock that moved).
+const POLL: Duration = Duration::from_secs(1);
+
+/// When an entry is due: its window after the first event, and for SMS not inside the customer's quiet
+/// hours (in their `time_zone`, else `default_zone`). Pure.
+pub fn due_at(
+    pending: &Pending,
+    customer: &Customer,
+    window: Duration,
+    quiet_hours: Option<QuietHours>,
+    default_zone: Tz,
+) -> DateTime<Utc> {
+    let due =
+        pending.first_at + chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    match (pending.channel, quiet_hours) {
+        (Channel::Sms, Some(quiet)) => {
+            quiet.release(due, quiet::time_zone(&customer.time_zone, default_zone))
+        }
+        _ => due,
+    }
+}
+
+/// Runs passes until `shutdown`: after each, waits for the next entry to fall due, a new event, or [`POLL`].
+pub async fn run(
+    shared: Arc<Shared>,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let next = match pass(&shared, clock.now()).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "flush pass failed, trying again"
+                );
+                None
+            }
+        };
+        let due = async {
+            match next {
+                Some(at) => clock.until(at).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = shared.stored.notified() => {}
+            _ = due => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Sends every entry due at `now`; the earliest time an entry left waiting falls due.
+pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let state = &shared.buckets.state;
+    let mut keys = match state.keys().await {
+        Ok(keys) => keys.boxed(),
+        Err(error) => anyhow::bail!("listing pending entries: {error}"),
+    };
+    let mut pending_keys = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key?;
+        if key.starts_with("pending.") {
+            pending_keys.push(key);
+        }
+    }
+    let mut next: Option<DateTime<Utc>> = None;
+    for key in pending_keys {
+        let (Some(bytes), _) = store::read(state, &key).await? else {
+            continue;
+        };
+        let (pending, events) = match Pending::decode(&bytes)
+            .and_then(|p| p.decode_events().map(|events| (p, events)))
+        {
+            Ok(read) => read,
+            Err(error) => {
+                park(
+                    shared,
+                    &key,
+                    &bytes,
+                    &format!("unreadable pending entry: {error}"),
+                )
+                .await?;
+                remove(shared, &key, None).await?;
+                continue;
+            }
+        };
+        let Some(newest) = events.last() else {
+            remove(shared, &key, None).await?;
+            continue;
+        };
+        let customer = newest.customer.clone().unwrap_or_default();
+        let config = &shared.config;
+        let due = due_at(
+            &pending,
+            &customer,
+            config.coalesce,
+            config.quiet_hours,
+            config.default_time_zone,
+        );
+        if due > now {
+            next = Some(next.map_or(due, |n| n.min(due)));
+            continue;
+        }
+        let span = tracing::info_span!(
+            "notify",
+            order_id = %pending.order_id,
+            channel = pending.channel.name(),
+            message_id = tracing::field::Empty
+        );
+        send(shared, &key, &bytes, &pending, events)
+            .instrument(span)
+            .await?;
+    }
+    Ok(next)
+}
+
+/// One due entry: the message it makes, published and recorded, and the entry removed.
+async fn send(
+    shared: &Shared,
+    key: &str,
+    bytes: &[u8],
+    pending: &Pending,
+    events: Vec<CustomerEvent>,
+) -> anyhow::Result<()> {
+    let channel = pending.channel;
+    let buckets = &shared.buckets;
+    // Events a previous pass told already (it stopped before removing them) are not told again.
+    let mut fresh = Vec::with_capacity(events.len());
+    for event in events {
+        let (sent, _) =
+            store::read(&buckets.sent, &store::sent_key(channel, &event.event_id)).await?;
+        if sent.is_none() {
+            fresh.push(event);
+        }
+    }
+    let handled = pending.event_ids.clone();
+    let outcome = |what: &'static str| {
+        metrics::counter!("bo_notifier_messages_total", "channel" => channel.name(), "outcome" => what)
+            .increment(1);
+    };
+    let Some(newest) = fresh.last() else {
+        return remove(shared, key, Some(&handled)).await;
+    };
+    let customer_id = newest
+        .customer
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
+    if crate::opted_out(buckets, &customer_id, channel).await? {
+        tracing::info!("customer opted out of this channel, nothing sent");
+        outcome("opted_out");
+        return remove(shared, key, Some(&handled)).await;
+    }
+    let Some(notice) = coalesce::coalesce(&fresh) else {
+        tracing::info!(
+            events = fresh.len(),
+            "superseded before it was sent, nothing sent"
+        );
+        outcome("superseded");
+        return remove(shared, key, Some(&handled)).await;
+    };
+    let subjects = &shared.bus.subjects;
+    let rendered = match channel {
+        Channel::Email => crate::render::email(&shared.templates, &notice).map(|m| {
+            m.map(|m| {
+                (
+                    subjects.notify_email(),
+                    m.message_id.clone(),
+                    m.encode_to_vec(),
+                )
+            })
+        }),
+        Channel::Sms => crate::render::sms(&shared.templates, &notice).map(|m| {
+            m.map(|m| {
+                (
+                    subjects.notify_sms(),
+                    m.message_id.clone(),
+                    m.encode_to_vec(),
+                )
+            })
+        }),
+    };
+    let (subject, message_id, payload) = match rendered {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            tracing::info!("no address for this channel any more, nothing sent");
+            return remove(shared, key, Some(&handled)).await;
+        }
+        Err(error) => {
+            park(shared, key, bytes, &error.to_string()).await?;
+            outcome("failed");
+            return remove(shared, key, Some(&handled)).await;
+        }
+    };
+    tracing::Span::current().record("message_id", message_id.as_str());
+    shared
+        .bus
+        .publish_bytes(subject, &message_id, payload.into())
+        .await?;
+    for event_id in &notice.event_ids {
+        buckets
+            .sent
+            .put(
+                store::sent_key(channel, event_id),
+                message_id.clone().into(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("recording {event_id} as sent: {e}"))?;
+    }
+    outcome("sent");
+    tracing::info!(
+        kind = notice.kind().as_str_name(),
+        events = notice.event_ids.len(),
+        lines = notice.lines.len(),
+        "message published"
+    );
+    remove(shared, key, Some(&handled)).await
+}
+
+/// Removes `handled` events from the entry (all of them with `None`), deleting it when none are left.
+/// Events added meanwhile stay, with a window of their own from now.
+async fn remove(shared: &Shared, key: &str, handled: Option<&[String]>) -> anyhow::Result<()> {
+    let state = &shared.buckets.state;
+    for _ in 0..10 {
+        let (value, revision) = store::read(state, key).await?;
+        let Some(bytes) = value else {
+            return Ok(());
+        };
+        let left = match (handled, Pending::decode(&bytes)) {
+            (Some(handled), Ok(mut pending)) => {
+                pending.retain(|id| !handled.iter().any(|h| h == id));
+                (!pending.event_ids.is_empty()).then_some(pending)
+            }
+            _ => None,
+        };
+        let written = match left {
+            None => state
+                .delete_expect_revision(key, revision)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(mut pending) => {
+                pending.first_at = shared.config.common.clock.now();
+                match revision {
+                    Some(revision) => state
+                        .update(key, pending.encode(), revision)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    None => Err("no revision".into()),
+                }
+            }
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err(error) => tracing::debug!(%error, key, "entry changed meanwhile, reading again"),
+        }
+    }
+    anyhow::bail!("{key} kept changing while sent events were removed")
+}
+
+/// Parks an entry that cannot become a message in `<p>.dlq.notifier`, with the reason.
+async fn park(shared: &Shared, key: &str, bytes: &[u8], error: &str) -> anyhow::Result<()> {
+    tracing::error!(key, error, "pending entry parked in the dead-letter stream");
+    metrics::counter!("bo_dead_letters_total", "service" => crate::SERVICE).increment(1);
+    let letter = DeadLetter {
+        service: crate::SERVICE.to_string(),
+        subject: key.to_string(),
+        stream: format!("KV_{}", shared.bus.subjects.notifier_bucket()),
+        stream_sequence: 0,
+        payload: bytes.to_vec(),
+        error: error.to_string(),
+        deliveries: 1,
+        failed_at: Some(backorder_runtime::time::to_proto(Utc::now())),
+        message_id: String::new(),
+    };
+    let id = format!(
+        "{}/pending/{}",
+        crate::SERVICE,
+        store::hash(&hex::encode(bytes))
+    );
+    shared
+        .bus
+        .publish(
+            shared.bus.subjects.dead_letter(crate::SERVICE),
+            &id,
+            &letter,
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn due_after_the_window_and_sms_not_at_night() {
+        let quiet = quiet::parse("21:00-08:00").unwrap();
+        let customer = Customer {
+            time_zone: "Europe/Berlin".into(),
+            ..Default::default()
+        };
+        let email = Pending::new("SO-1", Channel::Email, at("2026-01-10T21:59:30Z"));
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            due_at(&email, &customer, window, quiet, Tz::UTC),
+            at("2026-01-10T22:00:30Z")
+        );
+        let sms = Pending {
+            channel: Channel::Sms,
+            ..email.clone()
+        };
+        assert_eq!(
+            due_at(&sms, &customer, window, quiet, Tz::UTC),
+            at("2026-01-11T07:00:00Z")
+        );
+        assert_eq!(
+            due_at(&sms, &customer, window, None, Tz::UTC),
+            at("2026-01-10T22:00:30Z")
+        );
+        // Without a zone of their own, the default one: 22:00 UTC is 14:00 in Los Angeles.
+        let nowhere = Customer::default();
+        assert_eq!(
+            due_at(
+                &sms,
+                &nowhere,
+                window,
+                quiet,
+                chrono_tz::America::Los_Angeles
+            ),
+            at("2026-01-10T22:00:30Z")
+        );
+    }
+}

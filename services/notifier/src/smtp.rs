@@ -1,0 +1,162 @@
+//! Email delivery over SMTP (`lettre`), off unless `BO_SMTP_URL` is set: a durable consumer `notifier-smtp`
+//! reads `<p>.out.notify.email` and hands each message to the server, with its `message_id` as the email's
+//! `Message-ID`. A temporary failure (4xx, no connection, a timeout) is retried with a growing pause; a
+//! permanent one (5xx, an address the server refuses) parks the message in `<p>.dlq.notifier-smtp`. An email
+//! the server accepted is recorded in `<P>_NOTIFIER_SENT`, so a redelivery does not send it twice.
+
+use async_nats::jetstream::kv;
+use backorder_proto::v1::EmailMessage;
+use backorder_runtime::consume::{Delivery, Handler, Outcome};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use prost::Message as _;
+use tracing::Instrument;
+
+use crate::config::SmtpConfig;
+use crate::store;
+
+/// The adapter's consumer name and dead-letter subject (`<p>.dlq.notifier-smtp`).
+pub const SERVICE: &str = "notifier-smtp";
+
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    sent: kv::Store,
+}
+
+/// Why an email could not be built (pure, permanent) — as opposed to a failed delivery.
+pub fn build_email(email: &EmailMessage, from: &Mailbox) -> Result<lettre::Message, String> {
+    let to: Mailbox = email
+        .to
+        .parse()
+        .map_err(|e| format!("to {:?} is not an email address: {e}", email.to))?;
+    let domain = from.email.domain().to_string();
+    lettre::Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(email.subject.clone())
+        .message_id(Some(format!("<{}@{domain}>", email.message_id)))
+        .multipart(MultiPart::alternative_plain_html(
+            email.text_body.clone(),
+            email.html_body.clone(),
+        ))
+        .map_err(|e| format!("cannot build the email: {e}"))
+}
+
+impl Smtp {
+    pub fn new(config: &SmtpConfig, sent: kv::Store) -> anyhow::Result<Self> {
+        let from: Mailbox = config.from.parse().map_err(|e| {
+            anyhow::anyhow!("BO_SMTP_FROM={:?} is not an address: {e}", config.from)
+        })?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
+            .map_err(|e| anyhow::anyhow!("BO_SMTP_URL is not usable: {e}"))?
+            .timeout(Some(config.timeout))
+            .build();
+        Ok(Self {
+            transport,
+            from,
+            sent,
+        })
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        let email = match EmailMessage::decode(delivery.payload.as_ref()) {
+            Ok(email) => email,
+            Err(e) => return Outcome::Reject(format!("cannot decode EmailMessage: {e}")),
+        };
+        let span = tracing::Span::current();
+        span.record("order_id", email.order_id.as_str());
+        span.record("message_id", email.message_id.as_str());
+        if email.message_id.trim().is_empty() {
+            return Outcome::Reject("message_id is missing".into());
+        }
+        let key = store::smtp_key(&email.message_id);
+        match store::read(&self.sent, &key).await {
+            Ok((Some(_), _)) => {
+                tracing::info!("already delivered, not sent again");
+                return Outcome::Done;
+            }
+            Ok(_) => {}
+            Err(error) => return Outcome::Retry(format!("{error:#}")),
+        }
+        let message = match build_email(&email, &self.from) {
+            Ok(message) => message,
+            Err(reason) => return Outcome::Reject(reason),
+        };
+        let outcome = |what: &'static str| {
+            metrics::counter!("bo_smtp_deliveries_total", "outcome" => what).increment(1);
+        };
+        match self.transport.send(message).await {
+            Ok(response) => {
+                outcome("delivered");
+                tracing::info!(code = %response.code(), "email delivered to the SMTP server");
+                if let Err(error) = self.sent.put(&key, email.message_id.clone().into()).await {
+                    // The email went out; a redelivery could send it twice, which is the lesser harm.
+                    tracing::warn!(%error, "could not record the delivery");
+                }
+                Outcome::Done
+            }
+            Err(error) if error.is_permanent() => {
+                outcome("refused");
+                tracing::warn!(%error, "SMTP server refused the email for good");
+                Outcome::Reject(format!("SMTP server refused the email: {error}"))
+            }
+            Err(error) => {
+                outcome("retried");
+                tracing::warn!(%error, "SMTP delivery failed, will retry");
+                Outcome::Retry(format!("SMTP delivery failed: {error}"))
+            }
+        }
+    }
+}
+
+impl Handler for Smtp {
+    async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let span = tracing::info_span!(
+                "smtp",
+                order_id = tracing::field::Empty,
+                message_id = tracing::field::Empty,
+                seq = delivery.stream_sequence
+            );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
+            outcomes.push(self.deliver(delivery).instrument(span).await);
+        }
+        outcomes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_email_carries_its_id_and_both_bodies() {
+        let email = EmailMessage {
+            message_id: "email/ev-1".into(),
+            to: "buyer@example.com".into(),
+            subject: "Ihre Bestellung SO-1: 3 Artikel im Rückstand".into(),
+            text_body: "Guten Tag,\n".into(),
+            html_body: "<p>Guten Tag,</p>".into(),
+            ..Default::default()
+        };
+        let from: Mailbox = "Shop <shop@example.com>".parse().unwrap();
+        let raw = String::from_utf8(build_email(&email, &from).unwrap().formatted()).unwrap();
+        assert!(
+            raw.contains("Message-ID: <email/ev-1@example.com>"),
+            "{raw}"
+        );
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(raw.contains("text/html"), "{raw}");
+        let bad = EmailMessage {
+            to: "not an address".into(),
+            ..email
+        };
+        assert!(
+            build_email(&bad, &from)
+                .unwrap_err()
+                .contains("not an email address")
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! What the notifier keeps in JetStream key-value buckets:
+//!
+//! - `<P>_NOTIFIER`: `pending.<channel>.<order>`: the events of an order waiting for their message (JSON,
+//!   see [`Pending`]); `pref.<customer>`: a customer's [`Preferences`](crate::preferences::Preferences).
+//! - `<P>_NOTIFIER_SENT` (entries expire after 35 days): `event.<channel>.<event>`: the id of the message
+//!   that told the event; `smtp.<message>`: an email the SMTP adapter handed to the server.
+//!
+//! Ids become keys as the first 32 hex digits of their SHA-256, so any id makes a valid key.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv};
+use backorder_proto::v1::CustomerEvent;
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::coalesce::Channel;
+
+/// How long the record of a sent message is kept: longer than the streams keep events (30 days), so a replay
+/// of anything still in a stream finds it.
+pub const SENT_MAX_AGE: Duration = Duration::from_secs(35 * 24 * 3600);
+
+pub fn hash(id: &str) -> String {
+    hex::encode(&Sha256::digest(id.as_bytes())[..16])
+}
+
+pub fn pending_key(channel: Channel, order_id: &str) -> String {
+    format!("pending.{}.{}", channel.name(), hash(order_id))
+}
+
+pub fn preferences_key(customer_id: &str) -> String {
+    format!("pref.{}", hash(customer_id))
+}
+
+pub fn sent_key(channel: Channel, event_id: &str) -> String {
+    format!("event.{}.{}", channel.name(), hash(event_id))
+}
+
+pub fn smtp_key(message_id: &str) -> String {
+    format!("smtp.{}", hash(message_id))
+}
+
+/// The events of one order waiting for one channel's message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub order_id: String,
+    pub channel: Channel,
+    /// When the first of them arrived (on the service's clock): the coalescing window starts then.
+    pub first_at: DateTime<Utc>,
+    /// The events, protobuf-encoded, as hex, in arrival order.
+    pub events: Vec<String>,
+    /// Their ids, in the same order.
+    pub event_ids: Vec<String>,
+}
+
+impl Pending {
+    pub fn new(order_id: &str, channel: Channel, first_at: DateTime<Utc>) -> Self {
+        Self {
+            order_id: order_id.to_string(),
+            channel,
+            first_at,
+            events: Vec::new(),
+            event_ids: Vec::new(),
+        }
+    }
+
+    /// Adds `event` unless it is there already; false when it was.
+    pub fn add(&mut self, event: &CustomerEvent) -> bool {
+        if self.event_ids.contains(&event.event_id) {
+            return false;
+        }
+        self.events.push(hex::encode(event.encode_to_vec()));
+        self.event_ids.push(event.event_id.clone());
+        true
+    }
+
+    pub fn decode_events(&self) -> Result<Vec<CustomerEvent>, String> {
+        self.events
+            .iter()
+            .map(|h| {
+                let bytes = hex::decode(h).map_err(|e| e.to_string())?;
+                CustomerEvent::decode(bytes.as_slice()).map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    /// Keeps only the events `keep` says yes to.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let (events, ids): (Vec<_>, Vec<_>) = self
+            .events
+            .drain(..)
+            .zip(self.event_ids.drain(..))
+            .filter(|(_, id)| keep(id))
+            .unzip();
+        self.events = events;
+        self.event_ids = ids;
+    }
+
+    pub fn encode(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).unwrap_or_default().into()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown channel {name:?}")))
+    }
+}
+
+/// The two buckets, created if missing.
+#[derive(Clone)]
+pub struct Buckets {
+    pub state: kv::Store,
+    pub sent: kv::Store,
+}
+
+impl Buckets {
+    pub async fn open(js: &jetstream::Context, state: &str, sent: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            state: open(
+                js,
+                state,
+                "notifier: events waiting for their message, customer preferences",
+                Duration::ZERO,
+            )
+            .await?,
+            sent: open(
+                js,
+                sent,
+                "notifier: messages sent per event, so a replay does not send again",
+                SENT_MAX_AGE,
+            )
+            .await?,
+        })
+    }
+}
+
+async fn open(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.to_string(),
+        description: description.to_string(),
+        history: 1,
+        max_age,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating key-value bucket {bucket}"))
+}
+
+/// The value under `key` with its revision; `None` when absent or deleted (then the revision to write
+/// against, if the key ever existed).
+pub async fn read(
+    store: &kv::Store,
+    key: &str,
+) -> anyhow::Result<(Option<bytes::Bytes>, Option<u64>)> {
+    Ok(match store.entry(key).await? {
+        None => (None, None),
+        Some(entry) => match entry.operation {
+            kv::Operation::Put => (Some(entry.value), Some(entry.revision)),
+            kv::Operation::Delete | kv::Operation::Purge => (None, Some(entry.revision)),
+        },
+    })
+}
+
+/// Writes `value` under `key` only if it is still at `revision` (`None`: absent); `Ok(false)` when someone
+/// wrote in between.
+pub async fn write(
+    store: &kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    revision: Option<u64>,
+    present: bool,
+) -> anyhow::Result<bool> {
+    let result = match (present, revision) {
+        (true, Some(revision)) => store
+            .update(key, value, revision)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    anyhow::Error::from(e),
+                )
+            }),
+        _ => store.create(key, value).await.map(|_| ()).map_err(|e| {
+            (
+                e.kind() == kv::CreateErrorKind::AlreadyExists,
+                anyhow::Error::from(e),
+            )
+        }),
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err((true, _)) => Ok(false),
+        Err((false, error)) => Err(error.context(format!("writing {key}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_entries_round_trip_and_ignore_repeats() {
+        let event = CustomerEvent {
+            event_id: "e1".into(),
+            order_id: "SO 1/ü".into(),
+            ..Default::default()
+        };
+        let mut pending = Pending::new("SO 1/ü", Channel::Sms, DateTime::UNIX_EPOCH);
+        assert!(pending.add(&event));
+        assert!(!pending.add(&event));
+        let back = Pending::decode(&pending.encode()).unwrap();
+        assert_eq!(back, pending);
+        assert_eq!(back.decode_events().unwrap(), vec![event]);
+        let key = pending_key(Channel::Sms, "SO 1/ü");
+        assert!(
+            key.starts_with("pending.sms.") && key.len() == "pending.sms.".len() + 32,
+            "{key}"
+        );
+        let mut two = pending.clone();
+        two.add(&CustomerEvent {
+            event_id: "e2".into(),
+            ..Default::default()
+        });
+        two.retain(|id| id != "e1");
+        assert_eq!(two.event_ids, ["e2"]);
+        assert_eq!(two.events.len(), 1);
+    }
+}
