@@ -27,7 +27,7 @@ use chrono::TimeDelta;
 use futures::FutureExt as _;
 
 use crate::policies::Policies;
-use crate::policy::{Policy, Rule};
+use crate::policy::Policy;
 
 pub const SERVICE: &str = "replenishment-trigger";
 
@@ -90,15 +90,7 @@ impl Config {
     /// The built-in default policy, under the file's `[default]`: cover the shortage, from nobody in
     /// particular, in the default lead time.
     pub fn builtin_policy(&self) -> Policy {
-        Policy {
-            supplier_id: UNASSIGNED_SUPPLIER.to_string(),
-            lead_time_days: self.default_lead_time_days,
-            pack_size: 1,
-            min_order_quantity: 1,
-            rule: Rule::Cover,
-            safety_stock: 0,
-            urgent_shortage: 0,
-        }
+        Policy::cover(UNASSIGNED_SUPPLIER, self.default_lead_time_days)
     }
 }
 

@@ -224,15 +224,7 @@ mod tests {
     use crate::policy::Rule;
 
     fn builtin() -> Policy {
-        Policy {
-            supplier_id: "unassigned".into(),
-            lead_time_days: 14,
-            pack_size: 1,
-            min_order_quantity: 1,
-            rule: Rule::Cover,
-            safety_stock: 0,
-            urgent_shortage: 0,
-        }
+        Policy::cover("unassigned", 14)
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub enum Rule {
 }
 
 impl Policy {
+    /// Cover the shortage, from `supplier_id`, with no pack size, minimum, safety stock or urgent threshold:
+    /// the built-in default policy.
+    pub fn cover(supplier_id: &str, lead_time_days: u32) -> Self {
+        Self {
+            supplier_id: supplier_id.to_string(),
+            lead_time_days,
+            pack_size: 1,
+            min_order_quantity: 1,
+            rule: Rule::Cover,
+            safety_stock: 0,
+            urgent_shortage: 0,
+        }
+    }
+
     /// The position below which an order is placed, and the position an order brings the SKU up to.
     fn levels(&self) -> (i64, i64) {
         let safety = self.safety_stock.max(0);
@@ -218,15 +232,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cover() -> Policy {
-        Policy {
-            supplier_id: "ACME".into(),
-            lead_time_days: 14,
-            pack_size: 1,
-            min_order_quantity: 1,
-            rule: Rule::Cover,
-            safety_stock: 0,
-            urgent_shortage: 0,
-        }
+        Policy::cover("ACME", 14)
     }
 
     #[test]
