@@ -128,8 +128,9 @@ impl Application {
         )
         .await?;
         let bucket = open_bucket(&worker.bus.js, &common.subjects.replenishment_bucket()).await?;
-        // Wakes the scheduler when a handler changed what is due.
-        let changed = Arc::new(tokio::sync::Notify::new());
+        // Due times, from the handler to the scheduler: unbounded, as the handler must never wait for it
+        // (one small message per report).
+        let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let trigger = trigger::Trigger {
             bus: worker.bus.clone(),
             bucket: bucket.clone(),
@@ -137,7 +138,7 @@ impl Application {
             clock: common.clock.clone(),
             window: config.window,
             reraise_after: config.reraise_after,
-            changed: changed.clone(),
+            changes,
         };
         let upserts = policies::Upserts {
             bucket: bucket.clone(),
@@ -147,7 +148,7 @@ impl Application {
             bus: worker.bus.clone(),
             bucket,
             clock: common.clock.clone(),
-            changed,
+            changes: changes_rx,
         };
         Ok(Self {
             worker,

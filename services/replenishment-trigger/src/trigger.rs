@@ -20,10 +20,11 @@ use backorder_runtime::jetstream::Bus;
 use backorder_runtime::{Clock, time};
 use chrono::{DateTime, TimeDelta, Utc};
 use prost::Message as _;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::policies::Policies;
+use crate::schedule::Change;
 use crate::store::{Batch, MasterPolicy, Sent, SkuState, keys};
 use crate::{kv, plan};
 
@@ -34,8 +35,8 @@ pub struct Trigger {
     pub clock: Clock,
     pub window: TimeDelta,
     pub reraise_after: TimeDelta,
-    /// Told when a batch or a sent request changed, so the scheduler looks at the due times again.
-    pub changed: Arc<Notify>,
+    /// Tells the scheduler when a gathered request is due, and when a tick was handled.
+    pub changes: mpsc::UnboundedSender<Change>,
 }
 
 /// Decodes a shortage report and checks it. Pure; the error is the reason the event is parked.
@@ -190,7 +191,8 @@ impl Trigger {
                     due_at = %batch.due_at,
                     "line gathered"
                 );
-                self.changed.notify_one();
+                // A send error means the scheduler stopped with the service; its next start reads the bucket.
+                let _ = self.changes.send(Change::Due(batch.due_at));
             }
         }
         state.last_seq = seq;
@@ -212,8 +214,8 @@ impl Trigger {
             self.follow_up(at).await
         }
         .await;
-        // Due times changed (or a write lost a race): the scheduler looks again either way.
-        self.changed.notify_one();
+        // Due times changed (or a write lost a race): the scheduler reads them again either way.
+        let _ = self.changes.send(Change::Ticked);
         match done {
             Ok(()) => Outcome::Done,
             Err(error) => Outcome::Retry(error),
