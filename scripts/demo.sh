@@ -31,6 +31,11 @@ export BO_RUN_DIR="$BO_ROOT/.local/run/demo"
 export BO_CLOCK=simulated
 BO_CLOCK_START="$(date -u +%Y-%m-%dT%H:00:00Z)"
 export BO_CLOCK_START
+# Reorder policies from the shipped example. Shortages are gathered per supplier for five minutes of the
+# simulated clock (the demo moves it), and a request nobody answers is re-raised after two days.
+export BO_REORDER_POLICY_FILE="${BO_REORDER_POLICY_FILE:-$BO_ROOT/deploy/reorder-policies.toml}"
+export BO_REORDER_WINDOW_SECS="${BO_REORDER_WINDOW_SECS:-300}"
+export BO_REORDER_RERAISE_HOURS="${BO_REORDER_RERAISE_HOURS:-48}"
 export BO_BIN_DIR="$BIN_DIR"
 # Messages go out as soon as the customer event arrives, at any hour of the simulated clock (the service
 # defaults coalesce for 60 s and hold SMS through the night).

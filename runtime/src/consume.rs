@@ -105,8 +105,22 @@ impl Worker {
         kind: crate::subjects::StreamKind,
         filters: Vec<String>,
     ) -> anyhow::Result<(Self, pull::Stream)> {
+        Self::connect_with(config, service, kind, filters, 10_000).await
+    }
+
+    /// [`connect`](Self::connect) with a consumer that hands out at most `max_ack_pending` messages at once
+    /// (1: strictly in stream order, even across instances).
+    pub async fn connect_with(
+        config: &crate::CommonConfig,
+        service: &'static str,
+        kind: crate::subjects::StreamKind,
+        filters: Vec<String>,
+        max_ack_pending: i64,
+    ) -> anyhow::Result<(Self, pull::Stream)> {
         let bus = Bus::connect(&config.nats_url, config.subjects.clone(), service).await?;
-        let messages = bus.durable_consumer(kind, service, filters).await?;
+        let messages = bus
+            .durable_consumer_with(kind, service, filters, max_ack_pending)
+            .await?;
         let worker = Self {
             bus,
             service,

@@ -40,10 +40,12 @@ impl Bus {
     pub async fn ensure_streams(&self) -> anyhow::Result<()> {
         for kind in StreamKind::ALL {
             let name = self.subjects.stream(kind);
-            self.js
+            let subjects = self.subjects.stream_subjects(kind);
+            let stream = self
+                .js
                 .get_or_create_stream(stream::Config {
                     name: name.clone(),
-                    subjects: self.subjects.stream_subjects(kind),
+                    subjects: subjects.clone(),
                     storage: stream::StorageType::File,
                     max_age: Duration::from_secs(30 * 24 * 3600),
                     // Long enough to cover a publisher's retries after a reconnect.
@@ -54,6 +56,19 @@ impl Bus {
                 })
                 .await
                 .with_context(|| format!("creating stream {name}"))?;
+            // A stream made by an older release may lack a subject added since.
+            let mut config = stream.cached_info().config.clone();
+            if subjects.iter().any(|s| !config.subjects.contains(s)) {
+                for subject in subjects {
+                    if !config.subjects.contains(&subject) {
+                        config.subjects.push(subject);
+                    }
+                }
+                self.js
+                    .update_stream(&config)
+                    .await
+                    .with_context(|| format!("adding subjects to stream {name}"))?;
+            }
         }
         Ok(())
     }
@@ -66,6 +81,19 @@ impl Bus {
         name: &str,
         filters: Vec<String>,
     ) -> anyhow::Result<pull::Stream> {
+        self.durable_consumer_with(kind, name, filters, 10_000)
+            .await
+    }
+
+    /// [`durable_consumer`](Self::durable_consumer) with at most `max_ack_pending` messages out at once,
+    /// across every instance: 1 hands the messages out strictly one after the other, in stream order.
+    pub async fn durable_consumer_with(
+        &self,
+        kind: StreamKind,
+        name: &str,
+        filters: Vec<String>,
+        max_ack_pending: i64,
+    ) -> anyhow::Result<pull::Stream> {
         let stream_name = self.subjects.stream(kind);
         let stream = self.js.get_stream(&stream_name).await?;
         // Create or update: a new release may consume more subjects through the same durable consumer.
@@ -75,7 +103,7 @@ impl Bus {
                 filter_subjects: filters,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
-                max_ack_pending: 10_000,
+                max_ack_pending,
                 ..Default::default()
             })
             .await

@@ -101,6 +101,10 @@ impl Subjects {
     pub fn order_accepted(&self) -> String {
         self.subject("order.accepted")
     }
+    /// replenishment-trigger to itself: due requests and reminders are handled in order with the shortages.
+    pub fn replenishment_tick(&self) -> String {
+        self.subject("replenishment.tick")
+    }
     pub fn reorder_needed(&self) -> String {
         self.subject("reorder.needed")
     }
@@ -175,6 +179,7 @@ impl Subjects {
                 self.order_accepted(),
                 self.reorder_needed(),
                 self.customer_event(),
+                self.replenishment_tick(),
             ],
             StreamKind::Outbound => vec![self.subject("out.>")],
             StreamKind::DeadLetter => vec![self.subject("dlq.>")],

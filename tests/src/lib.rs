@@ -302,6 +302,8 @@ impl System {
                 "RUST_LOG".into(),
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             ),
+            // A purchase request goes out as soon as a shortage is known: tests do not wait for a window.
+            ("BO_REORDER_WINDOW_SECS".into(), "0".into()),
         ];
         env.extend(
             extra_env

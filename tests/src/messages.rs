@@ -105,6 +105,7 @@ pub fn sku(
         preorder,
         supplier_id: "SUP-1".into(),
         lead_time_days: 14,
+        ..Default::default()
     }
 }
 

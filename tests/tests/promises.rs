@@ -19,6 +19,7 @@ fn po(po_id: &str, sku: &str, open: i64, expected_at: DateTime<Utc>) -> SupplyUp
         quantity_open: open,
         expected_at: Some(time::to_proto(expected_at)),
         cancelled: false,
+        request_id: String::new(),
     }
 }
 

@@ -218,10 +218,20 @@ pub struct StockFigures {
     pub inbound: i64,
 }
 
+/// Who waits for a SKU and what purchasing answered: the rest of a ReorderNeeded.
+#[derive(Debug, Default)]
+pub struct Demand {
+    pub orders_waiting: i64,
+    pub needed_by: Option<DateTime<Utc>>,
+    pub answered_requests: Vec<String>,
+    pub supply_added: i64,
+}
+
 pub fn reorder_needed(
     subjects: &Subjects,
     sku: &str,
     figures: &StockFigures,
+    demand: &Demand,
     at: DateTime<Utc>,
 ) -> Outgoing {
     let event_id = new_id();
@@ -233,6 +243,11 @@ pub fn reorder_needed(
         inbound: figures.inbound,
         event_id: event_id.clone(),
         occurred_at: Some(time::to_proto(at)),
+        available: figures.available,
+        orders_waiting: demand.orders_waiting,
+        needed_by: demand.needed_by.map(time::to_proto),
+        answered_requests: demand.answered_requests.clone(),
+        supply_added: demand.supply_added,
     };
     Outgoing {
         message_id: event_id,

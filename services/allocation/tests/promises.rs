@@ -88,6 +88,7 @@ async fn a_backorder_gets_its_po_date_one_eta_change_per_move_then_ready_to_ship
             quantity_open: 50,
             expected_at: Some(time::to_proto(day(21) + chrono::Duration::hours(1))),
             cancelled: false,
+            request_id: String::new(),
         },
         sequence: 4,
     }])

@@ -254,6 +254,7 @@ async fn command(
                     quantity_open: *open,
                     expected_at: Some(backorder_runtime::time::to_proto(expected)),
                     cancelled: false,
+                    request_id: String::new(),
                 },
                 sequence: step as u64 + 1,
             }

@@ -1,64 +1,229 @@
-//! When to ask purchasing for more, and how much. Pure, no I/O.
+//! What to order for a SKU, and how much. Pure, no I/O.
 //!
-//! A `ReorderNeeded` carries the SKU's whole shortage at that moment (backordered units not covered by stock
-//! or open supply), not a change. We remember per SKU how much we asked for and is not covered yet
-//! ("outstanding") and ask only for the part of the shortage beyond it, so the same shortage is never
-//! requested twice.
+//! A SKU's stock position counts what it has and what is coming against what customers wait for: free stock
+//! plus open supply plus what was requested and not answered yet, less the backordered units. A negative
+//! position is the shortage nobody has asked for yet. The reorder rule turns the position into a quantity,
+//! which is then brought to the supplier's terms (minimum order quantity, pack size).
 
-use backorder_proto::v1::ReorderNeeded;
+use serde::{Deserialize, Serialize};
 
-/// What to do about one shortage report.
+/// How a SKU is reordered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub supplier_id: String,
+    pub lead_time_days: u32,
+    /// Order in multiples of this many units (at least 1).
+    pub pack_size: i64,
+    /// Order at least this many units (at least 1).
+    pub min_order_quantity: i64,
+    pub rule: Rule,
+    /// Units kept on top of what the rule asks for.
+    pub safety_stock: i64,
+    /// A shortage of at least this many units is requested at once; 0: never at once.
+    pub urgent_shortage: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Rule {
+    /// Order what the backorders are short (plus safety stock).
+    Cover,
+    /// Order up to `max` (plus safety stock) once the position falls below `min` (plus safety stock).
+    MinMax { min: i64, max: i64 },
+}
+
+impl Policy {
+    /// Cover the shortage, from `supplier_id`, with no pack size, minimum, safety stock or urgent threshold:
+    /// the built-in default policy.
+    pub fn cover(supplier_id: &str, lead_time_days: u32) -> Self {
+        Self {
+            supplier_id: supplier_id.to_string(),
+            lead_time_days,
+            pack_size: 1,
+            min_order_quantity: 1,
+            rule: Rule::Cover,
+            safety_stock: 0,
+            urgent_shortage: 0,
+        }
+    }
+
+    /// The position below which an order is placed, and the position an order brings the SKU up to.
+    fn levels(&self) -> (i64, i64) {
+        let safety = self.safety_stock.max(0);
+        match self.rule {
+            Rule::Cover => (safety, safety),
+            Rule::MinMax { min, max } => {
+                let min = min.max(0);
+                (min + safety, max.max(min) + safety)
+            }
+        }
+    }
+
+    /// The units to order at `position`; 0 when the position is at or above the reorder point.
+    pub fn order_quantity(&self, position: i64) -> i64 {
+        let (reorder_point, target) = self.levels();
+        if position >= reorder_point {
+            return 0;
+        }
+        let needed = target.saturating_sub(position);
+        round_up(needed.max(self.min_order_quantity), self.pack_size.max(1))
+    }
+
+    /// The rule in a buyer's words, e.g. "cover the shortage, pack 12, MOQ 48".
+    pub fn describe(&self) -> String {
+        let mut words = match self.rule {
+            Rule::Cover => "cover the shortage".to_string(),
+            Rule::MinMax { min, max } => format!("order up to {max} below {min}"),
+        };
+        if self.safety_stock > 0 {
+            words.push_str(&format!(" + {} safety stock", self.safety_stock));
+        }
+        if self.pack_size > 1 {
+            words.push_str(&format!(", pack {}", self.pack_size));
+        }
+        if self.min_order_quantity > 1 {
+            words.push_str(&format!(", MOQ {}", self.min_order_quantity));
+        }
+        words
+    }
+
+    /// Problems that make the policy unusable, by field name; empty when it is fine.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.supplier_id.trim().is_empty() {
+            problems.push("supplier is empty".to_string());
+        }
+        if self.lead_time_days > crate::MAX_LEAD_TIME_DAYS {
+            problems.push(format!(
+                "lead_time_days {} is more than {}",
+                self.lead_time_days,
+                crate::MAX_LEAD_TIME_DAYS
+            ));
+        }
+        for (field, value, least) in [
+            ("pack_size", self.pack_size, 1),
+            ("min_order_quantity", self.min_order_quantity, 1),
+            ("safety_stock", self.safety_stock, 0),
+            ("urgent_shortage", self.urgent_shortage, 0),
+        ] {
+            if value < least {
+                problems.push(format!("{field} is {value}, must be at least {least}"));
+            }
+        }
+        if let Rule::MinMax { min, max } = self.rule {
+            if min < 0 {
+                problems.push(format!("min is {min}, must be at least 0"));
+            }
+            if max < min {
+                problems.push(format!("max {max} is below min {min}"));
+            }
+        }
+        problems
+    }
+}
+
+/// `quantity` rounded up to a multiple of `pack` (saturating: absurd numbers do not wrap).
+pub fn round_up(quantity: i64, pack: i64) -> i64 {
+    let pack = pack.max(1);
+    let quantity = quantity.max(0);
+    match quantity % pack {
+        0 => quantity,
+        rest => quantity.saturating_add(pack - rest),
+    }
+}
+
+/// The stock position: free stock and everything coming, less what customers wait for.
+pub fn position(available: i64, inbound: i64, requested: i64, backordered: i64) -> i64 {
+    available
+        .max(0)
+        .saturating_add(inbound.max(0))
+        .saturating_add(requested.max(0))
+        .saturating_sub(backordered.max(0))
+}
+
+/// A policy as one source gives it: every field may be missing, and the missing ones come from the policy
+/// below it (file entry over `SkuUpserted` over the default policy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partial {
+    #[serde(alias = "supplier_id")]
+    pub supplier: Option<String>,
+    pub lead_time_days: Option<u32>,
+    pub pack_size: Option<i64>,
+    #[serde(alias = "moq")]
+    pub min_order_quantity: Option<i64>,
+    pub rule: Option<RuleName>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub safety_stock: Option<i64>,
+    pub urgent_shortage: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleName {
+    Cover,
+    MinMax,
+}
+
+impl Partial {
+    /// `self` over `below`: each field `self` gives replaces `below`'s.
+    pub fn over(&self, below: &Policy) -> Policy {
+        let (below_min, below_max) = match below.rule {
+            Rule::MinMax { min, max } => (min, max),
+            Rule::Cover => (0, 0),
+        };
+        let rule = match self.rule.unwrap_or(match below.rule {
+            Rule::Cover => RuleName::Cover,
+            Rule::MinMax { .. } => RuleName::MinMax,
+        }) {
+            RuleName::Cover => Rule::Cover,
+            RuleName::MinMax => Rule::MinMax {
+                min: self.min.unwrap_or(below_min),
+                max: self.max.unwrap_or(below_max),
+            },
+        };
+        Policy {
+            supplier_id: self
+                .supplier
+                .clone()
+                .unwrap_or_else(|| below.supplier_id.clone()),
+            lead_time_days: self.lead_time_days.unwrap_or(below.lead_time_days),
+            pack_size: self.pack_size.unwrap_or(below.pack_size),
+            min_order_quantity: self.min_order_quantity.unwrap_or(below.min_order_quantity),
+            rule,
+            safety_stock: self.safety_stock.unwrap_or(below.safety_stock),
+            urgent_shortage: self.urgent_shortage.unwrap_or(below.urgent_shortage),
+        }
+    }
+}
+
+/// Where a SKU's policy came from, for the request: a buyer checks a line made by the default policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Units to request now; 0 for none.
-    pub request: i64,
-    /// The outstanding quantity to remember afterwards.
-    pub outstanding: i64,
+pub enum Origin {
+    Default,
+    Configured,
 }
 
-/// `shortage`: the SKU's current shortage; `outstanding`: what was requested before and not covered yet.
-///
-/// A shortage smaller than the outstanding quantity means stock or supply arrived and covered part of it
-/// (a purchase order placed for our request counts as open supply and so lowers the shortage), so the
-/// outstanding quantity first drops to the shortage. What the shortage then exceeds it by is requested.
-pub fn decide(shortage: i64, outstanding: i64) -> Decision {
-    let still_outstanding = outstanding.clamp(0, shortage.max(0));
-    if shortage > still_outstanding {
-        Decision {
-            request: shortage - still_outstanding,
-            outstanding: shortage,
-        }
-    } else {
-        Decision {
-            request: 0,
-            outstanding: still_outstanding,
-        }
+/// The policy of a SKU: the file's entry over the product master's (`SkuUpserted`) over the default.
+pub fn resolve(
+    default: &Policy,
+    upserted: Option<&Partial>,
+    file: Option<&Partial>,
+) -> (Policy, Origin) {
+    let mut policy = default.clone();
+    if let Some(upserted) = upserted {
+        policy = upserted.over(&policy);
     }
-}
-
-/// Why a purchase request was made, in words a buyer can act on.
-pub fn reason(event: &ReorderNeeded, decision: &Decision) -> String {
-    let already = decision.outstanding - decision.request;
-    format!(
-        "{}: {} backordered, {} not covered by stock ({} on hand) or open supply ({} inbound); \
-         {} already requested, so {} more {} needed.",
-        event.sku,
-        units(event.backordered),
-        event.shortage,
-        event.on_hand,
-        event.inbound,
-        already,
-        decision.request,
-        if decision.request == 1 { "is" } else { "are" },
-    )
-}
-
-fn units(n: i64) -> String {
-    if n == 1 {
-        "1 unit".to_string()
-    } else {
-        format!("{n} units")
+    if let Some(file) = file {
+        policy = file.over(&policy);
     }
+    let origin = if upserted.is_none() && file.is_none() {
+        Origin::Default
+    } else {
+        Origin::Configured
+    };
+    (policy, origin)
 }
 
 #[cfg(test)]
@@ -66,137 +231,207 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    #[test]
-    fn examples() {
-        // Nothing requested yet: ask for the whole shortage.
-        assert_eq!(
-            decide(30, 0),
-            Decision {
-                request: 30,
-                outstanding: 30
-            }
-        );
-        // More backorders came in: ask for the difference only.
-        assert_eq!(
-            decide(50, 30),
-            Decision {
-                request: 20,
-                outstanding: 50
-            }
-        );
-        // Same shortage again: nothing.
-        assert_eq!(
-            decide(50, 50),
-            Decision {
-                request: 0,
-                outstanding: 50
-            }
-        );
-        // Supply covered 20 of it: remember the rest, ask nothing.
-        assert_eq!(
-            decide(30, 50),
-            Decision {
-                request: 0,
-                outstanding: 30
-            }
-        );
-        // Fully covered, then a new shortage of 10: ask for 10.
-        assert_eq!(
-            decide(0, 30),
-            Decision {
-                request: 0,
-                outstanding: 0
-            }
-        );
-        assert_eq!(
-            decide(10, 0),
-            Decision {
-                request: 10,
-                outstanding: 10
-            }
-        );
-        // Nonsense in the store does not turn into requests.
-        assert_eq!(
-            decide(-5, 20),
-            Decision {
-                request: 0,
-                outstanding: 0
-            }
-        );
-        assert_eq!(
-            decide(10, -7),
-            Decision {
-                request: 10,
-                outstanding: 10
-            }
-        );
+    fn cover() -> Policy {
+        Policy::cover("ACME", 14)
     }
 
     #[test]
-    fn the_reason_names_the_numbers() {
-        let event = ReorderNeeded {
-            sku: "SKU-A".into(),
-            shortage: 30,
-            backordered: 40,
-            on_hand: 4,
-            inbound: 6,
+    fn cover_orders_the_shortage() {
+        let policy = cover();
+        assert_eq!(policy.order_quantity(-30), 30);
+        assert_eq!(policy.order_quantity(0), 0);
+        assert_eq!(policy.order_quantity(5), 0);
+    }
+
+    #[test]
+    fn pack_size_and_moq_round_up() {
+        let policy = Policy {
+            pack_size: 12,
+            min_order_quantity: 48,
+            ..cover()
+        };
+        // 5 short: the MOQ of 48, already 4 packs.
+        assert_eq!(policy.order_quantity(-5), 48);
+        // 50 short: 5 packs.
+        assert_eq!(policy.order_quantity(-50), 60);
+        // A MOQ that is not a multiple of the pack: the next full pack.
+        let policy = Policy {
+            pack_size: 10,
+            min_order_quantity: 25,
+            ..cover()
+        };
+        assert_eq!(policy.order_quantity(-1), 30);
+    }
+
+    #[test]
+    fn safety_stock_is_kept_on_top() {
+        let policy = Policy {
+            safety_stock: 10,
+            ..cover()
+        };
+        assert_eq!(policy.order_quantity(-30), 40);
+        // Nothing short but below the safety stock: top it up.
+        assert_eq!(policy.order_quantity(4), 6);
+        assert_eq!(policy.order_quantity(10), 0);
+    }
+
+    #[test]
+    fn min_max_orders_up_to_max_below_min() {
+        let policy = Policy {
+            rule: Rule::MinMax { min: 20, max: 100 },
+            ..cover()
+        };
+        assert_eq!(policy.order_quantity(-30), 130);
+        assert_eq!(policy.order_quantity(19), 81);
+        assert_eq!(policy.order_quantity(20), 0);
+        let with_safety = Policy {
+            safety_stock: 5,
+            ..policy
+        };
+        assert_eq!(with_safety.order_quantity(24), 81);
+        assert_eq!(with_safety.order_quantity(25), 0);
+    }
+
+    #[test]
+    fn the_position_counts_what_is_coming() {
+        // 40 waiting, 4 free, 6 on order, 10 requested: 20 short.
+        assert_eq!(position(4, 6, 10, 40), -20);
+        assert_eq!(position(-3, 0, 0, 5), -5);
+    }
+
+    #[test]
+    fn file_over_master_over_default() {
+        let default = Policy {
+            supplier_id: "unassigned".into(),
+            ..cover()
+        };
+        let master = Partial {
+            supplier: Some("ACME".into()),
+            lead_time_days: Some(21),
+            pack_size: Some(6),
+            ..Default::default()
+        };
+        let file = Partial {
+            pack_size: Some(12),
+            rule: Some(RuleName::MinMax),
+            max: Some(50),
             ..Default::default()
         };
         assert_eq!(
-            reason(&event, &decide(30, 10)),
-            "SKU-A: 40 units backordered, 30 not covered by stock (4 on hand) or open supply (6 inbound); \
-             10 already requested, so 20 more are needed."
+            resolve(&default, None, None),
+            (default.clone(), Origin::Default)
+        );
+        let (policy, origin) = resolve(&default, Some(&master), Some(&file));
+        assert_eq!(origin, Origin::Configured);
+        assert_eq!(
+            policy,
+            Policy {
+                supplier_id: "ACME".into(),
+                lead_time_days: 21,
+                pack_size: 12,
+                rule: Rule::MinMax { min: 0, max: 50 },
+                ..cover()
+            }
         );
     }
 
+    #[test]
+    fn problems_are_named() {
+        let bad = Policy {
+            supplier_id: " ".into(),
+            pack_size: 0,
+            min_order_quantity: -1,
+            rule: Rule::MinMax { min: 10, max: 5 },
+            ..cover()
+        };
+        assert_eq!(
+            bad.problems(),
+            [
+                "supplier is empty",
+                "pack_size is 0, must be at least 1",
+                "min_order_quantity is -1, must be at least 1",
+                "max 5 is below min 10",
+            ]
+        );
+        assert!(cover().problems().is_empty());
+    }
+
+    #[test]
+    fn descriptions() {
+        assert_eq!(cover().describe(), "cover the shortage");
+        let policy = Policy {
+            pack_size: 12,
+            min_order_quantity: 48,
+            safety_stock: 5,
+            rule: Rule::MinMax { min: 10, max: 100 },
+            ..cover()
+        };
+        assert_eq!(
+            policy.describe(),
+            "order up to 100 below 10 + 5 safety stock, pack 12, MOQ 48"
+        );
+    }
+
+    fn any_policy() -> impl Strategy<Value = Policy> {
+        (
+            1i64..50,
+            1i64..200,
+            0i64..50,
+            prop_oneof![
+                Just(Rule::Cover),
+                (0i64..100, 0i64..200).prop_map(|(min, extra)| Rule::MinMax {
+                    min,
+                    max: min + extra
+                }),
+            ],
+        )
+            .prop_map(
+                |(pack_size, min_order_quantity, safety_stock, rule)| Policy {
+                    pack_size,
+                    min_order_quantity,
+                    safety_stock,
+                    rule,
+                    ..cover()
+                },
+            )
+    }
+
     proptest! {
+        /// An order is a whole number of packs, at least the MOQ, brings the position to the target, and
+        /// overshoots it by less than one pack beyond what the MOQ forces.
         #[test]
-        fn never_requests_what_is_already_outstanding(outstanding in 0i64..1_000_000, below in 0i64..2_000_000) {
-            let shortage = outstanding - below;
-            prop_assert_eq!(decide(shortage, outstanding).request, 0);
-        }
-
-        #[test]
-        fn outstanding_becomes_the_larger_of_shortage_and_what_stays_requested(
-            shortage in -1_000_000i64..1_000_000,
-            outstanding in -1_000_000i64..1_000_000,
-        ) {
-            let decision = decide(shortage, outstanding);
-            let still_outstanding = outstanding.max(0).min(shortage.max(0));
-            prop_assert_eq!(decision.outstanding, shortage.max(still_outstanding));
-            prop_assert!(decision.request >= 0);
-            prop_assert_eq!(decision.request, (shortage - still_outstanding).max(0));
-        }
-
-        #[test]
-        fn any_numbers_get_an_answer(shortage in any::<i64>(), outstanding in any::<i64>()) {
-            let decision = decide(shortage, outstanding);
-            prop_assert!(decision.request >= 0 && decision.outstanding >= 0);
-        }
-
-        /// Over any run of shortage reports the requests add up to no more than the increases of the
-        /// shortage (what was really needed), and to at least the last shortage (nothing is left unasked).
-        #[test]
-        fn requests_never_exceed_the_increases(shortages in proptest::collection::vec(0i64..10_000, 0..50)) {
-            let (mut outstanding, mut requested, mut increases, mut previous) = (0, 0, 0, 0);
-            for &shortage in &shortages {
-                let decision = decide(shortage, outstanding);
-                requested += decision.request;
-                increases += (shortage - previous).max(0);
-                outstanding = decision.outstanding;
-                previous = shortage;
+        fn orders_respect_the_terms(policy in any_policy(), position in -100_000i64..1_000) {
+            let quantity = policy.order_quantity(position);
+            let (reorder_point, target) = policy.levels();
+            if position >= reorder_point {
+                prop_assert_eq!(quantity, 0);
+            } else {
+                prop_assert_eq!(quantity % policy.pack_size, 0);
+                prop_assert!(quantity >= policy.min_order_quantity);
+                prop_assert!(position + quantity >= target);
+                let least = (target - position).max(policy.min_order_quantity);
+                prop_assert!(quantity < least + policy.pack_size, "{} for {}", quantity, least);
             }
-            prop_assert!(requested <= increases, "requested {} for increases of {}", requested, increases);
-            prop_assert!(requested >= previous);
-            prop_assert_eq!(outstanding, previous);
         }
 
-        /// A redelivered event (the same shortage right after itself) asks for nothing.
+        /// Once ordered, the same position plus the order asks for nothing more: a shortage is covered by
+        /// what was requested for it.
         #[test]
-        fn replaying_an_event_requests_nothing(shortage in any::<i64>(), outstanding in any::<i64>()) {
-            let first = decide(shortage, outstanding);
-            let again = decide(shortage, first.outstanding);
-            prop_assert_eq!(again, Decision { request: 0, outstanding: first.outstanding });
+        fn an_order_covers_its_own_shortage(policy in any_policy(), position in -100_000i64..1_000) {
+            let quantity = policy.order_quantity(position);
+            prop_assert_eq!(policy.order_quantity(position + quantity), 0);
+        }
+
+        /// More shortage never means a smaller order.
+        #[test]
+        fn orders_grow_with_the_shortage(policy in any_policy(), position in -100_000i64..1_000, more in 0i64..1_000) {
+            prop_assert!(policy.order_quantity(position - more) >= policy.order_quantity(position));
+        }
+
+        #[test]
+        fn rounding_never_wraps(quantity in any::<i64>(), pack in any::<i64>()) {
+            let rounded = round_up(quantity, pack);
+            prop_assert!(rounded >= quantity.max(0));
         }
     }
 }

@@ -1,7 +1,13 @@
-//! How the outstanding quantities are laid out in the key-value bucket (named by
-//! `Subjects::replenishment_bucket`): one key per SKU, a small JSON value. Pure, no I/O.
+//! What replenishment-trigger keeps in its key-value bucket (named by `Subjects::replenishment_bucket`), and
+//! how: small JSON values under keys that name their kind (`sku.`, `policy.`, `batch.`, `sent.`). Pure, no I/O.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::policy::Partial;
 
 /// The key of a SKU. Keys may only hold `[-/_=.a-zA-Z0-9]`, so a SKU made of letters, digits, `-` and `_`
 /// is its own key (readable in `nats kv` output), and any other is `=` and the hex of its UTF-8 bytes. A
@@ -43,28 +49,171 @@ pub fn sku_of(key: &str) -> Option<String> {
         .filter(|sku| key == self::key(sku))
 }
 
-/// The value stored under a SKU's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outstanding {
-    /// Units requested from purchasing and not yet covered by stock or open supply.
-    pub outstanding: i64,
+/// The bucket's keys: what each kind of value is stored under.
+pub mod keys {
+    /// A SKU's requests ([`SkuState`](super::SkuState)).
+    pub fn sku(sku: &str) -> String {
+        format!("sku.{}", super::key(sku))
+    }
+    /// A SKU's policy from the product master ([`MasterPolicy`](super::MasterPolicy)).
+    pub fn policy(sku: &str) -> String {
+        format!("policy.{}", super::key(sku))
+    }
+    /// The request being gathered for a supplier ([`Batch`](super::Batch)).
+    pub fn batch(supplier_id: &str) -> String {
+        format!("batch.{}", super::key(supplier_id))
+    }
+    /// A sent request awaiting its answer ([`Sent`](super::Sent)).
+    pub fn sent(request_id: &str) -> String {
+        format!("sent.{}", super::key(request_id))
+    }
+    pub const BATCHES: &str = "batch.";
+    pub const SENT: &str = "sent.";
 }
 
-impl Outstanding {
-    pub fn encode(self) -> bytes::Bytes {
-        serde_json::to_vec(&self)
-            .expect("a struct of one integer serializes")
-            .into()
+/// What was requested for a SKU and not answered yet, and the last reorder event applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuState {
+    /// Stream sequence of the last `ReorderNeeded` applied: one at or below it was applied already.
+    pub last_seq: u64,
+    pub open: Vec<OpenRequest>,
+}
+
+/// Units of a SKU asked for in a request (being gathered or sent) that purchasing has not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRequest {
+    pub request_id: String,
+    pub supplier_id: String,
+    pub quantity: i64,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl SkuState {
+    /// Units requested and not answered.
+    pub fn requested(&self) -> i64 {
+        self.open.iter().map(|r| r.quantity.max(0)).sum()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "stored value {:?} is not {{\"outstanding\": <integer>}}: {e}",
-                String::from_utf8_lossy(bytes)
-            )
-        })
+    /// Units of `request_id` not answered.
+    pub fn unanswered(&self, request_id: &str) -> i64 {
+        self.open
+            .iter()
+            .filter(|r| r.request_id == request_id)
+            .map(|r| r.quantity.max(0))
+            .sum()
     }
+
+    /// Sets the units of the SKU in request `request_id` (0: none), in place of what it held.
+    pub fn set_open(
+        &mut self,
+        request_id: &str,
+        supplier_id: &str,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) {
+        self.open.retain(|r| r.request_id != request_id);
+        if quantity > 0 {
+            self.open.push(OpenRequest {
+                request_id: request_id.to_string(),
+                supplier_id: supplier_id.to_string(),
+                quantity,
+                requested_at: at,
+            });
+        }
+    }
+
+    /// Purchasing answered: the named requests are closed, and `supply_added` units of PO lines that name no
+    /// request close the oldest open requests first (a request partly covered keeps the rest open). Returns the
+    /// units closed per request.
+    pub fn answer(&mut self, requests: &[String], supply_added: i64) -> Vec<(String, i64)> {
+        let mut closed: Vec<(String, i64)> = Vec::new();
+        let mut close =
+            |request_id: &str, units: i64| match closed.iter_mut().find(|(id, _)| id == request_id)
+            {
+                Some((_, sum)) => *sum += units,
+                None => closed.push((request_id.to_string(), units)),
+            };
+        self.open.retain(|r| {
+            let named = requests.contains(&r.request_id);
+            if named {
+                close(&r.request_id, r.quantity);
+            }
+            !named
+        });
+        let mut left = supply_added.max(0);
+        for request in &mut self.open {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(request.quantity);
+            request.quantity -= take;
+            left -= take;
+            close(&request.request_id, take);
+        }
+        self.open.retain(|r| r.quantity > 0);
+        closed
+    }
+}
+
+/// A SKU's reorder policy as the product master's last `SkuUpserted` gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterPolicy {
+    /// Stream sequence of the upsert: the newest in stream order wins.
+    pub seq: u64,
+    pub policy: Partial,
+}
+
+/// The request gathered for one supplier until `due_at`: which SKUs are in it and what the buyer is told
+/// about each. The quantities are not here but in each SKU's [`SkuState`] (entries naming `request_id`), so a
+/// SKU is requested in one place only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub request_id: String,
+    pub supplier_id: String,
+    pub opened_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    /// A line reached its urgent threshold: due at once.
+    pub urgent: bool,
+    pub lines: BTreeMap<String, LineNote>,
+}
+
+/// What a request line says besides its quantity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineNote {
+    pub need_by: DateTime<Utc>,
+    pub expedite: bool,
+    pub default_policy: bool,
+    pub orders_waiting: i64,
+    pub backordered: i64,
+    pub reason: String,
+}
+
+/// A request sent to purchasing: kept until every line is answered, to re-raise it once if it is not
+/// answered by `reraise_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub request_id: String,
+    pub supplier_id: String,
+    pub sent_at: DateTime<Utc>,
+    pub reraise_at: DateTime<Utc>,
+    pub reraised: bool,
+    pub lines: BTreeMap<String, LineNote>,
+}
+
+/// A stored value as JSON (readable with `nats kv get`).
+pub fn encode<T: Serialize>(value: &T) -> bytes::Bytes {
+    serde_json::to_vec(value)
+        .expect("plain data serializes")
+        .into()
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "stored value under {key} is not what this version writes ({e}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -99,19 +248,69 @@ mod tests {
         }
     }
 
+    fn open(request_id: &str, quantity: i64) -> OpenRequest {
+        OpenRequest {
+            request_id: request_id.into(),
+            supplier_id: "ACME".into(),
+            quantity,
+            requested_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
     #[test]
-    fn values() {
-        let value = Outstanding { outstanding: 30 };
-        assert_eq!(&value.encode()[..], br#"{"outstanding":30}"#);
+    fn named_answers_close_their_requests() {
+        let mut state = SkuState {
+            last_seq: 1,
+            open: vec![open("pr/1", 30), open("pr/2", 20)],
+        };
         assert_eq!(
-            Outstanding::decode(br#"{"outstanding": -2}"#),
-            Ok(Outstanding { outstanding: -2 })
+            state.answer(&["pr/2".into()], 0),
+            [("pr/2".to_string(), 20)]
         );
-        let error = Outstanding::decode(b"30").unwrap_err();
-        assert!(
-            error.contains("is not {\"outstanding\": <integer>}"),
-            "{error}"
+        assert_eq!(state.open, [open("pr/1", 30)]);
+        assert_eq!(state.answer(&["pr/2".into()], 0), []);
+    }
+
+    #[test]
+    fn unnamed_supply_closes_the_oldest_first() {
+        let mut state = SkuState {
+            last_seq: 1,
+            open: vec![open("pr/1", 30), open("pr/2", 20)],
+        };
+        assert_eq!(
+            state.answer(&[], 40),
+            [("pr/1".to_string(), 30), ("pr/2".to_string(), 10)]
         );
+        assert_eq!(state.open, [open("pr/2", 10)]);
+        assert_eq!(state.requested(), 10);
+        assert_eq!(state.unanswered("pr/2"), 10);
+        assert_eq!(state.answer(&[], 100), [("pr/2".to_string(), 10)]);
+        assert!(state.open.is_empty());
+    }
+
+    #[test]
+    fn a_gathered_line_is_replaced_not_added_to() {
+        let mut state = SkuState {
+            last_seq: 1,
+            open: vec![open("pr/1", 30), open("pr/2", 20)],
+        };
+        state.set_open("pr/2", "ACME", 12, DateTime::UNIX_EPOCH);
+        assert_eq!(state.open, [open("pr/1", 30), open("pr/2", 12)]);
+        state.set_open("pr/2", "ACME", 0, DateTime::UNIX_EPOCH);
+        assert_eq!(state.open, [open("pr/1", 30)]);
+        state.set_open("pr/3", "ACME", 5, DateTime::UNIX_EPOCH);
+        assert_eq!(state.requested(), 35);
+    }
+
+    #[test]
+    fn values_round_trip_and_bad_ones_are_named() {
+        let state = SkuState {
+            last_seq: 7,
+            open: vec![open("pr/1", 3)],
+        };
+        assert_eq!(decode::<SkuState>(&encode(&state), "sku.A"), Ok(state));
+        let error = decode::<SkuState>(b"30", "sku.A").unwrap_err();
+        assert!(error.starts_with("stored value under sku.A"), "{error}");
     }
 
     proptest! {

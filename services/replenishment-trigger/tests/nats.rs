@@ -1,205 +1,535 @@
-//! The replenishment trigger against a real NATS server (`NATS_URL`, as `make test` sets it). Every run uses a
-//! prefix of its own and deletes its streams and bucket afterwards.
+//! The replenishment trigger against a real NATS server (`NATS_URL`, as `make test` sets it), on a simulated
+//! clock. Every test uses a prefix and a policy file of its own and deletes its streams and bucket afterwards.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
-use async_nats::jetstream;
-use backorder_e2e::stream::{nats_url, wait_for_stored};
-use backorder_proto::v1::{DeadLetter, PurchaseRequest, ReorderNeeded};
+use backorder_e2e::stream::{nats_url, stored, wait_for_stored};
+use backorder_proto::v1::{ClockAdvanced, DeadLetter, PurchaseRequest, ReorderNeeded};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{Subjects, time};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::FutureExt as _;
 use prost::Message as _;
-use replenishment_trigger::store::{self, Outstanding};
 use replenishment_trigger::{Application, Config};
+
+const START: &str = "2026-11-02T09:00:00Z";
+
+const POLICIES: &str = r#"
+[default]
+lead_time_days = 7
+
+[sku.SKU-A]
+supplier = "ACME"
+pack_size = 12
+moq = 24
+
+[sku.SKU-B]
+supplier = "ACME"
+
+[sku.SKU-C]
+supplier = "OAK"
+rule = "min_max"
+min = 10
+max = 50
+
+[sku.SKU-U]
+supplier = "ACME"
+urgent_shortage = 10
+"#;
+
+fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(START).unwrap().into()
+}
 
 fn shortage(event_id: &str, sku: &str, shortage: i64) -> ReorderNeeded {
     ReorderNeeded {
         sku: sku.into(),
         shortage,
         backordered: shortage,
-        on_hand: 0,
-        inbound: 0,
+        orders_waiting: 1,
         event_id: event_id.into(),
-        occurred_at: None,
+        ..Default::default()
     }
 }
 
-/// Starts the service; send on the returned channel to stop it.
-async fn start(
-    config: Config,
-) -> anyhow::Result<(
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-)> {
-    let app = Application::build(config).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    Ok((stop, running))
+/// A test's own prefix, policy file and bus.
+struct Env {
+    prefix: String,
+    dir: PathBuf,
+    bus: Bus,
 }
 
-async fn requests(bus: &Bus, count: usize) -> anyhow::Result<Vec<PurchaseRequest>> {
-    wait_for_stored(
-        bus,
-        StreamKind::Outbound,
-        &bus.subjects.purchase_request(),
-        count,
-    )
-    .await?
-    .into_iter()
-    .map(|m| Ok(PurchaseRequest::decode(m.payload.clone())?))
-    .collect()
+impl Env {
+    async fn new() -> anyhow::Result<Self> {
+        let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("policies.toml"), POLICIES)?;
+        let bus = Bus::connect(
+            &nats_url(),
+            Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
+            "replenishment-test",
+        )
+        .await?;
+        Ok(Self { prefix, dir, bus })
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        let url = nats_url();
+        let file = self.dir.join("policies.toml");
+        let file = file.to_string_lossy();
+        let source = HashMap::from([
+            ("NATS_URL", url.as_str()),
+            ("BO_PREFIX", self.prefix.as_str()),
+            ("BO_HTTP_ADDR", "127.0.0.1:0"),
+            ("BO_CLOCK", "simulated"),
+            ("BO_CLOCK_START", START),
+            ("BO_REORDER_WINDOW_SECS", "300"),
+            ("BO_REORDER_RERAISE_HOURS", "48"),
+            ("BO_REORDER_POLICY_FILE", file.as_ref()),
+        ]);
+        Ok(Config::from_source(&source)?)
+    }
+
+    /// Starts the service; send on the returned channel to stop it.
+    async fn start(
+        &self,
+    ) -> anyhow::Result<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )> {
+        let app = Application::build(self.config()?).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Ok((stop, running))
+    }
+
+    async fn report(&self, events: &[ReorderNeeded]) -> anyhow::Result<()> {
+        for event in events {
+            self.bus
+                .publish(self.bus.subjects.reorder_needed(), &event.event_id, event)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a bad report named `marker` and waits for it to be parked: every report before it was
+    /// handled.
+    async fn handled(&self, marker: &str) -> anyhow::Result<()> {
+        let bad = ReorderNeeded {
+            shortage: -1,
+            ..shortage(marker, "SKU-A", 0)
+        };
+        self.report(&[bad]).await?;
+        let subject = self
+            .bus
+            .subjects
+            .dead_letter(replenishment_trigger::SERVICE);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            for letter in stored(&self.bus, StreamKind::DeadLetter, &subject).await? {
+                let letter = DeadLetter::decode(letter.payload.clone())?;
+                if letter.message_id == marker {
+                    assert_eq!(letter.error, "shortage is negative (-1)");
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{marker} was not parked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn advance(&self, to: DateTime<Utc>) -> anyhow::Result<()> {
+        let advanced = ClockAdvanced {
+            to: Some(time::to_proto(to)),
+        };
+        self.bus
+            .publish(
+                self.bus.subjects.clock(),
+                &format!("clock/{}", to.to_rfc3339()),
+                &advanced,
+            )
+            .await
+    }
+
+    async fn requests(&self, count: usize) -> anyhow::Result<Vec<PurchaseRequest>> {
+        let subject = self.bus.subjects.purchase_request();
+        wait_for_stored(&self.bus, StreamKind::Outbound, &subject, count)
+            .await?
+            .into_iter()
+            .map(|m| Ok(PurchaseRequest::decode(m.payload.clone())?))
+            .collect()
+    }
+
+    /// What is stored now, after giving the service a moment to (wrongly) publish more.
+    async fn requests_settled(&self) -> anyhow::Result<Vec<PurchaseRequest>> {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let subject = self.bus.subjects.purchase_request();
+        stored(&self.bus, StreamKind::Outbound, &subject)
+            .await?
+            .into_iter()
+            .map(|m| Ok(PurchaseRequest::decode(m.payload.clone())?))
+            .collect()
+    }
+
+    async fn clean_up(self) {
+        let _ = self
+            .bus
+            .js
+            .delete_key_value(self.bus.subjects.replenishment_bucket())
+            .await;
+        for kind in StreamKind::ALL {
+            let _ = self
+                .bus
+                .js
+                .delete_stream(self.bus.subjects.stream(kind))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
-async fn outstanding(kv: &jetstream::kv::Store, sku: &str) -> anyhow::Result<Option<i64>> {
-    Ok(match kv.get(store::key(sku)).await? {
-        Some(value) => Some(
-            Outstanding::decode(&value)
-                .map_err(anyhow::Error::msg)?
-                .outstanding,
-        ),
-        None => None,
-    })
+/// Runs `test` and cleans up whatever happens (panics included).
+async fn with_env(test: impl AsyncFnOnce(&Env) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let env = Env::new().await?;
+    let result = std::panic::AssertUnwindSafe(test(&env))
+        .catch_unwind()
+        .await;
+    env.clean_up().await;
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// (request id, supplier, [(sku, quantity)]) per request, for comparing.
+type Summary = Vec<(String, String, Vec<(String, i64)>)>;
+type Row<'a> = (&'a str, &'a str, &'a [(&'a str, i64)]);
+
+fn summary(requests: &[PurchaseRequest]) -> Summary {
+    requests
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.clone(),
+                r.supplier_id.clone(),
+                r.lines
+                    .iter()
+                    .map(|l| (l.sku.clone(), l.quantity))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn owned(rows: &[Row]) -> Summary {
+    rows.iter()
+        .map(|(id, supplier, lines)| {
+            (
+                id.to_string(),
+                supplier.to_string(),
+                lines.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
-async fn shortages_are_requested_once_across_restarts() -> anyhow::Result<()> {
-    let url = nats_url();
-    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let source = HashMap::from([
-        ("NATS_URL", url.as_str()),
-        ("BO_PREFIX", prefix.as_str()),
-        ("BO_DEFAULT_LEAD_TIME_DAYS", "7"),
-    ]);
-    let config = Config::from_source(&source)?;
-    let bus = Bus::connect(
-        &url,
-        Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
-        "replenishment-test",
-    )
-    .await?;
-    let bucket = bus.subjects.replenishment_bucket();
+async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Result<()> {
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        env.report(&[
+            ReorderNeeded {
+                orders_waiting: 3,
+                ..shortage("ev-1", "SKU-A", 30)
+            },
+            shortage("ev-2", "SKU-B", 5),
+            ReorderNeeded {
+                backordered: 4,
+                shortage: 4,
+                ..shortage("ev-3", "SKU-C", 4)
+            },
+            shortage("ev-4", "SKU-X", 2),
+            // SKU-A's shortage grows before the request goes: its line grows with it.
+            ReorderNeeded {
+                orders_waiting: 4,
+                ..shortage("ev-5", "SKU-A", 40)
+            },
+            // SKU-Y is short, then stock turns up before the request goes: its line is dropped.
+            shortage("ev-6", "SKU-Y", 4),
+            ReorderNeeded {
+                available: 4,
+                backordered: 4,
+                ..shortage("ev-7", "SKU-Y", 0)
+            },
+        ])
+        .await?;
+        env.handled("marker-1").await?;
+        assert!(
+            env.requests_settled().await?.is_empty(),
+            "nothing before the window ends"
+        );
 
-    // Panics are caught so the streams and the bucket are deleted whatever happens.
-    let result = std::panic::AssertUnwindSafe(async {
-        let subject = bus.subjects.reorder_needed();
-        let dead_letters = bus.subjects.dead_letter("replenishment-trigger");
-        let (stop, running) = start(config.clone()).await?;
-        for event in [
-            shortage("ev-1", "SKU-A", 30),
-            shortage("ev-2", "SKU-A", 30),
-            shortage("ev-3", "SKU-A", 50),
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        let mut requests = env.requests(3).await?;
+        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        assert_eq!(
+            summary(&requests),
+            owned(&[
+                ("pr/ev-1", "ACME", &[("SKU-A", 48), ("SKU-B", 5)]),
+                ("pr/ev-3", "OAK", &[("SKU-C", 54)]),
+                ("pr/ev-4", "unassigned", &[("SKU-X", 2)]),
+            ])
+        );
+        let acme = &requests[0];
+        assert!(!acme.urgent && !acme.reraised);
+        let line = &acme.lines[0];
+        assert!(!line.default_policy);
+        assert_eq!((line.orders_waiting, line.backordered), (4, 40));
+        assert!(
+            line.reason
+                .starts_with("4 customer orders wait for 40 units"),
+            "{}",
+            line.reason
+        );
+        let need_by = time::from_proto(line.need_by.as_ref().unwrap()).unwrap();
+        assert_eq!(need_by, start_time() + TimeDelta::days(7));
+        let unknown = &requests[2].lines[0];
+        assert!(unknown.default_policy);
+        assert!(
+            unknown.reason.contains("default policy"),
+            "{}",
+            unknown.reason
+        );
+
+        // Shortages already requested ask for nothing more; a larger one asks for the difference.
+        env.report(&[shortage("ev-8", "SKU-B", 5), shortage("ev-9", "SKU-B", 8)])
+            .await?;
+        env.handled("marker-2").await?;
+        env.advance(start_time() + TimeDelta::seconds(700)).await?;
+        let requests = env.requests(4).await?;
+        assert_eq!(
+            summary(&requests[3..]),
+            owned(&[("pr/ev-9", "ACME", &[("SKU-B", 3)])])
+        );
+        assert_eq!(env.requests_settled().await?.len(), 4);
+
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
+
+#[tokio::test]
+async fn urgent_shortages_go_at_once_answers_close_requests_and_the_unanswered_are_reraised_once()
+-> anyhow::Result<()> {
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        // 12 units short of SKU-U, whose urgent threshold is 10: sent without waiting for the window, with
+        // the line gathered before it for the same supplier.
+        env.report(&[shortage("ev-1", "SKU-B", 3), shortage("ev-2", "SKU-U", 12)])
+            .await?;
+        let requests = env.requests(1).await?;
+        assert_eq!(
+            summary(&requests),
+            owned(&[("pr/ev-1", "ACME", &[("SKU-B", 3), ("SKU-U", 12)])])
+        );
+        assert!(requests[0].urgent);
+        assert!(
+            requests[0].reason.starts_with("Urgent."),
+            "{}",
+            requests[0].reason
+        );
+
+        // Purchasing answers for SKU-U (a PO naming the request); SKU-B's part stays open.
+        env.report(&[
             ReorderNeeded {
-                inbound: 40,
-                ..shortage("ev-4", "SKU-A", 10)
+                backordered: 12,
+                inbound: 12,
+                answered_requests: vec!["pr/ev-1".into()],
+                ..shortage("ev-3", "SKU-U", 0)
             },
-            shortage("ev-5", "SKU-A", 25),
-            shortage("ev-6", "a.b ä*", 5),
+            // 5 more units short beyond the PO: requested again, in the next window.
             ReorderNeeded {
-                backordered: 3,
-                ..shortage("bad-1", "SKU-A", -1)
+                backordered: 17,
+                inbound: 12,
+                ..shortage("ev-4", "SKU-U", 5)
             },
-        ] {
-            bus.publish(subject.clone(), &event.event_id, &event)
+        ])
+        .await?;
+        env.handled("marker-3").await?;
+        env.advance(start_time() + TimeDelta::minutes(6)).await?;
+        let requests = env.requests(2).await?;
+        assert_eq!(
+            summary(&requests[1..]),
+            owned(&[("pr/ev-4", "ACME", &[("SKU-U", 5)])])
+        );
+
+        // Two days later nobody answered SKU-B's part of pr/ev-1 nor pr/ev-4: each is re-raised, once, with
+        // what is still open.
+        env.report(&[ReorderNeeded {
+            backordered: 17,
+            inbound: 17,
+            supply_added: 5,
+            ..shortage("ev-5", "SKU-U", 0)
+        }])
+        .await?;
+        env.handled("marker-4").await?;
+        env.advance(start_time() + TimeDelta::hours(49)).await?;
+        let requests = env.requests(3).await?;
+        assert_eq!(
+            summary(&requests[2..]),
+            owned(&[("pr/ev-1/reraise", "ACME", &[("SKU-B", 3)])])
+        );
+        let reminder = &requests[2];
+        assert!(reminder.reraised);
+        assert_eq!(reminder.reraises, "pr/ev-1");
+        assert!(
+            reminder.reason.starts_with("Reminder:"),
+            "{}",
+            reminder.reason
+        );
+
+        env.advance(start_time() + TimeDelta::hours(200)).await?;
+        assert_eq!(
+            env.requests_settled().await?.len(),
+            3,
+            "re-raised only once"
+        );
+
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
+
+#[tokio::test]
+async fn nothing_is_lost_or_asked_twice_across_a_restart_and_a_full_replay() -> anyhow::Result<()> {
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        env.report(&[shortage("ev-1", "SKU-A", 30), shortage("ev-2", "SKU-C", 4)])
+            .await?;
+        env.handled("marker-5").await?;
+        // Stopped with the lines gathered and not sent: decided, not published.
+        let _ = stop.send(());
+        running.await??;
+
+        let (stop, running) = env.start().await?;
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        let mut requests = env.requests(2).await?;
+        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        assert_eq!(
+            summary(&requests),
+            owned(&[
+                ("pr/ev-1", "ACME", &[("SKU-A", 36)]),
+                ("pr/ev-2", "OAK", &[("SKU-C", 54)]),
+            ])
+        );
+        // Purchasing answers SKU-A with a PO naming no request. Replayed before this answer, the first report
+        // would find nothing requested and ask again, unless the service knows it applied it.
+        env.report(&[ReorderNeeded {
+            backordered: 30,
+            inbound: 36,
+            supply_added: 36,
+            ..shortage("ev-answer", "SKU-A", 0)
+        }])
+        .await?;
+        env.handled("marker-answered").await?;
+        let _ = stop.send(());
+        running.await??;
+
+        // A full replay: the consumer is deleted, so the service reads the whole stream again from the start.
+        let stream = env
+            .bus
+            .js
+            .get_stream(env.bus.subjects.stream(StreamKind::Internal))
+            .await?;
+        stream
+            .delete_consumer(replenishment_trigger::SERVICE)
+            .await?;
+        let (stop, running) = env.start().await?;
+        env.report(&[shortage("ev-3", "SKU-B", 2)]).await?;
+        env.handled("marker-6").await?;
+        env.advance(start_time() + TimeDelta::seconds(700)).await?;
+        let requests = env.requests(3).await?;
+        assert_eq!(
+            summary(&requests[2..]),
+            owned(&[("pr/ev-3", "ACME", &[("SKU-B", 2)])]),
+            "the replay asked for nothing again"
+        );
+        assert_eq!(env.requests_settled().await?.len(), 3);
+
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_policy_from_the_product_master_applies_and_the_file_overrides_it() -> anyhow::Result<()>
+{
+    use backorder_proto::v1::{ReorderRule, SkuUpserted};
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        let upserts = [
+            SkuUpserted {
+                sku: "SKU-M".into(),
+                supplier_id: "MASTER".into(),
+                pack_size: 10,
+                reorder_rule: ReorderRule::Cover as i32,
+                ..Default::default()
+            },
+            // The file's SKU-A entry (ACME, pack 12, MOQ 24) wins over the master's supplier and pack size.
+            SkuUpserted {
+                sku: "SKU-A".into(),
+                supplier_id: "MASTER".into(),
+                pack_size: 5,
+                lead_time_days: 3,
+                ..Default::default()
+            },
+            SkuUpserted {
+                sku: "SKU-BAD".into(),
+                pack_size: -1,
+                ..Default::default()
+            },
+        ];
+        for upsert in &upserts {
+            env.bus
+                .publish(env.bus.subjects.sku_upserted(), &upsert.sku, upsert)
                 .await?;
         }
-        // The bad event comes last; once it is parked, everything before it was handled.
-        let letters = wait_for_stored(&bus, StreamKind::DeadLetter, &dead_letters, 1).await?;
+        let subject = env
+            .bus
+            .subjects
+            .dead_letter(replenishment_trigger::POLICIES_CONSUMER);
+        let letters = wait_for_stored(&env.bus, StreamKind::DeadLetter, &subject, 1).await?;
         let letter = DeadLetter::decode(letters[0].payload.clone())?;
-        assert_eq!(letter.error, "shortage is negative (-1)");
+        assert_eq!(letter.error, "pack_size is negative (-1)");
 
-        let sent = requests(&bus, 4).await?;
-        let summary: Vec<(&str, &str, i64)> = sent
-            .iter()
-            .map(|r| {
-                (
-                    r.request_id.as_str(),
-                    r.lines[0].sku.as_str(),
-                    r.lines[0].quantity,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                ("pr/ev-1", "SKU-A", 30),
-                ("pr/ev-3", "SKU-A", 20),
-                ("pr/ev-5", "SKU-A", 15),
-                ("pr/ev-6", "a.b ä*", 5)
-            ]
-        );
-        let first = &sent[0];
-        assert_eq!(first.supplier_id, "unassigned");
-        assert!(
-            first
-                .reason
-                .starts_with("SKU-A: 30 units backordered, 30 not covered"),
-            "{}",
-            first.reason
-        );
-        let created = time::from_proto(first.created_at.as_ref().unwrap()).unwrap();
-        let need_by = time::from_proto(first.lines[0].need_by.as_ref().unwrap()).unwrap();
-        assert_eq!(need_by - created, chrono::TimeDelta::days(7));
-
-        let kv = bus.js.get_key_value(&bucket).await?;
-        assert_eq!(outstanding(&kv, "SKU-A").await?, Some(25));
-        assert_eq!(outstanding(&kv, "a.b ä*").await?, Some(5));
-
-        // A restart keeps what was requested; a value written by someone else is taken as it is.
-        let _ = stop.send(());
-        running.await??;
-        kv.put(
-            store::key("SKU-B"),
-            Outstanding { outstanding: 100 }.encode(),
-        )
-        .await?;
-        let (stop, running) = start(config.clone()).await?;
-        for event in [
-            shortage("ev-7", "SKU-A", 25),
-            shortage("ev-8", "SKU-A", 26),
-            shortage("ev-9", "SKU-B", 120),
-            ReorderNeeded {
-                event_id: String::new(),
-                ..shortage("", "SKU-A", 1)
-            },
-        ] {
-            bus.publish(
-                subject.clone(),
-                &format!("{}-{}", event.event_id, event.shortage),
-                &event,
-            )
+        env.report(&[shortage("ev-1", "SKU-M", 11), shortage("ev-2", "SKU-A", 1)])
             .await?;
-        }
-        let letters = wait_for_stored(&bus, StreamKind::DeadLetter, &dead_letters, 2).await?;
-        let letter = DeadLetter::decode(letters[1].payload.clone())?;
-        assert!(
-            letter.error.starts_with("event_id is missing"),
-            "{}",
-            letter.error
+        env.handled("marker-7").await?;
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        let mut requests = env.requests(2).await?;
+        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        assert_eq!(
+            summary(&requests),
+            owned(&[
+                ("pr/ev-2", "ACME", &[("SKU-A", 24)]),
+                ("pr/ev-1", "MASTER", &[("SKU-M", 20)]),
+            ])
         );
-
-        let sent = requests(&bus, 6).await?;
-        let summary: Vec<(&str, i64)> = sent[4..]
-            .iter()
-            .map(|r| (r.request_id.as_str(), r.lines[0].quantity))
-            .collect();
-        assert_eq!(summary, [("pr/ev-8", 1), ("pr/ev-9", 20)]);
-        assert_eq!(outstanding(&kv, "SKU-A").await?, Some(26));
-        assert_eq!(outstanding(&kv, "SKU-B").await?, Some(120));
+        // Lead time from the master where the file gives none.
+        let need_by = time::from_proto(requests[0].lines[0].need_by.as_ref().unwrap()).unwrap();
+        assert_eq!(need_by, start_time() + TimeDelta::days(3));
+        assert!(!requests[1].lines[0].default_policy);
 
         let _ = stop.send(());
-        running.await??;
-        anyhow::Ok(())
+        running.await?
     })
-    .catch_unwind()
-    .await;
-
-    let _ = bus.js.delete_key_value(&bucket).await;
-    for kind in StreamKind::ALL {
-        let _ = bus.js.delete_stream(bus.subjects.stream(kind)).await;
-    }
-    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    .await
 }

@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     bus.publish(s.order_placed(), "SO-1001", &so1001).await?;
     demo.allocation("SO-1001", 1).await?;
     demo.status("SO-1001", 1).await?;
-    demo.purchase_request("WIDGET-RED", 1).await?;
+    println!("  (the 30 short are gathered for the next purchase request to acme-widgets)");
     demo.email("SO-1001", Kind::Backordered).await?;
     demo.sms("SO-1001", Kind::Backordered).await?;
 
@@ -63,8 +63,15 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     demo.status("SO-1002", 1).await?;
-    demo.purchase_request("WIDGET-RED", 2).await?;
     demo.email("SO-1002", Kind::Backordered).await?;
+    if let Some(start) = clock_start()? {
+        println!(
+            "\n[CLOCK] five minutes pass: what was gathered for each supplier goes out as one request"
+        );
+        demo.advance_clock(&bus, start + chrono::Duration::minutes(6))
+            .await?;
+        demo.purchase_request("WIDGET-RED", 1).await?;
+    }
 
     println!("\n[OMS] sends SO-1001 again (a retry): nothing new happens");
     bus.publish(s.order_placed(), "SO-1001-retry", &so1001)
@@ -136,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
 
     ship_complete_and_cancellation(&bus, &db, &demo).await?;
     late_supplier(&bus, &db, &demo).await?;
+    purchasing(&bus, &demo).await?;
 
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
@@ -257,14 +265,11 @@ async fn late_supplier(
     demo: &Demo<'_>,
 ) -> anyhow::Result<()> {
     let s = demo.s;
-    let start = match std::env::var("BO_CLOCK_START") {
-        Ok(start) => chrono::DateTime::parse_from_rfc3339(&start)?.with_timezone(&chrono::Utc),
-        Err(_) => {
-            println!(
-                "\n(the late-supplier scenario needs the services on BO_CLOCK=simulated; skipped)"
-            );
-            return Ok(());
-        }
+    let Some(start) = clock_start()? else {
+        println!(
+            "\n(the late-supplier scenario needs the services on BO_CLOCK=simulated; skipped)"
+        );
+        return Ok(());
     };
     let day = |n: i64| start + chrono::Duration::days(n);
     let date = |at: chrono::DateTime<chrono::Utc>| at.format("%a %b %-d").to_string();
@@ -282,6 +287,7 @@ async fn late_supplier(
             quantity_open: 60,
             expected_at: Some(backorder_runtime::time::to_proto(expected)),
             cancelled: false,
+            request_id: String::new(),
         };
         (format!("PO-8100/1/{revision}"), update)
     };
@@ -353,6 +359,89 @@ async fn late_supplier(
         println!("  {order_id}: {} ({})", kinds.len(), kinds.join(", "));
     }
     Ok(())
+}
+
+/// Shortages of several SKUs gathered into one purchase request per supplier, a SKU nobody configured flagged
+/// for the buyer, a PO that answers a request and gives the customers their dates, and a request nobody
+/// answered re-raised once. Policies from deploy/reorder-policies.toml (`BO_REORDER_POLICY_FILE`).
+async fn purchasing(
+    bus: &backorder_runtime::jetstream::Bus,
+    demo: &Demo<'_>,
+) -> anyhow::Result<()> {
+    let s = demo.s;
+    let Some(start) = clock_start()? else {
+        println!("\n(the purchasing scenario needs the services on BO_CLOCK=simulated; skipped)");
+        return Ok(());
+    };
+    // Where late_supplier left the clock.
+    let t0 = start + chrono::Duration::days(8);
+    let date = |at: chrono::DateTime<chrono::Utc>| at.format("%a %b %-d").to_string();
+
+    println!(
+        "\n[OMS] Hotel Adler orders SO-1201: 10 x VASE-CLAY, 30 x BOWL-CLAY; Cafe Luna orders SO-1202: \
+         4 x VASE-CLAY, 3 x CANDLE-WAX (none in stock)"
+    );
+    let adler = messages::customer("C-ADLER", "desk@hotel-adler.example", "", "en");
+    let luna = messages::customer("C-LUNA", "hello@cafe-luna.example", "", "en");
+    for (order_id, customer, lines) in [
+        ("SO-1201", adler, vec![("VASE-CLAY", 10), ("BOWL-CLAY", 30)]),
+        ("SO-1202", luna, vec![("VASE-CLAY", 4), ("CANDLE-WAX", 3)]),
+    ] {
+        let order = messages::order(order_id, customer, &lines);
+        bus.publish(s.order_placed(), order_id, &order).await?;
+        demo.status(order_id, 1).await?;
+    }
+
+    println!("\n[CLOCK] five minutes pass: one purchase request per supplier, one line per SKU");
+    demo.advance_clock(bus, t0 + chrono::Duration::minutes(6))
+        .await?;
+    let clay = demo.purchase_request("VASE-CLAY", 1).await?;
+    demo.purchase_request("CANDLE-WAX", 1).await?;
+
+    let expected = t0 + chrono::Duration::days(4);
+    println!(
+        "\n[PURCHASING] clay-works confirms PO-9100 for {}, expected {}",
+        clay.request_id,
+        date(expected)
+    );
+    for (line_no, line) in (1..).zip(&clay.lines) {
+        let update = backorder_proto::v1::SupplyUpdated {
+            po_id: "PO-9100".into(),
+            line_no,
+            sku: line.sku.clone(),
+            quantity_open: line.quantity,
+            expected_at: Some(backorder_runtime::time::to_proto(expected)),
+            cancelled: false,
+            request_id: clay.request_id.clone(),
+        };
+        bus.publish(s.supply_updated(), &format!("PO-9100/{line_no}/1"), &update)
+            .await?;
+    }
+    demo.status_when("SO-1201", |o| o.lines.iter().all(|l| !l.eta_estimated))
+        .await?;
+
+    println!(
+        "\n[CLOCK] two days pass; nobody ordered the candles: their request is re-raised, once"
+    );
+    demo.advance_clock(
+        bus,
+        t0 + chrono::Duration::days(2) + chrono::Duration::minutes(10),
+    )
+    .await?;
+    demo.purchase_request("CANDLE-WAX", 2).await?;
+    Ok(())
+}
+
+/// The start of the services' simulated clock (`BO_CLOCK_START`); `None` on the wall clock.
+fn clock_start() -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match std::env::var("BO_CLOCK_START") {
+        Ok(start) if std::env::var("BO_CLOCK").as_deref() == Ok("simulated") => Ok(Some(
+            chrono::DateTime::parse_from_rfc3339(&start)
+                .context("BO_CLOCK_START")?
+                .with_timezone(&chrono::Utc),
+        )),
+        _ => Ok(None),
+    }
 }
 
 struct Demo<'a> {
@@ -468,12 +557,22 @@ impl Demo<'_> {
     }
 
     async fn status(&self, order_id: &str, version: u64) -> anyhow::Result<()> {
+        self.status_when(order_id, |o| o.version == version).await
+    }
+
+    /// The first status of an order that `matches`.
+    async fn status_when(
+        &self,
+        order_id: &str,
+        matches: impl Fn(&OrderStatus) -> bool,
+    ) -> anyhow::Result<()> {
         let status = self
             .seen
             .wait_for::<OrderStatus>(&self.s.order_status(), |o| {
-                o.order_id == order_id && o.version == version
+                o.order_id == order_id && matches(o)
             })
             .await?;
+        let version = status.version;
         println!(
             "  -> OMS    {order_id} v{version} {}",
             status.status().as_str_name()
@@ -486,6 +585,14 @@ impl Demo<'_> {
             if l.held > 0 {
                 extra.push_str(&format!(" ({} held for ship-complete)", l.held));
             }
+            if let Some(eta) = l.eta.as_ref().and_then(backorder_runtime::time::from_proto) {
+                let how = if l.eta_estimated {
+                    "estimated"
+                } else {
+                    "confirmed"
+                };
+                extra.push_str(&format!(", ETA {} ({how})", eta.format("%a %b %-d")));
+            }
             println!(
                 "             line {} {}: ordered {}, allocated {}, backordered {}, shipped {}{extra}",
                 l.line_no, l.sku, l.ordered, l.allocated, l.backordered, l.shipped
@@ -494,38 +601,44 @@ impl Demo<'_> {
         Ok(())
     }
 
-    /// The `nth` purchase request that names `sku`.
-    async fn purchase_request(&self, sku: &str, nth: usize) -> anyhow::Result<()> {
+    /// The `nth` purchase request that names `sku`, as a buyer reads it.
+    async fn purchase_request(&self, sku: &str, nth: usize) -> anyhow::Result<PurchaseRequest> {
         let subject = self.s.purchase_request();
         let names = |r: &PurchaseRequest| r.lines.iter().any(|l| l.sku == sku);
         let seen = self.seen;
-        seen.wait_for::<PurchaseRequest>(&subject, |_| {
+        let naming = || {
             seen.all::<PurchaseRequest>(&subject)
-                .iter()
-                .filter(|r| names(r))
-                .count()
-                >= nth
-        })
-        .await?;
-        let request = seen
-            .all::<PurchaseRequest>(&subject)
-            .into_iter()
-            .filter(names)
-            .nth(nth - 1)
-            .unwrap();
-        let lines: Vec<String> = request
-            .lines
-            .iter()
-            .map(|l| format!("{} x {}", l.quantity, l.sku))
-            .collect();
+                .into_iter()
+                .filter(names)
+        };
+        seen.wait_for::<PurchaseRequest>(&subject, |_| naming().count() >= nth)
+            .await?;
+        let request = naming().nth(nth - 1).unwrap();
+        // The reason names the supplier first.
         println!(
-            "  -> BUYER  purchase request {} to supplier {}: {} ({})",
-            request.request_id,
-            request.supplier_id,
-            lines.join(", "),
-            request.reason
+            "  -> BUYER  purchase request {}: {}",
+            request.request_id, request.reason
         );
-        Ok(())
+        for line in &request.lines {
+            let need_by = line
+                .need_by
+                .as_ref()
+                .and_then(backorder_runtime::time::from_proto)
+                .map(|at| at.format("%a %b %-d").to_string())
+                .unwrap_or_default();
+            println!(
+                "             {} x {}, need by {need_by}{}: {}",
+                line.quantity,
+                line.sku,
+                if line.default_policy {
+                    " [default policy]"
+                } else {
+                    ""
+                },
+                line.reason
+            );
+        }
+        Ok(request)
     }
 
     async fn email(&self, order_id: &str, kind: Kind) -> anyhow::Result<()> {

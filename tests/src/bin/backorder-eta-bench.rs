@@ -182,6 +182,7 @@ fn redate(po_id: &str, expected_at: DateTime<Utc>, sequence: u64) -> Command {
             quantity_open: 150,
             expected_at: Some(time::to_proto(expected_at)),
             cancelled: false,
+            request_id: String::new(),
         },
         sequence,
     }

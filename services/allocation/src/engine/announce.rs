@@ -2,7 +2,7 @@
 //! longer), tell the customer what changed (and a date change owed, or a delay that needs consent), and send
 //! the OMS the new status; per SKU that got new backorders or supply, one reorder event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
 use chrono::{DateTime, Utc};
@@ -459,11 +459,21 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// One ReorderNeeded per SKU that got new backorders or supply and is short, or whose supply answered
+    /// purchase requests (so replenishment-trigger closes them even when nothing is short any more).
     pub(super) async fn emit_reorders(&mut self) -> Result<(), sqlx::Error> {
-        if self.short_skus.is_empty() {
+        // Every SKU with answers also had its supply change, so it is among the short_skus' stock rows.
+        let skus: Vec<String> = self
+            .short_skus
+            .iter()
+            .chain(self.answers.keys())
+            .cloned()
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
+        if skus.is_empty() {
             return Ok(());
         }
-        let skus: Vec<String> = self.short_skus.iter().cloned().collect();
         let inbound: HashMap<String, i64> = sqlx::query_as(
             "select sku, sum(quantity_open)::bigint from supply
              where sku = any($1) and quantity_open > 0 and not cancelled group by sku",
@@ -473,23 +483,44 @@ impl Work<'_> {
         .await?
         .into_iter()
         .collect();
+        // Who waits, and the earliest date promised on units no purchase order covers (dated by estimate).
+        let waiting: HashMap<String, (i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "select sku, count(distinct order_id)::bigint,
+                    min(coalesce(promised_eta, eta)) filter (where eta_estimated)
+             from order_lines where sku = any($1) and backordered > 0 group by sku",
+        )
+        .bind(&skus)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .into_iter()
+        .map(|(sku, orders, promised)| (sku, (orders, promised)))
+        .collect();
         for sku in skus {
             let stock = self.stock[&sku];
-            if stock.backordered == 0 {
-                continue;
-            }
             let figures = StockFigures {
                 backordered: stock.backordered,
                 on_hand: stock.on_hand,
                 available: stock.available(),
                 inbound: inbound.get(&sku).copied().unwrap_or(0),
             };
-            if rules::shortage(figures.backordered, figures.available, figures.inbound) > 0 {
-                self.emit(
-                    None,
-                    events::reorder_needed(self.subjects, &sku, &figures, self.now),
-                );
+            let short =
+                rules::shortage(figures.backordered, figures.available, figures.inbound) > 0;
+            let answers = self.answers.remove(&sku).unwrap_or_default();
+            let answered = !answers.requests.is_empty() || answers.added > 0;
+            if !short && !answered {
+                continue;
             }
+            let (orders_waiting, promised) = waiting.get(&sku).copied().unwrap_or((0, None));
+            let demand = events::Demand {
+                orders_waiting,
+                needed_by: promised.map(|at| at - self.policy.handling),
+                answered_requests: answers.requests,
+                supply_added: answers.added,
+            };
+            self.emit(
+                None,
+                events::reorder_needed(self.subjects, &sku, &figures, &demand, self.now),
+            );
         }
         Ok(())
     }

@@ -147,6 +147,7 @@ impl Engine {
             allocations: Vec::new(),
             cancellations: Vec::new(),
             short_skus: BTreeSet::new(),
+            answers: BTreeMap::new(),
             eta_skus: BTreeMap::new(),
             appended: BTreeMap::new(),
             eta_moved: BTreeSet::new(),
@@ -228,6 +229,15 @@ struct Stock {
     eta_check_at: Option<DateTime<Utc>>,
 }
 
+/// New supply of one SKU in a batch, as replenishment-trigger needs it to close its requests.
+#[derive(Debug, Default)]
+pub(crate) struct SupplyAnswers {
+    /// Requests named by the PO lines (`SupplyUpdated.request_id`).
+    requests: Vec<String>,
+    /// Units added by PO lines naming no request, and received on a PO beyond what its lines expected.
+    added: i64,
+}
+
 impl Stock {
     fn available(&self) -> i64 {
         self.on_hand - self.allocated
@@ -303,6 +313,9 @@ struct Work<'a> {
     cancellations: Vec<Announced>,
     /// SKUs that got new backorders or supply: each gets one ReorderNeeded at the end.
     short_skus: BTreeSet<String>,
+    /// Per SKU, what purchasing answered in this batch: replenishment-trigger learns it from the SKU's
+    /// ReorderNeeded, which is then sent even when nothing is short.
+    answers: BTreeMap<String, SupplyAnswers>,
     /// SKUs whose queue or supply moved, with the message that moved them and whether anything but new
     /// backorders did: re-projected at the end.
     eta_skus: BTreeMap<String, Marked>,

@@ -18,8 +18,14 @@ impl Work<'_> {
         stock.received += receipt.quantity;
         tracing::info!(quantity = receipt.quantity, po = %receipt.po_id, "stock received");
         if !receipt.po_id.is_empty() {
-            self.receive_on_po(&receipt.po_id, &receipt.sku, receipt.quantity)
+            let unexpected = self
+                .receive_on_po(&receipt.po_id, &receipt.sku, receipt.quantity)
                 .await?;
+            // Purchased goods no reported PO line expected: they answer the SKU's oldest purchase requests,
+            // as a new PO line would.
+            if unexpected > 0 {
+                self.answers.entry(receipt.sku.clone()).or_default().added += unexpected;
+            }
             self.mark_eta(&receipt.sku, cause, true);
             self.short_skus.insert(receipt.sku.clone());
         }

@@ -19,12 +19,13 @@ impl Work<'_> {
             .as_ref()
             .and_then(backorder_runtime::time::from_proto);
         // A cancelled line without a date keeps the date it had.
-        let previous: Option<(String, DateTime<Utc>)> =
-            sqlx::query_as("select sku, expected_at from supply where po_id = $1 and line_no = $2")
-                .bind(&supply.po_id)
-                .bind(supply.line_no as i32)
-                .fetch_optional(&mut *self.tx)
-                .await?;
+        let previous: Option<(String, DateTime<Utc>, i64)> = sqlx::query_as(
+            "select sku, expected_at, quantity_open from supply where po_id = $1 and line_no = $2",
+        )
+        .bind(&supply.po_id)
+        .bind(supply.line_no as i32)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         let Some(expected_at) = expected_at.or(previous.as_ref().map(|p| p.1)) else {
             // Cancelling a line never announced: nothing to keep.
             return Ok(Applied::Done);
@@ -60,8 +61,19 @@ impl Work<'_> {
             return Ok(Applied::Done);
         }
         tracing::info!(po = %supply.po_id, line = supply.line_no, open, %expected_at, cancelled = supply.cancelled, "supply updated");
+        let before = match &previous {
+            Some((sku, _, open)) if *sku == supply.sku => *open,
+            _ => 0,
+        };
+        let answers = self.answers.entry(supply.sku.clone()).or_default();
+        if !supply.request_id.is_empty() {
+            // Even a cancelled line is purchasing's answer to the request.
+            answers.requests.push(supply.request_id.clone());
+        } else {
+            answers.added += (open - before).max(0);
+        }
         let mut skus = vec![supply.sku.clone()];
-        if let Some((old_sku, _)) = previous.filter(|(old, _)| *old != supply.sku) {
+        if let Some((old_sku, _, _)) = previous.filter(|(old, _, _)| *old != supply.sku) {
             // The PO line now names another SKU: the old one lost its supply.
             self.lock_skus(vec![old_sku.clone()]).await?;
             skus.push(old_sku);
@@ -73,13 +85,14 @@ impl Work<'_> {
         Ok(Applied::Done)
     }
 
-    /// A receipt on purchase order `po_id` lowers that PO's open quantity of the SKU, first line first.
+    /// A receipt on purchase order `po_id` lowers that PO's open quantity of the SKU, first line first. Returns
+    /// the units no open line expected (a PO purchasing never reported, or more than it said).
     pub(super) async fn receive_on_po(
         &mut self,
         po_id: &str,
         sku: &str,
         quantity: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<i64, sqlx::Error> {
         let lines: Vec<(i32, i64)> = sqlx::query_as(
             "select line_no, quantity_open from supply
              where po_id = $1 and sku = $2 and quantity_open > 0 order by line_no for update",
@@ -103,7 +116,7 @@ impl Work<'_> {
                 po = po_id,
                 "receipt names a purchase order with nothing open for the SKU"
             );
-            return Ok(());
+            return Ok(quantity);
         }
         sqlx::query(
             "update supply s set quantity_open = s.quantity_open - t.take, updated_at = $4
@@ -116,6 +129,6 @@ impl Work<'_> {
         .bind(self.now)
         .execute(&mut *self.tx)
         .await?;
-        Ok(())
+        Ok(left)
     }
 }

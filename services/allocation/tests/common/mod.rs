@@ -189,6 +189,7 @@ pub fn supply(po: &str, sku: &str, open: i64, expected: i64, sequence: u64) -> C
             quantity_open: open,
             expected_at: Some(backorder_runtime::time::to_proto(day(expected))),
             cancelled: false,
+            request_id: String::new(),
         },
         sequence,
     }

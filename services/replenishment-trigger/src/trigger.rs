@@ -1,0 +1,377 @@
+//! The service's consumer: shortage reports and ticks, one at a time in stream order.
+//!
+//! A report updates its SKU: answers from purchasing close open requests, then whatever the policy asks for
+//! beyond stock, supply and open requests joins the supplier's request being gathered. A tick sends the
+//! gathered requests that are due and re-raises, once, a sent request still unanswered.
+//!
+//! Crash safety: every step is a compare-and-set write whose redelivery finds its own effect. A report writes
+//! the supplier's batch first and its SKU (with the stream sequence that marks it applied) last, so a crash in
+//! between replays the same decision into the same batch. A tick publishes under the request's own id before
+//! it records the request as sent, so a crash in between publishes again under that id, which the stream's
+//! duplicate window drops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_nats::jetstream::kv as js_kv;
+use backorder_proto::v1::{PurchaseRequest, ReorderNeeded, ReplenishmentTick};
+use backorder_runtime::consume::{Delivery, Handler, Outcome};
+use backorder_runtime::jetstream::Bus;
+use backorder_runtime::{Clock, time};
+use chrono::{DateTime, TimeDelta, Utc};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::policies::Policies;
+use crate::schedule::Change;
+use crate::store::{Batch, MasterPolicy, Sent, SkuState, keys};
+use crate::{kv, plan};
+
+pub struct Trigger {
+    pub bus: Bus,
+    pub bucket: js_kv::Store,
+    pub policies: Arc<Policies>,
+    pub clock: Clock,
+    pub window: TimeDelta,
+    pub reraise_after: TimeDelta,
+    /// Tells the scheduler when a gathered request is due, and when a tick was handled.
+    pub changes: mpsc::UnboundedSender<Change>,
+}
+
+/// Decodes a shortage report and checks it. Pure; the error is the reason the event is parked.
+pub fn read_event(bytes: &[u8]) -> Result<ReorderNeeded, String> {
+    let event =
+        ReorderNeeded::decode(bytes).map_err(|e| format!("cannot decode ReorderNeeded: {e}"))?;
+    let mut errors = Vec::new();
+    if event.event_id.trim().is_empty() {
+        errors
+            .push("event_id is missing, so a purchase request would have no stable id".to_string());
+    }
+    if event.sku.trim().is_empty() {
+        errors.push("sku is missing".to_string());
+    }
+    for (field, value) in [
+        ("shortage", event.shortage),
+        ("backordered", event.backordered),
+        ("on_hand", event.on_hand),
+        ("inbound", event.inbound),
+        ("available", event.available),
+        ("orders_waiting", event.orders_waiting),
+        ("supply_added", event.supply_added),
+    ] {
+        if value < 0 {
+            errors.push(format!("{field} is negative ({value})"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(event)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// The request a PO answers: a reminder's answer answers the request it re-raised.
+fn answered(request_ids: &[String]) -> Vec<String> {
+    request_ids
+        .iter()
+        .map(|id| {
+            id.strip_suffix(plan::RERAISE_SUFFIX)
+                .unwrap_or(id)
+                .to_string()
+        })
+        .collect()
+}
+
+impl Handler for Trigger {
+    async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let tick_subject = self.bus.subjects.replenishment_tick();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let outcome = if delivery.subject == tick_subject {
+                let span = tracing::info_span!("tick", seq = delivery.stream_sequence);
+                self.tick(delivery).instrument(span).await
+            } else {
+                let span = tracing::info_span!(
+                    "reorder",
+                    sku = tracing::field::Empty,
+                    event_id = tracing::field::Empty,
+                    seq = delivery.stream_sequence
+                );
+                backorder_runtime::trace::follow(&span, &delivery.trace);
+                self.reorder(delivery).instrument(span).await
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
+
+impl Trigger {
+    async fn reorder(&self, delivery: &Delivery) -> Outcome {
+        let event = match read_event(&delivery.payload) {
+            Ok(event) => event,
+            Err(reason) => {
+                tracing::warn!(%reason, "reorder event refused");
+                return Outcome::Reject(reason);
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("sku", event.sku.as_str());
+        span.record("event_id", event.event_id.as_str());
+        match self.apply(&event, delivery.stream_sequence).await {
+            Ok(()) => Outcome::Done,
+            Err(error) => Outcome::Retry(error),
+        }
+    }
+
+    async fn apply(&self, event: &ReorderNeeded, seq: u64) -> Result<(), String> {
+        let sku_key = keys::sku(&event.sku);
+        let read = kv::read::<SkuState>(&self.bucket, &sku_key).await?;
+        let mut state = read.value.unwrap_or_default();
+        if state.last_seq >= seq {
+            tracing::debug!(last_seq = state.last_seq, "report applied before");
+            return Ok(());
+        }
+        for (request_id, units) in
+            state.answer(&answered(&event.answered_requests), event.supply_added)
+        {
+            tracing::info!(%request_id, units, "purchasing answered");
+        }
+
+        let upserted = kv::read::<MasterPolicy>(&self.bucket, &keys::policy(&event.sku)).await?;
+        let (policy, origin) = self
+            .policies
+            .resolve(&event.sku, upserted.value.as_ref().map(|m| &m.policy));
+        let now = self.clock.now();
+        // A line of the request still being gathered is planned again from this report's figures (it may grow,
+        // shrink or go), so the request reflects the latest shortage when it is sent.
+        let batch_key = keys::batch(&policy.supplier_id);
+        let gathering = kv::read::<Batch>(&self.bucket, &batch_key).await?;
+        let gathered = gathering
+            .value
+            .as_ref()
+            .map_or(0, |b| state.unanswered(&b.request_id));
+        let requested = state.requested() - gathered;
+        match plan::plan(event, requested, &policy, origin, now) {
+            None => {
+                tracing::debug!(
+                    shortage = event.shortage,
+                    requested,
+                    "covered by stock, supply and sent requests"
+                );
+                if let (Some(mut batch), true) = (gathering.value, gathered > 0) {
+                    batch.lines.remove(&event.sku);
+                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                    state.set_open(&batch.request_id, &batch.supplier_id, 0, now);
+                    tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
+                }
+            }
+            Some(planned) => {
+                let mut batch = gathering.value.unwrap_or_else(|| Batch {
+                    // Derived from the report that opens it: a replay opens the same request.
+                    request_id: format!("pr/{}", event.event_id),
+                    supplier_id: policy.supplier_id.clone(),
+                    opened_at: now,
+                    due_at: now + self.window,
+                    urgent: false,
+                    lines: BTreeMap::new(),
+                });
+                plan::merge(&mut batch, &event.sku, &planned, now);
+                kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, now);
+                tracing::info!(
+                    request_id = %batch.request_id,
+                    supplier_id = %batch.supplier_id,
+                    quantity = planned.quantity,
+                    shortage = event.shortage,
+                    requested,
+                    urgent = planned.urgent,
+                    default_policy = planned.note.default_policy,
+                    due_at = %batch.due_at,
+                    "line gathered"
+                );
+                // A send error means the scheduler stopped with the service; its next start reads the bucket.
+                let _ = self.changes.send(Change::Due(batch.due_at));
+            }
+        }
+        state.last_seq = seq;
+        kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
+        Ok(())
+    }
+
+    async fn tick(&self, delivery: &Delivery) -> Outcome {
+        let at = match ReplenishmentTick::decode(delivery.payload.as_ref())
+            .map_err(|e| format!("cannot decode ReplenishmentTick: {e}"))
+            .and_then(|t| t.at.ok_or_else(|| "at is missing".to_string()))
+            .and_then(|at| time::from_proto(&at).ok_or_else(|| "at is out of range".to_string()))
+        {
+            Ok(at) => at,
+            Err(reason) => return Outcome::Reject(reason),
+        };
+        let done = async {
+            self.send_due(at).await?;
+            self.follow_up(at).await
+        }
+        .await;
+        // Due times changed (or a write lost a race): the scheduler reads them again either way.
+        let _ = self.changes.send(Change::Ticked);
+        match done {
+            Ok(()) => Outcome::Done,
+            Err(error) => Outcome::Retry(error),
+        }
+    }
+
+    /// Sends each gathered request due at `at`.
+    async fn send_due(&self, at: DateTime<Utc>) -> Result<(), String> {
+        for key in kv::keys(&self.bucket, keys::BATCHES).await? {
+            let read = kv::read::<Batch>(&self.bucket, &key).await?;
+            let (Some(batch), Some(revision)) = (read.value, read.revision) else {
+                continue;
+            };
+            if batch.due_at > at {
+                continue;
+            }
+            let quantities = self
+                .unanswered(&batch.request_id, batch.lines.keys())
+                .await?;
+            if let Some(request) = plan::request(&batch, &quantities, at) {
+                self.publish(&request, "request").await?;
+                let sent_key = keys::sent(&batch.request_id);
+                if kv::read::<Sent>(&self.bucket, &sent_key)
+                    .await?
+                    .value
+                    .is_none()
+                {
+                    let sent = Sent {
+                        request_id: batch.request_id.clone(),
+                        supplier_id: batch.supplier_id.clone(),
+                        sent_at: at,
+                        reraise_at: at + self.reraise_after,
+                        reraised: false,
+                        lines: batch.lines.clone(),
+                    };
+                    kv::write(&self.bucket, &sent_key, &sent, None).await?;
+                }
+            }
+            kv::delete(&self.bucket, &key, revision).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets sent requests purchasing answered in full, and re-raises, once, those still open at their
+    /// re-raise time.
+    async fn follow_up(&self, at: DateTime<Utc>) -> Result<(), String> {
+        for key in kv::keys(&self.bucket, keys::SENT).await? {
+            let read = kv::read::<Sent>(&self.bucket, &key).await?;
+            let (Some(mut sent), Some(revision)) = (read.value, read.revision) else {
+                continue;
+            };
+            let unanswered = self.unanswered(&sent.request_id, sent.lines.keys()).await?;
+            if unanswered.values().all(|units| *units == 0) {
+                tracing::info!(request_id = %sent.request_id, "request answered in full");
+                kv::delete(&self.bucket, &key, revision).await?;
+                continue;
+            }
+            if sent.reraised || sent.reraise_at > at {
+                continue;
+            }
+            if let Some(reminder) = plan::reraise(&sent, &unanswered, at) {
+                self.publish(&reminder, "reraise").await?;
+            }
+            sent.reraised = true;
+            kv::write(&self.bucket, &key, &sent, Some(revision)).await?;
+        }
+        Ok(())
+    }
+
+    /// Units of `request_id` each SKU still waits for.
+    async fn unanswered(
+        &self,
+        request_id: &str,
+        skus: impl Iterator<Item = &String>,
+    ) -> Result<BTreeMap<String, i64>, String> {
+        let mut units = BTreeMap::new();
+        for sku in skus {
+            let state = kv::read::<SkuState>(&self.bucket, &keys::sku(sku)).await?;
+            let open = state.value.map_or(0, |s| s.unanswered(request_id));
+            units.insert(sku.clone(), open);
+        }
+        Ok(units)
+    }
+
+    async fn publish(&self, request: &PurchaseRequest, kind: &'static str) -> Result<(), String> {
+        let subject = self.bus.subjects.purchase_request();
+        self.bus
+            .publish(subject, &request.request_id, request)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        metrics::counter!("bo_purchase_requests_total", "kind" => kind).increment(1);
+        tracing::info!(
+            request_id = %request.request_id,
+            supplier_id = %request.supplier_id,
+            lines = request.lines.len(),
+            units = request.lines.iter().map(|l| l.quantity).sum::<i64>(),
+            urgent = request.urgent,
+            reraised = request.reraised,
+            "purchase request published"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> ReorderNeeded {
+        ReorderNeeded {
+            sku: "SKU-A".into(),
+            shortage: 30,
+            backordered: 30,
+            event_id: "ev-1".into(),
+            orders_waiting: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_good_event_is_read() {
+        assert_eq!(read_event(&event().encode_to_vec()), Ok(event()));
+    }
+
+    #[test]
+    fn bad_events_are_refused_by_name() {
+        let refused = |change: fn(&mut ReorderNeeded)| {
+            let mut e = event();
+            change(&mut e);
+            read_event(&e.encode_to_vec()).unwrap_err()
+        };
+        assert!(refused(|e| e.event_id.clear()).starts_with("event_id is missing"));
+        assert_eq!(refused(|e| e.sku = "  ".into()), "sku is missing");
+        assert_eq!(refused(|e| e.shortage = -1), "shortage is negative (-1)");
+        assert_eq!(refused(|e| e.available = -2), "available is negative (-2)");
+        assert_eq!(
+            refused(|e| e.supply_added = -3),
+            "supply_added is negative (-3)"
+        );
+        let all = refused(|e| {
+            *e = ReorderNeeded {
+                shortage: -1,
+                ..Default::default()
+            }
+        });
+        assert_eq!(all.split("; ").count(), 3, "{all}");
+        assert!(
+            read_event(b"\x0a\x05ab")
+                .unwrap_err()
+                .starts_with("cannot decode ReorderNeeded")
+        );
+    }
+
+    #[test]
+    fn an_answer_to_a_reminder_answers_its_request() {
+        let ids = ["pr/ev-1/reraise".to_string(), "pr/ev-2".to_string()];
+        assert_eq!(answered(&ids), ["pr/ev-1", "pr/ev-2"]);
+    }
+}
