@@ -20,8 +20,9 @@ use crate::coalesce::{self, Channel};
 use crate::quiet::{self, QuietHours};
 use crate::store::{self, Pending};
 
-/// How often the flusher looks anyway (another instance's entries, a clock that moved).
-const POLL: Duration = Duration::from_secs(1);
+/// How often the flusher looks anyway, for entries another instance took (it sends its own when they fall
+/// due, and this instance sends what it took).
+const POLL: Duration = Duration::from_secs(5);
 /// Entries sent at a time.
 const CONCURRENCY: usize = 32;
 
