@@ -187,6 +187,8 @@ async fn send(
             .increment(1);
     };
     let Some(newest) = fresh.last() else {
+        tracing::info!("told already (a redelivery or replay), nothing sent");
+        outcome("already_sent");
         return remove(shared, key, Some(&handled)).await;
     };
     let customer_id = newest

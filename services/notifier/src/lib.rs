@@ -297,10 +297,7 @@ impl Intake {
                 );
                 continue;
             }
-            match self
-                .store(&event, &delivery.trace, &customer.id, channel)
-                .await
-            {
+            match self.store(&event, &delivery.trace, channel).await {
                 Ok(what) => {
                     metrics::counter!("bo_notifier_events_total", "channel" => channel.name(), "outcome" => what)
                         .increment(1);
@@ -317,18 +314,11 @@ impl Intake {
         &self,
         event: &CustomerEvent,
         trace: &[(String, String)],
-        customer_id: &str,
         channel: Channel,
     ) -> anyhow::Result<&'static str> {
+        // Whether the event was told already, and whether the customer opted out, is asked when the entry is
+        // sent (an opt-out may come during the window): here the event is only stored.
         let buckets = &self.shared.buckets;
-        let (sent, _) =
-            store::read(&buckets.sent, &store::sent_key(channel, &event.event_id)).await?;
-        if sent.is_some() {
-            return Ok("already_sent");
-        }
-        if opted_out(buckets, customer_id, channel).await? {
-            return Ok("opted_out");
-        }
         let key = store::pending_key(channel, &event.order_id);
         // Another instance (or the flusher) may write the same key: compare and swap, and read again on a
         // conflict.
