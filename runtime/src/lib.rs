@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod jetstream;
+pub mod limits;
 pub mod ops;
 pub mod shutdown;
 pub mod subjects;
