@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod consume;
+pub mod digest;
 pub mod jetstream;
 pub mod limits;
 pub mod ops;
