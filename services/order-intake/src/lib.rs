@@ -68,16 +68,19 @@ impl Intake {
         match validate::validate(&delivery.payload) {
             Ok(mut order) => {
                 tracing::Span::current().record("order_id", order.order_id.as_str());
+                let digest = backorder_runtime::digest::of(&order);
                 if order.placed_at.is_none() {
                     order.placed_at = Some(time::to_proto(delivery.published));
                 }
-                let id = order.order_id.clone();
+                // Order id and digest as Nats-Msg-Id: a redelivered or re-sent order is stored once in the
+                // window, while another order under the same id reaches allocation, which refuses it as a
+                // conflict (and a re-sent order beyond the window as a duplicate).
+                let id = format!("{}/{digest}", order.order_id);
                 let accepted = OrderAccepted {
                     order: Some(order),
                     accepted_at: Some(time::to_proto(chrono::Utc::now())),
+                    digest,
                 };
-                // The order id as Nats-Msg-Id: a redelivered or re-sent order is stored once in the window,
-                // and allocation refuses a second order with the same id for good.
                 match self
                     .bus
                     .publish(subjects.order_accepted(), &id, &accepted)
