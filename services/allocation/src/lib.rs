@@ -330,6 +330,5 @@ fn outcome(applied: Applied) -> Outcome {
     match applied {
         Applied::Done | Applied::Duplicate => Outcome::Done,
         Applied::Refused(reason) => Outcome::Reject(reason),
-        Applied::NotYet(reason) => Outcome::Wait(reason),
     }
 }

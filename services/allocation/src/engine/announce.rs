@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
+use backorder_runtime::limits::{add, sub};
 use chrono::{DateTime, Utc};
 
 use super::promise::off_by;
@@ -228,7 +229,7 @@ impl Work<'_> {
             .iter()
             .map(|l| {
                 l.backordered > 0
-                    && matches!((l.eta, l.promised_eta), (Some(eta), Some(first)) if eta > first + limit)
+                    && matches!((l.eta, l.promised_eta), (Some(eta), Some(first)) if eta > add(first, limit))
             })
             .collect();
         let customer = order.customer();
@@ -237,7 +238,7 @@ impl Work<'_> {
             && !settled
             && too_late.contains(&true)
         {
-            let respond_by = self.now + self.policy.consent_wait;
+            let respond_by = add(self.now, self.policy.consent_wait);
             order.consent_due = Some(respond_by);
             order.eta_notify_due = None;
             for ((line, told), late) in lines.iter_mut().zip(&mut told).zip(&too_late) {
@@ -265,7 +266,7 @@ impl Work<'_> {
             if self.eta_owed.contains(&id) && order.eta_notify_due.is_none() {
                 let earliest = order
                     .eta_notified_at
-                    .map_or(self.now, |last| last + self.policy.eta_interval);
+                    .map_or(self.now, |last| add(last, self.policy.eta_interval));
                 order.eta_notify_due = Some(earliest.max(self.now));
             }
             if order.eta_notify_due.is_some_and(|due| due <= self.now) {
@@ -513,7 +514,7 @@ impl Work<'_> {
             let (orders_waiting, promised) = waiting.get(&sku).copied().unwrap_or((0, None));
             let demand = events::Demand {
                 orders_waiting,
-                needed_by: promised.map(|at| at - self.policy.handling),
+                needed_by: promised.map(|at| sub(at, self.policy.handling)),
                 answered_requests: answers.requests,
                 supply_added: answers.added,
             };

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::DelayAnswer;
+use backorder_runtime::limits::{self, add};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Appended, Applied, LineRow, Work};
@@ -153,8 +154,9 @@ impl Work<'_> {
             grace: self.policy.overdue_grace,
             lead_time: lead_time_days
                 .filter(|days| *days > 0)
+                // Bounded where the SKU comes in; a stored row from before the bound still cannot overflow.
                 .map_or(self.policy.default_lead_time, |days| {
-                    Duration::days(days.into())
+                    limits::days(days.into())
                 }),
         }
     }
@@ -214,7 +216,7 @@ impl Work<'_> {
             }
         }
         new.sort_by_key(|n| queue_key(n.priority, n.placed_at, &n.order_id, n.line_no));
-        let fresh = self.now + settings.lead_time + settings.handling;
+        let fresh = add(add(self.now, settings.lead_time), settings.handling);
         let at = tail.map_or(fresh, |t| fresh.max(t.last));
         let eta = Eta {
             at,
@@ -297,7 +299,7 @@ impl Work<'_> {
             }
             if row
                 .promised_eta
-                .is_some_and(|promised| new.at > promised + self.policy.consent_after)
+                .is_some_and(|promised| new.at > add(promised, self.policy.consent_after))
             {
                 self.consent_needed.insert(row.order_id.clone());
                 orders.insert(row.order_id.clone());
@@ -367,10 +369,12 @@ impl Work<'_> {
                 .await?;
         match awaited {
             None => {
-                return Ok(Applied::Refused(format!(
-                    "delay answer {}: order {order_id} is unknown",
-                    answer.answer_id
-                )));
+                // The answer overtook its order (a customer answering that fast is unlikely, an OMS replaying
+                // its outbox is not): kept until the order comes.
+                let payload = prost::Message::encode_to_vec(answer);
+                self.keep_for_order(order_id, cause, "delay-answer", payload, &answer.answer_id)
+                    .await?;
+                return Ok(Applied::Done);
             }
             Some(None) => {
                 return Ok(Applied::Refused(format!(
