@@ -346,7 +346,7 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
             _ => None,
         };
 
-        let applied = engine.apply(&batch).await.unwrap();
+        engine.apply(&batch).await.unwrap();
         assert_invariants(pool).await;
         assert_promises(&engine, step).await;
         let after = lines(pool).await;
