@@ -27,6 +27,10 @@ struct OrderRow {
     consent_due: Option<DateTime<Utc>>,
 }
 
+/// The most open supply a SKU's reorder figures show: far beyond any real one (10^9 units a PO line), far
+/// enough from `i64::MAX` that the shortage (backordered - available - inbound) cannot overflow.
+const MAX_INBOUND: i64 = i64::MAX / 4;
+
 /// A line's new promise: the date last told and the date first promised.
 type Promise = (String, i32, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -475,11 +479,15 @@ impl Work<'_> {
         if skus.is_empty() {
             return Ok(());
         }
+        // The sum is numeric, clamped before it becomes a bigint: with the bounds on a PO line it cannot
+        // exceed one, but an overflow here would fail every batch touching the SKU, and the shortage
+        // arithmetic on the figure stays far from i64's edge.
         let inbound: HashMap<String, i64> = sqlx::query_as(
-            "select sku, sum(quantity_open)::bigint from supply
+            "select sku, least(sum(quantity_open), $2)::bigint from supply
              where sku = any($1) and quantity_open > 0 and not cancelled group by sku",
         )
         .bind(&skus)
+        .bind(MAX_INBOUND)
         .fetch_all(&mut *self.tx)
         .await?
         .into_iter()

@@ -669,6 +669,11 @@ impl Work<'_> {
 
     /// Remembers the lines of `order_ids` as they are before this batch changes them (once per order), and
     /// `cause` as the latest message to change them.
+    ///
+    /// The order rows are locked before their lines are read: a transaction changing the same order on a SKU
+    /// this one did not lock (a receipt beside a timer, two instances) has committed by then, so its change is
+    /// in these lines and is not announced a second time. A later call of the batch may lock an order sorting
+    /// before one locked earlier; a deadlock that causes is retried as a whole (`is_retryable`).
     async fn touch(&mut self, order_ids: &[String], cause: &str) -> Result<(), sqlx::Error> {
         let new: Vec<String> = order_ids
             .iter()
@@ -676,6 +681,12 @@ impl Work<'_> {
             .cloned()
             .collect();
         if !new.is_empty() {
+            sqlx::query(
+                "select 1 from orders where order_id = any($1) order by order_id for update",
+            )
+            .bind(&new)
+            .execute(&mut *self.tx)
+            .await?;
             let rows = self.lines_of_orders(&new).await?;
             for id in new {
                 self.before.insert(id.clone(), Vec::new());

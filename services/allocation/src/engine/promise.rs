@@ -331,7 +331,7 @@ impl Work<'_> {
                 .bind(self.now)
                 .fetch_all(&mut *self.tx)
                 .await?;
-        let expired: Vec<String> = sqlx::query_scalar(
+        let candidates: Vec<String> = sqlx::query_scalar(
             "select order_id from orders where consent_due <= $1 order by order_id",
         )
         .bind(self.now)
@@ -344,8 +344,18 @@ impl Work<'_> {
         .fetch_all(&mut *self.tx)
         .await?;
         let mut locks: BTreeSet<String> = skus.iter().cloned().collect();
-        locks.extend(self.skus_of(&expired).await?);
+        locks.extend(self.skus_of(&candidates).await?);
         self.lock_skus(locks.into_iter().collect()).await?;
+        // Asked again with the order rows locked: an answer that committed since the first look cleared the
+        // deadline, and the customer's word wins over the clock.
+        let expired: Vec<String> = sqlx::query_scalar(
+            "select order_id from orders where order_id = any($1) and consent_due <= $2
+             order by order_id for update",
+        )
+        .bind(&candidates)
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let cause = format!("clock/{}", self.now.to_rfc3339());
         for sku in skus {
             self.mark_eta(&sku, &cause, true);
@@ -362,8 +372,10 @@ impl Work<'_> {
         cause: &str,
     ) -> Result<Applied, sqlx::Error> {
         let order_id = &answer.order_id;
+        // Locked (after the stock rows, see the engine's lock order): the deadline's timer cannot act on the
+        // order between this look and the commit.
         let awaited: Option<Option<DateTime<Utc>>> =
-            sqlx::query_scalar("select consent_due from orders where order_id = $1")
+            sqlx::query_scalar("select consent_due from orders where order_id = $1 for update")
                 .bind(order_id)
                 .fetch_optional(&mut *self.tx)
                 .await?;
