@@ -4,25 +4,48 @@
 pub mod validate;
 
 use backorder_proto::v1::{OrderAccepted, OrderRejected};
+use backorder_runtime::config::{ConfigError, Source};
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{CommonConfig, time};
 use tracing::Instrument;
 
+pub use validate::Limits;
+
 pub const SERVICE: &str = "order-intake";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_source(source)?,
+            limits: Limits::from_source(source)?,
+        })
+    }
+}
 
 pub struct Application {
     worker: Worker,
     messages: async_nats::jetstream::consumer::pull::Stream,
+    limits: Limits,
 }
 
 impl Application {
-    pub async fn build(config: CommonConfig) -> anyhow::Result<Self> {
-        let filters = vec![config.subjects.order_placed()];
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let filters = vec![config.common.subjects.order_placed()];
         let (worker, messages) =
-            Worker::connect(&config, SERVICE, StreamKind::Inbound, filters).await?;
-        Ok(Self { worker, messages })
+            Worker::connect(&config.common, SERVICE, StreamKind::Inbound, filters).await?;
+        Ok(Self {
+            worker,
+            messages,
+            limits: config.limits,
+        })
     }
 
     pub async fn run_until_stopped(
@@ -35,6 +58,7 @@ impl Application {
         );
         let mut intake = Intake {
             bus: self.worker.bus.clone(),
+            limits: self.limits,
         };
         self.worker
             .run_service(self.messages, &mut intake, shutdown)
@@ -44,6 +68,7 @@ impl Application {
 
 struct Intake {
     bus: Bus,
+    limits: Limits,
 }
 
 impl Handler for Intake {
@@ -65,7 +90,7 @@ impl Handler for Intake {
 impl Intake {
     async fn take(&self, delivery: &Delivery) -> Outcome {
         let subjects = &self.bus.subjects;
-        match validate::validate(&delivery.payload) {
+        match validate::validate_with(&delivery.payload, &self.limits) {
             Ok(mut order) => {
                 tracing::Span::current().record("order_id", order.order_id.as_str());
                 let digest = backorder_runtime::digest::of(&order);
