@@ -256,3 +256,44 @@ async fn bo_max_order_lines_sets_the_most_lines() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_bad_order_near_the_payload_limit_is_answered_without_its_bytes() -> anyhow::Result<()> {
+    with_intake(&[], async |env| {
+        let max_payload = env.bus.client.server_info().max_payload;
+        let mut huge = order("SO-HUGE", &[("SKU-A", 1)]);
+        // As large as the OMS can publish (its message id header counts too).
+        huge.channel = "x".repeat(max_payload - 150);
+        env.place("oms/huge", &huge).await?;
+        env.place("oms/next", &order("SO-NEXT", &[("SKU-A", 1)]))
+            .await?;
+        assert_eq!(env.accepted(1).await?.len(), 1);
+
+        let rejected = env.rejected(1).await?;
+        assert_eq!(rejected.len(), 1, "the OMS never heard of SO-HUGE");
+        let rejection = &rejected[0];
+        assert_eq!(rejection.order_id, "SO-HUGE");
+        assert!(rejection.payload.is_empty());
+        let fields: Vec<&str> = rejection.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["channel", ""]);
+        assert!(
+            rejection.errors[1].message.contains(&format!(
+                "kept in stream {} at sequence {}",
+                env.bus.subjects.stream(StreamKind::Inbound),
+                rejection.stream_sequence
+            )),
+            "{:?}",
+            rejection.errors[1]
+        );
+        // The bytes are where it says.
+        let stream = env
+            .bus
+            .js
+            .get_stream(env.bus.subjects.stream(StreamKind::Inbound))
+            .await?;
+        let kept = stream.get_raw_message(rejection.stream_sequence).await?;
+        assert_eq!(kept.payload, huge.encode_to_vec());
+        Ok(())
+    })
+    .await
+}
