@@ -14,7 +14,7 @@ pub const SERVICE: &str = "order-intake";
 
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    messages: backorder_runtime::jetstream::Messages,
 }
 
 impl Application {
