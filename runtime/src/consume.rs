@@ -267,15 +267,14 @@ impl Worker {
                     tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
                 }
             }
-            if !deliveries.is_empty() {
+            for part in segments(&deliveries) {
+                let part = &deliveries[part];
                 let started = std::time::Instant::now();
-                let outcomes =
-                    keep_in_progress(handler.handle(&deliveries), &deliveries, progress_every)
-                        .await;
+                let outcomes = keep_in_progress(handler.handle(part), part, progress_every).await;
                 metrics::histogram!("bo_batch_seconds", "service" => self.service)
                     .record(started.elapsed().as_secs_f64());
-                debug_assert_eq!(outcomes.len(), deliveries.len());
-                for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+                debug_assert_eq!(outcomes.len(), part.len());
+                for (delivery, outcome) in part.iter().zip(outcomes) {
                     self.settle(delivery, outcome).await;
                 }
             }
@@ -433,6 +432,24 @@ pub fn exhausted_reason(deliveries: i64, max_deliver: i64) -> String {
     )
 }
 
+/// How a batch is handed to the handler, in order: runs of first deliveries together, each redelivered
+/// message on its own. A redelivery may follow a crash in the handler; alone, it cannot take the work of a
+/// whole batch down with it again, and what came before it in the crashed batch is settled first.
+pub fn segments(deliveries: &[Delivery]) -> Vec<std::ops::Range<usize>> {
+    segment_by(&deliveries.iter().map(|d| d.deliveries).collect::<Vec<_>>())
+}
+
+fn segment_by(deliveries: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, &count) in deliveries.iter().enumerate() {
+        match parts.last_mut() {
+            Some(last) if count <= 1 && deliveries[last.start] <= 1 => last.end = i + 1,
+            _ => parts.push(i..i + 1),
+        }
+    }
+    parts
+}
+
 /// The advisory the server publishes when it stops delivering a message of `stream`'s `consumer`.
 pub fn max_deliveries_advisory(stream: &str, consumer: &str) -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}")
@@ -486,6 +503,17 @@ mod tests {
     fn retry_delay_doubles_and_caps() {
         let delays: Vec<u64> = (0..10).map(|n| retry_delay(n).as_secs()).collect();
         assert_eq!(delays, [1, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn first_deliveries_go_together_and_redeliveries_alone() {
+        assert_eq!(segment_by(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(segment_by(&[1, 1, 1]), [0..3]);
+        assert_eq!(
+            segment_by(&[1, 2, 1, 1, 3, 3, 1]),
+            [0..1, 1..2, 2..4, 4..5, 5..6, 6..7]
+        );
+        assert_eq!(segment_by(&[2, 1]), [0..1, 1..2]);
     }
 
     #[test]
