@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn first_deliveries_go_together_and_redeliveries_alone() {
         assert_eq!(segment_by(&[]), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(segment_by(&[1, 1, 1]), [0..3]);
+        assert_eq!(segment_by(&[1, 1, 1]), vec![0..3_usize]);
         assert_eq!(
             segment_by(&[1, 2, 1, 1, 3, 3, 1]),
             [0..1, 1..2, 2..4, 4..5, 5..6, 6..7]
