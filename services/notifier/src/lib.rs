@@ -44,13 +44,9 @@ pub const PREFERENCES_CONSUMER: &str = "notifier-preferences";
 
 pub struct Application {
     worker: Worker,
-    events: async_nats::jetstream::consumer::pull::Stream,
-    preferences: async_nats::jetstream::consumer::pull::Stream,
-    smtp: Option<(
-        Worker,
-        async_nats::jetstream::consumer::pull::Stream,
-        smtp::Smtp,
-    )>,
+    events: backorder_runtime::jetstream::Messages,
+    preferences: backorder_runtime::jetstream::Messages,
+    smtp: Option<(Worker, backorder_runtime::jetstream::Messages, smtp::Smtp)>,
     shared: Arc<Shared>,
 }
 

@@ -33,7 +33,7 @@ impl Config {
 
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    messages: backorder_runtime::jetstream::Messages,
     limits: Limits,
 }
 

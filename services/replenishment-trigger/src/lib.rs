@@ -96,9 +96,9 @@ impl Config {
 
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    messages: backorder_runtime::jetstream::Messages,
     policy_worker: Worker,
-    policy_messages: async_nats::jetstream::consumer::pull::Stream,
+    policy_messages: backorder_runtime::jetstream::Messages,
     trigger: trigger::Trigger,
     upserts: policies::Upserts,
     policies: Arc<Policies>,
