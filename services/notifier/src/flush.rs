@@ -35,8 +35,11 @@ pub fn due_at(
     quiet_hours: Option<QuietHours>,
     default_zone: Tz,
 ) -> DateTime<Utc> {
-    let due =
-        pending.first_at + chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    // Saturating: a window of any length (BO_NOTIFY_COALESCE_SECS is a u64) is no reason to panic.
+    let due = backorder_runtime::limits::add(
+        pending.first_at,
+        chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX),
+    );
     match (pending.channel, quiet_hours) {
         (Channel::Sms, Some(quiet)) => {
             quiet.release(due, quiet::time_zone(&customer.time_zone, default_zone))
@@ -346,6 +349,26 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_window_beyond_the_calendar_saturates_instead_of_panicking() {
+        let quiet = quiet::parse("21:00-08:00").unwrap();
+        let customer = Customer {
+            time_zone: "Pacific/Kiritimati".into(),
+            ..Default::default()
+        };
+        let window = Duration::from_secs(u64::MAX);
+        for channel in Channel::ALL {
+            for first_at in [at("2026-01-10T21:59:30Z"), DateTime::<Utc>::MAX_UTC] {
+                let pending = Pending::new("SO-1", channel, first_at);
+                let due = due_at(&pending, &customer, window, quiet, Tz::UTC);
+                assert_eq!(due, DateTime::<Utc>::MAX_UTC, "{channel:?}");
+            }
+            let pending = Pending::new("SO-1", channel, DateTime::<Utc>::MIN_UTC);
+            let due = due_at(&pending, &customer, Duration::ZERO, quiet, Tz::UTC);
+            assert!(due >= DateTime::<Utc>::MIN_UTC);
+        }
     }
 
     #[test]

@@ -35,12 +35,29 @@ pub fn build_email(email: &EmailMessage, from: &Mailbox) -> Result<lettre::Messa
         .from(from.clone())
         .to(to)
         .subject(email.subject.clone())
-        .message_id(Some(format!("<{}@{domain}>", email.message_id)))
+        .message_id(Some(format!("<{}@{domain}>", header_id(&email.message_id))))
         .multipart(MultiPart::alternative_plain_html(
             email.text_body.clone(),
             email.html_body.clone(),
         ))
         .map_err(|e| format!("cannot build the email: {e}"))
+}
+
+/// The left part of the `Message-ID` for `message_id`: itself when it is RFC 5322 dot-atom text (what the
+/// notifier's ids are), else `h-` and the first 32 hex digits of its SHA-256, so an id with spaces, brackets,
+/// line breaks or non-ASCII still gives one valid, stable header the receivers can dedupe on.
+pub fn header_id(message_id: &str) -> String {
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let dot_atom = !message_id.is_empty()
+        && message_id.len() <= 256
+        && message_id
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(atext));
+    if dot_atom {
+        message_id.to_string()
+    } else {
+        format!("h-{}", store::hash(message_id))
+    }
 }
 
 impl Smtp {
@@ -130,6 +147,55 @@ impl Handler for Smtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_fields_are_refused_or_cannot_add_headers() {
+        let from: Mailbox = "Shop <shop@example.com>".parse().unwrap();
+        let email = EmailMessage {
+            message_id: "email/ev-1".into(),
+            to: "buyer@example.com".into(),
+            subject: "Hi\r\nBcc: evil@example.org".into(),
+            text_body: "x".into(),
+            html_body: "<p>x</p>".into(),
+            ..Default::default()
+        };
+        match build_email(&email, &from) {
+            Ok(message) => {
+                let raw = String::from_utf8(message.formatted()).unwrap();
+                assert!(!raw.contains("\r\nBcc:"), "{raw}");
+            }
+            Err(reason) => assert!(reason.starts_with("subject"), "{reason}"),
+        }
+        for (message_id, to) in [
+            ("email/ev-1>\r\nBcc: evil@example.org", "buyer@example.com"),
+            ("email/ev-1", "buyer@example.com\r\nBcc: evil@example.org"),
+            ("email/ev-1", "a@b.co, evil@example.org"),
+        ] {
+            let bad = EmailMessage {
+                message_id: message_id.into(),
+                to: to.into(),
+                subject: "Hi".into(),
+                ..email.clone()
+            };
+            match build_email(&bad, &from) {
+                Ok(message) => {
+                    let raw = String::from_utf8(message.formatted()).unwrap();
+                    let id = format!(
+                        "Message-ID: <h-{}@example.com>\r\n",
+                        store::hash(message_id)
+                    );
+                    assert!(raw.contains(&id), "{raw}");
+                    assert!(!raw.contains("\r\nBcc:") && !raw.contains("evil"), "{raw}");
+                }
+                Err(reason) => assert!(reason.starts_with("to "), "{reason}"),
+            }
+        }
+        assert_eq!(header_id("email/coalesced-0af3"), "email/coalesced-0af3");
+        assert_eq!(header_id("sms/ev.1"), "sms/ev.1");
+        for odd in ["email/ev 1", "email/ev-ü", "email/..", "email/<x>", ""] {
+            assert!(header_id(odd).starts_with("h-"), "{odd}");
+        }
+    }
 
     #[test]
     fn an_email_carries_its_id_and_both_bodies() {

@@ -178,17 +178,33 @@ async fn a_customer_who_opted_out_of_a_channel_gets_nothing_there_until_opting_i
             .bus
             .publish(subject.clone(), "bad", &CustomerPreferences::default())
             .await?;
+        // So are ones out of bounds (an id over 128 bytes, a date in year 9999), with field, value and limit.
+        let mut far = prefs(false, "2026-01-01T00:00:00Z");
+        far.customer_id = "C".repeat(300);
+        far.updated_at = Some(backorder_runtime::time::to_proto(at(
+            "9999-01-01T00:00:00Z",
+        )));
+        world.bus.publish(subject.clone(), "far", &far).await?;
         let letters: Vec<(String, DeadLetter)> = world
             .wait_stored(
                 StreamKind::DeadLetter,
                 &world.bus.subjects.dead_letter("notifier"),
-                1,
+                2,
             )
             .await?;
         assert!(
-            letters[0].1.error.contains("customer_id is missing"),
+            letters[0].1.error.contains("customer_id: is missing"),
             "{}",
             letters[0].1.error
+        );
+        let error = &letters[1].1.error;
+        assert!(
+            error.contains("customer_id: ")
+                && error.contains("is 300 bytes long; at most 128")
+                && error.contains(
+                    "updated_at: 9999-01-01T00:00:00+00:00 is outside the years 2000..=2199"
+                ),
+            "{error}"
         );
 
         let buyer = customer("buyer@example.com", "+4915112345678");
