@@ -260,7 +260,7 @@ async fn turning_smtp_on_sends_only_new_emails_unless_a_replay_is_asked() -> any
         world.env.insert("BO_SMTP_URL".into(), url.clone());
         world.env.insert("BO_SMTP_REPLAY_FROM".into(), from);
         world.start().await?;
-        let received = server.wait_received(1).await;
+        server.wait_received(1).await;
         settle().await;
         let received = server.received();
         assert_eq!(received.len(), 1, "{received:#?}");
