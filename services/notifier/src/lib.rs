@@ -86,18 +86,15 @@ impl Application {
             None => None,
             Some(smtp_config) => {
                 let adapter = smtp::Smtp::new(smtp_config, buckets.sent.clone())?;
-                let messages = worker
-                    .bus
-                    .durable_consumer(
-                        StreamKind::Outbound,
-                        smtp::SERVICE,
-                        vec![common.subjects.notify_email()],
-                    )
-                    .await?;
+                // Slow sends: few at a time, so none waits out its ack timer in the batch.
+                let batch_size = common.batch_size.min(4);
+                let messages =
+                    smtp::consumer(&worker.bus, smtp_config.replay_from, batch_size).await?;
+                // The runtime's loop settles each email (and keeps the batch in hand alive while it is sent).
                 let smtp_worker = Worker {
                     bus: worker.bus.clone(),
                     service: smtp::SERVICE,
-                    batch_size: common.batch_size.min(16),
+                    batch_size,
                     max_deliver: common.max_deliver,
                     max_wait: common.max_wait,
                     clock: common.clock.clone(),
