@@ -43,7 +43,7 @@ async fn a_lead_time_of_i32_max_is_refused_and_the_orders_behind_it_flow() -> an
 
 #[tokio::test]
 async fn a_receipt_id_reused_for_another_sku_is_refused_naming_the_first() -> anyhow::Result<()> {
-    let mut system = System::start().await?;
+    let system = System::start().await?;
     let s = system.subjects().clone();
     system
         .publish(s.stock_received(), "R-1", &messages::receipt("R-1", "A", 5, ""))

@@ -100,7 +100,9 @@ impl Application {
                     clock: common.clock.clone(),
                     http_addr: worker.http_addr,
                 };
-                Some((smtp_worker, messages, adapter))
+                // Pulled a few at a time (see smtp::consumer): a consumer the loop cannot make again by itself;
+                // a deleted one stops the service, and a restart makes it again.
+                Some((smtp_worker, messages.into(), adapter))
             }
         };
         let shared = Arc::new(Shared {
