@@ -174,8 +174,12 @@ fn nats_version(bin: &Path) -> Option<(u32, u32)> {
 }
 
 fn parse_nats_version(text: &str) -> Option<(u32, u32)> {
-    let version = text.split('v').nth(1)?;
-    let mut parts = version.trim().split('.');
+    // "nats-server: v2.10.4": the part after the 'v' that a digit follows.
+    let at = text
+        .char_indices()
+        .find(|&(i, c)| c == 'v' && text[i + 1..].starts_with(|d: char| d.is_ascii_digit()))?
+        .0;
+    let mut parts = text[at + 1..].trim().split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
