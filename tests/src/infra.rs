@@ -20,10 +20,11 @@ use tokio::process::{Child, Command};
 const NATS_PKG_VERSION: &str = "2.15.1";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A temporary folder for one test's servers; removed on drop unless the test failed (then its logs stay and
-/// the path is printed at the start).
+/// A temporary folder for one test's servers; removed on drop only after [`passed`](Self::passed), so a
+/// failed test leaves its servers' logs (the path is printed at the start).
 pub struct Scratch {
     pub dir: PathBuf,
+    passed: bool,
 }
 
 impl Scratch {
@@ -36,13 +37,18 @@ impl Scratch {
         // The postgres user must reach its data folder inside.
         set_mode(&dir, 0o755)?;
         eprintln!("servers of this test: {}", dir.display());
-        Ok(Self { dir })
+        Ok(Self { dir, passed: false })
+    }
+
+    /// The test passed: the folder goes on drop.
+    pub fn passed(&mut self) {
+        self.passed = true;
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if self.passed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -437,6 +437,20 @@ impl System {
         Ok(())
     }
 
+    /// Starts again every service whose process has ended, as an orchestrator would; returns them.
+    pub fn restart_exited(&mut self) -> anyhow::Result<Vec<&'static str>> {
+        let mut exited = Vec::new();
+        for (service, child) in &mut self.children {
+            if child.try_wait()?.is_some() {
+                exited.push(*service);
+            }
+        }
+        for service in &exited {
+            self.spawn(service)?;
+        }
+        Ok(exited)
+    }
+
     /// Stops one service the hard way (kill -9), as a crash would.
     pub async fn kill(&mut self, service: &str) -> anyhow::Result<()> {
         let (_, child) = self

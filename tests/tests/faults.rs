@@ -239,7 +239,7 @@ struct Rig {
     system: System,
     pg: Postgres,
     nats: Nats,
-    _scratch: Scratch,
+    scratch: Scratch,
     plan: Plan,
 }
 
@@ -275,9 +275,24 @@ impl Rig {
             system,
             pg,
             nats,
-            _scratch: scratch,
+            scratch,
             plan,
         })
+    }
+
+    /// Stops the services (SIGTERM, each must exit 0), then the servers; their folder goes.
+    async fn finish(self) -> anyhow::Result<()> {
+        let Rig {
+            system,
+            pg,
+            nats,
+            mut scratch,
+            ..
+        } = self;
+        system.stop().await?;
+        drop((pg, nats));
+        scratch.passed();
+        Ok(())
     }
 }
 
@@ -759,8 +774,18 @@ async fn fault_every_service_killed_repeatedly_under_load() -> anyhow::Result<()
     eprintln!("{:?}: load done", started.elapsed());
     check(&mut rig).await?;
     eprintln!("{:?}: checked", started.elapsed());
-    let Rig { system, .. } = rig;
-    system.stop().await
+    rig.finish().await
+}
+
+/// Restarts for `watch` every service that exits, as an orchestrator would; returns what exited.
+async fn orchestrate(system: &mut System, watch: Duration) -> anyhow::Result<Vec<&'static str>> {
+    let deadline = Instant::now() + watch;
+    let mut exited = Vec::new();
+    while Instant::now() < deadline {
+        exited.extend(system.restart_exited()?);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(exited)
 }
 
 #[tokio::test]
@@ -769,6 +794,7 @@ async fn fault_nats_killed_and_restarted_on_its_store() -> anyhow::Result<()> {
     let mut rig = Rig::start("kill-nats").await?;
     let load = play(rig.system.bus.clone(), std::mem::take(&mut rig.plan.steps));
     let started = Instant::now();
+    let mut exited = Vec::new();
     for _ in 0..2 {
         tokio::time::sleep(PACE * STEPS as u32 / 3).await;
         eprintln!("{:?}: kill -9 nats-server", started.elapsed());
@@ -776,34 +802,72 @@ async fn fault_nats_killed_and_restarted_on_its_store() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         rig.nats.restart().await?;
         eprintln!("{:?}: nats-server back", started.elapsed());
+        // Services that exit on the restart (a known bug, see `bug_services_exit_when_nats_restarts`) are
+        // started again, so that what they leave behind is checked too.
+        exited.extend(orchestrate(&mut rig.system, Duration::from_secs(6)).await?);
     }
     load.await??;
-    eprintln!("{:?}: load done", started.elapsed());
+    exited.extend(orchestrate(&mut rig.system, Duration::from_secs(3)).await?);
+    eprintln!(
+        "{:?}: load done; exited and restarted: {exited:?}",
+        started.elapsed()
+    );
     check(&mut rig).await?;
-    let Rig { system, .. } = rig;
-    system.stop().await
+    rig.finish().await
 }
 
-/// Down longer than a failing message's retries (BO_MAX_DELIVER = 5 deliveries, 1 + 2 + 4 + 8 s apart).
-const DB_OUTAGE: Duration = Duration::from_secs(25);
-
+/// BUG (runtime, `Clock::follow` in runtime/src/clock.rs): after the NATS server restarts, the ordered
+/// consumer on `<p>.ctl.clock` (ephemeral, in memory: gone with the server) yields "consumer not found", the
+/// `message?` there ends `run_service`/allocation's `try_join!`, and the service exits 1 with "Error: pull
+/// request failed: request failed: request failed: consumer not found". Seen for all four services.
 #[tokio::test]
-#[ignore = "fault test, minutes: make test-faults"]
-async fn fault_postgres_down_longer_than_the_retry_budget() -> anyhow::Result<()> {
-    let mut rig = Rig::start("stop-postgres").await?;
+#[ignore = "bug: every service exits when the NATS server restarts (runtime clock follower); make test-faults-bugs"]
+async fn bug_services_exit_when_nats_restarts() -> anyhow::Result<()> {
+    let mut rig = Rig::start("nats-restart-exit").await?;
+    for round in 0..2 {
+        rig.nats.kill().await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rig.nats.restart().await?;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // The assertion that fails on the bug: the services keep running across a broker restart.
+        rig.system
+            .assert_running()
+            .with_context(|| format!("BUG: a service exited after NATS restart {round}"))?;
+    }
+    rig.finish().await
+}
+
+/// PostgreSQL stopped `outage` into the load (`pg_ctl stop -m immediate`), then started again.
+async fn postgres_outage(name: &str, outage: Duration) -> anyhow::Result<()> {
+    let mut rig = Rig::start(name).await?;
     let load = play(rig.system.bus.clone(), std::mem::take(&mut rig.plan.steps));
     let started = Instant::now();
     tokio::time::sleep(PACE * STEPS as u32 / 4).await;
     eprintln!("{:?}: PostgreSQL stopped", started.elapsed());
     rig.pg.stop().await?;
-    tokio::time::sleep(DB_OUTAGE).await;
+    tokio::time::sleep(outage).await;
     rig.pg.resume().await?;
     eprintln!("{:?}: PostgreSQL back", started.elapsed());
     load.await??;
     eprintln!("{:?}: load done", started.elapsed());
     check(&mut rig).await?;
-    let Rig { system, .. } = rig;
-    system.stop().await
+    eprintln!("{:?}: checked", started.elapsed());
+    rig.finish().await
+}
+
+/// Longer than a failing message's nominal retries (BO_MAX_DELIVER = 5 deliveries, 1 + 2 + 4 + 8 s apart).
+#[tokio::test]
+#[ignore = "fault test, minutes: make test-faults"]
+async fn fault_postgres_down_longer_than_the_retry_budget() -> anyhow::Result<()> {
+    postgres_outage("stop-postgres", Duration::from_secs(25)).await
+}
+
+/// Minutes: long enough for messages to be delivered BO_MAX_DELIVER times while the database is away
+/// (each attempt waits up to the pool's 30 s for a connection, and the ack wait redelivers meanwhile).
+#[tokio::test]
+#[ignore = "fault test, minutes: make test-faults"]
+async fn fault_postgres_down_for_minutes() -> anyhow::Result<()> {
+    postgres_outage("stop-postgres-long", Duration::from_secs(150)).await
 }
 
 #[test]
