@@ -4,7 +4,8 @@
 //! is stopped for longer than the services' retry budget. Afterwards everything must have completed and the
 //! same invariants hold (see [`check`]).
 //!
-//! Slow (minutes), so ignored in the normal run: `make test-faults` runs them.
+//! Slow (minutes), so ignored in the normal run: `make test-faults` runs them. `bug_*` tests show known,
+//! reported bugs and fail until they are fixed (`make test-faults-bugs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -63,7 +64,7 @@ struct Plan {
     stock: BTreeMap<String, Stock>,
 }
 
-fn send(subject: String, id: &str, message: &impl Message) -> Msg {
+fn msg(subject: String, id: &str, message: &impl Message) -> Msg {
     Msg {
         subject,
         id: id.to_string(),
@@ -77,7 +78,7 @@ fn customer(i: usize) -> backorder_proto::v1::Customer {
         &format!("C-{n}"),
         &format!("c{n}@shop.example"),
         &format!("+49151123456{n:02}"),
-        if n % 2 == 0 { "en" } else { "de" },
+        if n.is_multiple_of(2) { "en" } else { "de" },
     )
 }
 
@@ -90,7 +91,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
     let mut stock: BTreeMap<String, Stock> = BTreeMap::new();
     for sku in SKUS {
         let id = format!("init-{sku}");
-        setup.push(send(
+        setup.push(msg(
             s.stock_adjusted(),
             &id,
             &messages::adjustment(&id, sku, INITIAL_STOCK, "initial load"),
@@ -100,7 +101,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
     for k in 0..SHIP_ORDERS {
         let id = format!("SO-S-{k:02}");
         let lines = vec![("FA", 1), ("FB", 1)];
-        setup.push(send(
+        setup.push(msg(
             s.order_placed(),
             &id,
             &messages::order(&id, customer(k), &lines),
@@ -117,7 +118,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
         if i % 2 == 0 {
             lines.push(("FB", 1 + (i % 4 == 0) as i64));
         }
-        step.push(send(
+        step.push(msg(
             s.order_placed(),
             &id,
             &messages::order(&id, customer(i), &lines),
@@ -127,7 +128,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
             // Less than is ordered, so both SKUs end with backorders (and purchase requests).
             let (sku, quantity) = if i % 10 == 4 { ("FA", 6) } else { ("FB", 3) };
             let id = format!("RC-{i:03}");
-            step.push(send(
+            step.push(msg(
                 s.stock_received(),
                 &id,
                 &messages::receipt(&id, sku, quantity, ""),
@@ -139,7 +140,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
         if i % 7 == 6 && shipments < SHIP_ORDERS {
             let order_id = format!("SO-S-{shipments:02}");
             let id = format!("SH-{shipments:02}");
-            step.push(send(
+            step.push(msg(
                 s.shipment_confirmed(),
                 &id,
                 &messages::shipment(&id, &order_id, &[(1, 1), (2, 1)]),
@@ -155,7 +156,7 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
         if i % 6 == 5 {
             let order_id = format!("SO-{:03}", i - 5);
             let id = format!("X-{i:03}");
-            step.push(send(
+            step.push(msg(
                 s.order_cancel(),
                 &id,
                 &messages::cancellation(&id, &order_id, &[], "fault test"),
