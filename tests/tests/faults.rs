@@ -669,14 +669,14 @@ async fn check(rig: &mut Rig) -> anyhow::Result<()> {
         requests.len(),
         "the same purchase request sent twice under other ids"
     );
-    for sku in SKUS {
-        assert!(
-            requests
-                .iter()
-                .any(|(_, r)| r.lines.iter().any(|l| l.sku == sku)),
-            "no purchase request for {sku}"
-        );
+    let mut requested: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in requests.iter().flat_map(|(_, r)| &r.lines) {
+        *requested.entry(line.sku.as_str()).or_default() += line.quantity;
     }
+    for sku in SKUS {
+        assert!(requested.contains_key(sku), "no purchase request for {sku}");
+    }
+    eprintln!("requested per SKU: {requested:?}");
     eprintln!(
         "checked: {} orders, {} statuses, {} customer events, {} emails, {} SMS, {} purchase requests",
         plan.orders,
