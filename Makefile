@@ -2,6 +2,8 @@
 #
 #   make demo           the main job: toolchain + NATS + PostgreSQL, release build, scripts/demo.sh
 #   make test           toolchain + NATS + PostgreSQL, then the whole workspace's tests
+#   make test-faults    the fault tests (kill -9 of services and NATS, PostgreSQL outages; minutes)
+#   make test-faults-bugs  the fault tests that show known bugs (they fail until fixed)
 #   make build          cargo build --release --bins
 #   make services-up    start the four services in the background (.local/run/*.log, *.pid)
 #   make services-down  stop them (SIGTERM, then wait)
@@ -28,11 +30,11 @@ BO_PREFIX ?= bo
 # Tests are mostly I/O bound (NATS, PostgreSQL); 4 threads on 2 cores.
 TEST_THREADS ?= 4
 
-.PHONY: help demo test build build-debug services-up services-down services-status \
+.PHONY: help demo test test-faults test-faults-bugs build build-debug services-up services-down services-status \
         fmt fmt-check lint infra stop-infra
 
 help:
-	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,19p' Makefile | sed 's/^# \{0,1\}//'
 
 demo:
 	@scripts/ensure-rust.sh
@@ -72,6 +74,32 @@ test:
 	else
 		echo "+ $(CARGO) test --workspace --no-fail-fast -- --test-threads $(TEST_THREADS)" >&2
 		$(CARGO) test --workspace --no-fail-fast -- --test-threads $(TEST_THREADS)
+	fi
+
+# The fault tests (tests/tests/faults.rs, ignored in `make test`) run a NATS server and a PostgreSQL instance
+# of their own (nats-server >= 2.10 as the script installs it, initdb/pg_ctl) and kill, stop and restart them
+# and the services. `bug_*` tests show known, reported bugs and fail until they are fixed: `make
+# test-faults-bugs` runs them.
+FAULT_THREADS ?= 2
+
+test-faults: FAULT_FILTER = not test(/^bug_/)
+test-faults: FAULT_SKIP = --skip bug_
+test-faults-bugs: FAULT_FILTER = test(/^bug_/)
+test-faults-bugs: FAULT_SKIP = bug_
+test-faults test-faults-bugs:
+	@scripts/ensure-rust.sh
+	scripts/ensure-nats.sh >/dev/null
+	scripts/ensure-postgres.sh >/dev/null
+	echo "+ $(CARGO) build --workspace --bins" >&2
+	$(CARGO) build --workspace --bins
+	if $(CARGO) nextest --version >/dev/null 2>&1; then
+		echo "+ $(CARGO) nextest run -p backorder-e2e --test faults --run-ignored only -E '$(FAULT_FILTER)'" >&2
+		$(CARGO) nextest run -p backorder-e2e --test faults --run-ignored only -E '$(FAULT_FILTER)' \
+			--no-fail-fast --test-threads $(FAULT_THREADS) --success-output final
+	else
+		echo "+ $(CARGO) test -p backorder-e2e --test faults -- --ignored $(FAULT_SKIP)" >&2
+		$(CARGO) test -p backorder-e2e --test faults --no-fail-fast -- --ignored $(FAULT_SKIP) \
+			--test-threads $(FAULT_THREADS) --nocapture
 	fi
 
 build:

@@ -2,6 +2,7 @@
 //! the four service binaries as processes under a prefix and database of their own; the demo uses the same
 //! pieces against services that are already running.
 
+pub mod infra;
 pub mod messages;
 pub mod stream;
 
@@ -254,9 +255,19 @@ impl System {
 
     /// Like [`start`](Self::start), with extra environment for the services.
     pub async fn start_with(extra_env: &HashMap<&str, &str>) -> anyhow::Result<Self> {
-        let nats_url = stream::nats_url();
         let database_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
+        Self::start_on(&stream::nats_url(), &database_url, extra_env).await
+    }
+
+    /// Like [`start_with`](Self::start_with), on the given NATS server and PostgreSQL server (a database of
+    /// its own is created there), e.g. the fault tests' own ([`infra`]).
+    pub async fn start_on(
+        nats_url: &str,
+        database_url: &str,
+        extra_env: &HashMap<&str, &str>,
+    ) -> anyhow::Result<Self> {
+        let nats_url = nats_url.to_string();
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let prefix = format!(
             "e2e-{now}-{}",
@@ -384,6 +395,12 @@ impl System {
         }
     }
 
+    /// Where the services' logs are (`target/<profile>/e2e-logs/<prefix>/`; removed by a clean [`stop`]
+    /// (Self::stop)).
+    pub fn logs(&self) -> &std::path::Path {
+        &self.logs
+    }
+
     /// The books' invariants, checked in allocation's database; empty when they hold.
     pub async fn invariant_violations(&self) -> anyhow::Result<Vec<String>> {
         Ok(allocation::invariants::violations(&self.db).await?)
@@ -418,6 +435,20 @@ impl System {
             }
         }
         Ok(())
+    }
+
+    /// Starts again every service whose process has ended, as an orchestrator would; returns them.
+    pub fn restart_exited(&mut self) -> anyhow::Result<Vec<&'static str>> {
+        let mut exited = Vec::new();
+        for (service, child) in &mut self.children {
+            if child.try_wait()?.is_some() {
+                exited.push(*service);
+            }
+        }
+        for service in &exited {
+            self.spawn(service)?;
+        }
+        Ok(exited)
     }
 
     /// Stops one service the hard way (kill -9), as a crash would.
