@@ -122,34 +122,64 @@ impl Clock {
         bus: &Bus,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-        let stream = bus
-            .js
-            .get_stream(bus.subjects.stream(StreamKind::Control))
-            .await?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: bus.subjects.clock(),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
         tokio::pin!(shutdown);
+        let mut failures = 0;
         loop {
-            let message = tokio::select! {
+            // An ordered consumer lives in the server's memory only: a restarted server has forgotten it, and
+            // the service must not stop for that. It is made again (from the last clock message) after a pause.
+            let error = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                message = messages.next() => message,
+                result = self.follow_once(bus, &mut failures) => result,
             };
-            let Some(message) = message else {
-                anyhow::bail!("the clock's message stream ended");
+            failures += 1;
+            let delay = crate::consume::retry_delay(failures);
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?delay, "following the clock failed; again");
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Follows `<p>.ctl.clock` until the subscription fails; `failures` is reset once it delivers.
+    async fn follow_once(&self, bus: &Bus, failures: &mut i64) -> anyhow::Error {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+        let opened = async {
+            let stream = bus
+                .js
+                .get_stream(bus.subjects.stream(StreamKind::Control))
+                .await?;
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    filter_subject: bus.subjects.clock(),
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::Ok(consumer.messages().await?)
+        };
+        let mut messages = match opened.await {
+            Ok(messages) => messages,
+            Err(error) => return error,
+        };
+        loop {
+            let message = match messages.next().await {
+                None => return anyhow::anyhow!("the clock's message stream ended"),
+                Some(Err(error)) => return error.into(),
+                Some(Ok(message)) => message,
             };
-            let message = message?;
+            *failures = 0;
             let to = ClockAdvanced::decode(message.payload.as_ref())
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.to.ok_or_else(|| "ClockAdvanced without `to`".to_string()))
                 .and_then(|t| {
-                    crate::time::from_proto(&t).ok_or_else(|| "`to` out of range".into())
+                    crate::time::from_proto(&t)
+                        .filter(|at| crate::limits::in_years(*at))
+                        .ok_or_else(|| {
+                            let (from, to) =
+                                (crate::limits::YEARS.start(), crate::limits::YEARS.end());
+                            format!("`to` is not a time in the years {from}..={to}")
+                        })
                 });
             match to.and_then(|to| self.advance(to).map(|()| to)) {
                 Ok(to) => tracing::info!(%to, "clock advanced"),

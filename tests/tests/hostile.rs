@@ -27,7 +27,9 @@ async fn a_lead_time_of_i32_max_is_refused_and_the_orders_behind_it_flow() -> an
         .wait_for::<RequestRefused>(&s.request_refused(), |r| r.subject == s.sku_upserted())
         .await?;
     assert!(
-        refused.reason.contains("lead_time_days: 2147483647 days is outside 0..=3650"),
+        refused
+            .reason
+            .contains("lead_time_days: 2147483647 days is outside 0..=3650"),
         "{refused:?}"
     );
     for id in ["SO-1", "SO-2"] {
@@ -46,19 +48,29 @@ async fn a_receipt_id_reused_for_another_sku_is_refused_naming_the_first() -> an
     let system = System::start().await?;
     let s = system.subjects().clone();
     system
-        .publish(s.stock_received(), "R-1", &messages::receipt("R-1", "A", 5, ""))
+        .publish(
+            s.stock_received(),
+            "R-1",
+            &messages::receipt("R-1", "A", 5, ""),
+        )
         .await?;
     // A second message under the same id (and, as a careless WMS would, the same Nats-Msg-Id after the
     // duplicate window: here another one, so JetStream stores it).
     system
-        .publish(s.stock_received(), "R-1/again", &messages::receipt("R-1", "B", 3, ""))
+        .publish(
+            s.stock_received(),
+            "R-1/again",
+            &messages::receipt("R-1", "B", 3, ""),
+        )
         .await?;
     let refused = system
         .seen
         .wait_for::<RequestRefused>(&s.request_refused(), |r| r.request_id == "receipt/R-1")
         .await?;
     assert!(
-        refused.reason.starts_with("receipt R-1 was already used for SKU A x 5 on "),
+        refused
+            .reason
+            .starts_with("receipt R-1 was already used for SKU A x 5 on "),
         "{refused:?}"
     );
     assert!(refused.reason.contains("(SKU B x 3)"), "{refused:?}");
