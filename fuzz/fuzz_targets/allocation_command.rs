@@ -12,7 +12,8 @@ use allocation::command::Command;
 use allocation::eta::{self, Settings, Supply, Waiting};
 use allocation::rules::{self, LineUnits, LineView, Queued, Room, Shippable};
 use backorder_fuzz::{MAX_REASON_LEN, now};
-use backorder_runtime::{Subjects, time};
+use backorder_proto::v1::ShipPolicy;
+use backorder_runtime::{Subjects, limits, time};
 use chrono::Duration;
 use libfuzzer_sys::fuzz_target;
 
@@ -94,6 +95,11 @@ fn project(supply: &[Supply], settings: &Settings) {
     let _ = eta::project(now() + Duration::days(1), &again, supply, settings);
 }
 
+/// Units the store can hold for a line: orders come through order-intake, which bounds each line.
+fn stored(units: i64) -> i64 {
+    units.clamp(0, limits::MAX_QUANTITY)
+}
+
 fn rules_on(command: &Command) {
     match command {
         Command::AcceptOrder(order) => {
@@ -132,7 +138,7 @@ fn rules_on(command: &Command) {
             let _: i64 = splits.iter().map(|s| s.allocated).sum();
             let _: i64 = splits.iter().map(|s| s.backordered).sum();
             let _ = rules::order_status(&units, false);
-            let _ = rules::releasable(order.ship_policy == 2, &units);
+            let _ = rules::releasable(order.ship_policy == ShipPolicy::ShipComplete as i32, &units);
             let after: Vec<LineView> = units
                 .iter()
                 .map(|u| LineView {
@@ -178,8 +184,8 @@ fn rules_on(command: &Command) {
                     (
                         l.line_no as i32,
                         Shippable {
-                            allocated: l.quantity,
-                            released: l.quantity,
+                            allocated: stored(l.quantity),
+                            released: stored(l.quantity),
                         },
                     )
                 })
@@ -198,7 +204,7 @@ fn rules_on(command: &Command) {
                 .lines
                 .iter()
                 .map(|l| {
-                    let q = l.quantity.max(1);
+                    let q = stored(l.quantity).max(1);
                     (
                         l.line_no as i32,
                         LineUnits {

@@ -1,6 +1,8 @@
 //! Writes the seed corpora, `fuzz/corpus/<target>/seed-<name>`: the messages the end-to-end tests and the
 //! demo send (built with `backorder_e2e::messages`, as the tests build them), framed the way each target
-//! reads its input. Run from `fuzz/`: `cargo run --example seeds` (see docs/operations.md, "Fuzzing").
+//! reads its input. Not a fuzz target: a binary of the fuzz build (so it costs no build of its own) that
+//! writes the seeds and exits at start. Run from `fuzz/`: `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none seeds`.
+#![no_main]
 
 use std::path::Path;
 
@@ -12,6 +14,7 @@ use backorder_proto::v1::{
 };
 use backorder_runtime::time;
 use chrono::Duration;
+use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fn write(target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -27,7 +30,7 @@ fn picked(pick: u8, message: &impl Message) -> Vec<u8> {
     out
 }
 
-fn main() -> std::io::Result<()> {
+fn write_all() -> std::io::Result<()> {
     let customer = messages::customer("C-7", "buyer@example.com", "+4915112345678", "de-DE");
     let order = messages::order(
         "SO-1042",
@@ -180,3 +183,11 @@ fn main() -> std::io::Result<()> {
     write("runtime_control", "dead-letter", &picked(1, &letter))?;
     Ok(())
 }
+
+fuzz_target!(
+    init: {
+        write_all().expect("seeds written");
+        std::process::exit(0);
+    },
+    |_data: &[u8]| {}
+);
