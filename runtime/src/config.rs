@@ -79,6 +79,9 @@ pub struct CommonConfig {
     /// `BO_MAX_WAIT_SECS`: how long a message that depends on another one not yet handled (a cancellation
     /// that overtook its order) is delivered again before it is parked, default 600.
     pub max_wait: std::time::Duration,
+    /// `BO_ACK_WAIT_SECS`: how long a delivery may stay unsettled (a crashed or hung handler) before it is
+    /// delivered again, default 30. A handler that is still working keeps its batch by in-progress acks.
+    pub ack_wait: std::time::Duration,
     /// `BO_CLOCK`, `BO_CLOCK_START`: the wall clock, or a simulated one moved by `<p>.ctl.clock`.
     pub clock: crate::Clock,
     /// `BO_HTTP_ADDR`: where health and metrics are served; unset, each service has a port of its own
@@ -102,6 +105,14 @@ impl CommonConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let ack_wait = parse_or(source, "BO_ACK_WAIT_SECS", 30u64)?;
+        if ack_wait == 0 {
+            return Err(ConfigError::Invalid {
+                key: "BO_ACK_WAIT_SECS".into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             nats_url: source
                 .get("NATS_URL")
@@ -110,6 +121,7 @@ impl CommonConfig {
             batch_size,
             max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
             max_wait: std::time::Duration::from_secs(parse_or(source, "BO_MAX_WAIT_SECS", 600u64)?),
+            ack_wait: std::time::Duration::from_secs(ack_wait),
             clock: crate::Clock::from_source(source)?,
             http_addr: match source.get("BO_HTTP_ADDR") {
                 None => None,
@@ -149,6 +161,21 @@ mod tests {
         assert_eq!(config.batch_size, 256);
         assert_eq!(config.max_deliver, 5);
         assert_eq!(config.max_wait, std::time::Duration::from_secs(600));
+        assert_eq!(config.ack_wait, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn an_ack_wait_of_zero_is_refused_and_others_read() {
+        let error = CommonConfig::from_source(&HashMap::from([("BO_ACK_WAIT_SECS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("BO_ACK_WAIT_SECS") && error.contains("at least 1"),
+            "{error}"
+        );
+        let config =
+            CommonConfig::from_source(&HashMap::from([("BO_ACK_WAIT_SECS", "3")])).unwrap();
+        assert_eq!(config.ack_wait, std::time::Duration::from_secs(3));
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //! then settle each message by the outcome the handler gave. A message is acked only after the handler
 //! returned, that is after its effects are stored; one that keeps failing is parked in the dead-letter stream
 //! with its error instead of being retried forever, so the flow behind it keeps moving.
+//!
+//! Three faults the handler never sees are handled here too: a message whose earlier deliveries crashed the
+//! process or hung (delivered more than `max_deliver` times) is parked before it is handed out again; a batch
+//! still being handled is kept by in-progress acks, so slow work is not delivered a second time meanwhile;
+//! and a durable consumer deleted on the server is made again (`/ready` fails until it is).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, AckKind, consumer::pull::MessagesErrorKind};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use prost::Message as _;
 
-use crate::jetstream::Bus;
+use crate::jetstream::{Bus, Messages};
 
 /// One message as a handler sees it.
 pub struct Delivery {
@@ -104,7 +110,7 @@ impl Worker {
         service: &'static str,
         kind: crate::subjects::StreamKind,
         filters: Vec<String>,
-    ) -> anyhow::Result<(Self, pull::Stream)> {
+    ) -> anyhow::Result<(Self, Messages)> {
         Self::connect_with(config, service, kind, filters, 10_000).await
     }
 
@@ -116,8 +122,10 @@ impl Worker {
         kind: crate::subjects::StreamKind,
         filters: Vec<String>,
         max_ack_pending: i64,
-    ) -> anyhow::Result<(Self, pull::Stream)> {
-        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), service).await?;
+    ) -> anyhow::Result<(Self, Messages)> {
+        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), service)
+            .await?
+            .configured(config);
         let messages = bus
             .durable_consumer_with(kind, service, filters, max_ack_pending)
             .await?;
@@ -134,16 +142,20 @@ impl Worker {
     }
 
     /// A whole service with one consumer: [`run`](Self::run), the clock following `<p>.ctl.clock`, and health
-    /// and metrics on `http_addr` (ready while NATS is connected), until `shutdown`.
+    /// and metrics on `http_addr` (ready while NATS is connected and no consumer of the bus is missing), until
+    /// `shutdown`.
     pub async fn run_service(
         &self,
-        messages: pull::Stream,
+        messages: impl Into<Messages>,
         handler: &mut impl Handler,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         use futures::FutureExt;
         let shutdown = shutdown.shared();
-        let checks = vec![crate::ops::nats_check(self.bus.client.clone())];
+        let checks = vec![
+            crate::ops::nats_check(self.bus.client.clone()),
+            self.bus.consumers_check(),
+        ];
         tokio::try_join!(
             self.run(messages, handler, shutdown.clone()),
             self.clock.follow(&self.bus, shutdown.clone()),
@@ -152,50 +164,184 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves; the batch in hand is finished and settled first.
+    /// Runs until `shutdown` resolves; the batch in hand is finished and settled first. A consumer deleted on
+    /// the server is made again with the configuration it was made with (one from a bare pull stream cannot
+    /// be: then this returns an error, as before).
     pub async fn run(
         &self,
-        messages: pull::Stream,
+        messages: impl Into<Messages>,
         handler: &mut impl Handler,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let mut batches = messages.ready_chunks(self.batch_size);
+        let mut messages = messages.into();
+        messages
+            .set_server_max_deliver(crate::jetstream::server_max_deliver(self.max_deliver))
+            .await?;
+        let mut advisories = match messages.consumer() {
+            Some((stream, name)) => Some(
+                self.bus
+                    .client
+                    .subscribe(max_deliveries_advisory(stream, name))
+                    .await?,
+            ),
+            None => None,
+        };
         tokio::pin!(shutdown);
+        loop {
+            let Some(why) = self
+                .consume(&mut messages, handler, &mut advisories, shutdown.as_mut())
+                .await
+            else {
+                return Ok(());
+            };
+            if !messages.can_reopen() {
+                anyhow::bail!("the consumer's message stream ended ({why})");
+            }
+            if self.reopen(&mut messages, &why, shutdown.as_mut()).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes batches until `shutdown` (`None`) or until the pull stream ended or its consumer is gone on the
+    /// server (`Some(why)`).
+    async fn consume(
+        &self,
+        messages: &mut Messages,
+        handler: &mut impl Handler,
+        advisories: &mut Option<async_nats::Subscriber>,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<String> {
+        let progress_every = (messages.ack_wait() / 3).max(Duration::from_millis(100));
+        let mut batches = (&mut *messages).ready_chunks(self.batch_size);
         loop {
             let batch = tokio::select! {
                 biased;
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => return None,
+                advisory = next_advisory(advisories) => {
+                    self.max_deliveries_reached(&advisory.payload);
+                    continue;
+                }
                 batch = batches.next() => batch,
             };
             let Some(batch) = batch else {
-                anyhow::bail!("the consumer's message stream ended");
+                return Some("the consumer's message stream ended".into());
             };
-            let deliveries: Vec<Delivery> = batch
-                .into_iter()
-                .filter_map(|message| match message.map_err(|e| e.to_string()).and_then(|m| {
-                    Delivery::new(m).map_err(|e| e.to_string())
-                }) {
-                    Ok(delivery) => Some(delivery),
-                    // Missed heartbeats and the like: the pull stream recovers by itself, and an unacked
-                    // message comes again after ack_wait.
+            // An error that may mean the consumer is gone; asked of the server after the batch.
+            let mut suspect = None;
+            let mut deliveries = Vec::with_capacity(batch.len());
+            for message in batch {
+                let error = match message {
+                    Ok(message) => match Delivery::new(message) {
+                        Ok(delivery) => {
+                            deliveries.push(delivery);
+                            continue;
+                        }
+                        Err(error) => error.to_string(),
+                    },
                     Err(error) => {
-                        tracing::warn!(service = self.service, %error, "skipping an unreadable delivery");
-                        None
+                        if matches!(
+                            error.kind(),
+                            MessagesErrorKind::ConsumerDeleted
+                                | MessagesErrorKind::NoResponders
+                                | MessagesErrorKind::MissingHeartbeat
+                        ) {
+                            suspect = Some(error.to_string());
+                        }
+                        error.to_string()
                     }
-                })
-                .collect();
-            if deliveries.is_empty() {
-                continue;
+                };
+                // Missed heartbeats and the like: the pull stream recovers by itself, and an unacked
+                // message comes again after ack_wait.
+                tracing::warn!(service = self.service, %error, "skipping an unreadable delivery");
             }
-            let started = std::time::Instant::now();
-            let outcomes = handler.handle(&deliveries).await;
-            metrics::histogram!("bo_batch_seconds", "service" => self.service)
-                .record(started.elapsed().as_secs_f64());
-            debug_assert_eq!(outcomes.len(), deliveries.len());
-            for (delivery, outcome) in deliveries.iter().zip(outcomes) {
-                self.settle(delivery, outcome).await;
+            // Delivered more often than a failing handler may be: earlier deliveries crashed the process or
+            // hung past the ack wait without settling. Parked before the handler sees it again.
+            let (exhausted, deliveries): (Vec<_>, Vec<_>) = deliveries
+                .into_iter()
+                .partition(|d| d.deliveries > self.max_deliver);
+            for delivery in &exhausted {
+                let why = exhausted_reason(delivery.deliveries, self.max_deliver);
+                self.count(delivery, "exhausted");
+                if let Err(error) = self.park(delivery, why).await {
+                    tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
+                }
+            }
+            for part in segments(&deliveries) {
+                let part = &deliveries[part];
+                let started = std::time::Instant::now();
+                let outcomes = keep_in_progress(handler.handle(part), part, progress_every).await;
+                metrics::histogram!("bo_batch_seconds", "service" => self.service)
+                    .record(started.elapsed().as_secs_f64());
+                debug_assert_eq!(outcomes.len(), part.len());
+                for (delivery, outcome) in part.iter().zip(outcomes) {
+                    self.settle(delivery, outcome).await;
+                }
+            }
+            if let Some(error) = suspect {
+                drop(batches);
+                if messages.is_missing().await {
+                    return Some(format!("{error}; the server does not know the consumer"));
+                }
+                batches = (&mut *messages).ready_chunks(self.batch_size);
             }
         }
+    }
+
+    /// Makes the consumer again, retrying with a growing pause; true when `shutdown` came first.
+    async fn reopen(
+        &self,
+        messages: &mut Messages,
+        why: &str,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        let consumer = messages.label().unwrap_or_default();
+        tracing::error!(service = self.service, %consumer, %why, "consumer lost; making it again");
+        metrics::counter!("bo_consumer_reopened_total", "service" => self.service).increment(1);
+        for attempt in 1.. {
+            match messages.reopen(why).await {
+                Ok(()) => {
+                    tracing::info!(service = self.service, %consumer, "consumer made again; consuming");
+                    return false;
+                }
+                Err(error) => {
+                    let delay = retry_delay(attempt);
+                    tracing::error!(
+                        service = self.service, %consumer, error = format!("{error:#}"), retry_in = ?delay,
+                        "could not make the consumer again; /ready fails until it is"
+                    );
+                    tokio::select! {
+                        _ = &mut shutdown => return true,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        unreachable!("the attempts never run out")
+    }
+
+    /// The server stopped delivering a message (it reached the consumer's `max_deliver`, set above ours): our
+    /// own parking of it failed. Logged with its stream sequence for an operator, and counted.
+    fn max_deliveries_reached(&self, advisory: &[u8]) {
+        let advisory: serde_json::Value = serde_json::from_slice(advisory).unwrap_or_default();
+        let field = |name: &str| advisory.get(name).cloned().unwrap_or_default();
+        tracing::error!(
+            service = self.service, stream = %field("stream"), consumer = %field("consumer"),
+            stream_sequence = %field("stream_seq"), deliveries = %field("deliveries"),
+            "the server stopped delivering a message that reached max_deliver; it is still in its stream at \
+             that sequence, not in the dead-letter stream"
+        );
+        metrics::counter!("bo_max_deliveries_total", "service" => self.service).increment(1);
+    }
+
+    fn count(&self, delivery: &Delivery, outcome: &'static str) {
+        metrics::counter!(
+            "bo_messages_total",
+            "service" => self.service,
+            "subject" => delivery.subject.clone(),
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 
     async fn settle(&self, delivery: &Delivery, outcome: Outcome) {
@@ -205,13 +351,7 @@ impl Worker {
             Outcome::Retry(_) => "retried",
             Outcome::Wait(_) => "waiting",
         };
-        metrics::counter!(
-            "bo_messages_total",
-            "service" => self.service,
-            "subject" => delivery.subject.clone(),
-            "outcome" => name
-        )
-        .increment(1);
+        self.count(delivery, name);
         let result = match outcome {
             Outcome::Done => delivery.message.ack().await,
             Outcome::Retry(error) if delivery.deliveries < self.max_deliver => {
@@ -283,6 +423,72 @@ impl Worker {
     }
 }
 
+/// Why a message delivered `deliveries` times is parked without being handed out again: each delivery but
+/// this one ended without the handler settling it (it crashed the process, or hung past the ack wait).
+pub fn exhausted_reason(deliveries: i64, max_deliver: i64) -> String {
+    format!(
+        "crashed or timed out {} times (delivery {deliveries}, more than BO_MAX_DELIVER={max_deliver})",
+        deliveries - 1
+    )
+}
+
+/// How a batch is handed to the handler, in order: runs of first deliveries together, each redelivered
+/// message on its own. A redelivery may follow a crash in the handler; alone, it cannot take the work of a
+/// whole batch down with it again, and what came before it in the crashed batch is settled first.
+pub fn segments(deliveries: &[Delivery]) -> Vec<std::ops::Range<usize>> {
+    segment_by(&deliveries.iter().map(|d| d.deliveries).collect::<Vec<_>>())
+}
+
+fn segment_by(deliveries: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, &count) in deliveries.iter().enumerate() {
+        match parts.last_mut() {
+            Some(last) if count <= 1 && deliveries[last.start] <= 1 => last.end = i + 1,
+            _ => parts.push(i..i + 1),
+        }
+    }
+    parts
+}
+
+/// The advisory the server publishes when it stops delivering a message of `stream`'s `consumer`.
+pub fn max_deliveries_advisory(stream: &str, consumer: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}")
+}
+
+/// The next advisory, or never when there is no subscription (or it ended).
+async fn next_advisory(advisories: &mut Option<async_nats::Subscriber>) -> async_nats::Message {
+    if let Some(subscription) = advisories
+        && let Some(message) = subscription.next().await
+    {
+        return message;
+    }
+    *advisories = None;
+    futures::future::pending().await
+}
+
+/// Drives `handling` and meanwhile tells the server every `every` that each of `deliveries` is still being
+/// worked on, so a batch slower than the ack wait is not delivered again while it is handled.
+async fn keep_in_progress<T>(
+    handling: impl Future<Output = T>,
+    deliveries: &[Delivery],
+    every: Duration,
+) -> T {
+    tokio::pin!(handling);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            done = &mut handling => return done,
+            _ = ticks.tick() => {
+                for delivery in deliveries {
+                    if let Err(error) = delivery.message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(id = %delivery.stream_id(), %error, "could not extend the ack wait");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// 1 s, 2 s, 4 s ... capped at a minute.
 pub fn retry_delay(deliveries: i64) -> Duration {
     let exponent = deliveries.clamp(1, 7) as u32 - 1;
@@ -297,5 +503,24 @@ mod tests {
     fn retry_delay_doubles_and_caps() {
         let delays: Vec<u64> = (0..10).map(|n| retry_delay(n).as_secs()).collect();
         assert_eq!(delays, [1, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn first_deliveries_go_together_and_redeliveries_alone() {
+        assert_eq!(segment_by(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(segment_by(&[1, 1, 1]), vec![0..3_usize]);
+        assert_eq!(
+            segment_by(&[1, 2, 1, 1, 3, 3, 1]),
+            [0..1, 1..2, 2..4, 4..5, 5..6, 6..7]
+        );
+        assert_eq!(segment_by(&[2, 1]), [0..1, 1..2]);
+    }
+
+    #[test]
+    fn the_exhausted_reason_counts_the_deliveries_that_did_not_settle() {
+        assert_eq!(
+            exhausted_reason(6, 5),
+            "crashed or timed out 5 times (delivery 6, more than BO_MAX_DELIVER=5)"
+        );
     }
 }

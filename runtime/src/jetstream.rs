@@ -1,5 +1,9 @@
 //! The NATS connection, the streams every prefix has, durable consumers, and publishing with an id.
 
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +18,46 @@ pub struct Bus {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub subjects: Subjects,
+    /// What the durable consumers this bus creates are given.
+    pub consumers: ConsumerSettings,
+    /// The durable consumers found missing on the server and not recreated yet (`stream/name` → why), shared
+    /// by every clone, for `/ready`.
+    lost: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+/// The server-side settings of a durable consumer that come from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// `BO_ACK_WAIT_SECS`: how long a delivery may stay unsettled before it is delivered again.
+    pub ack_wait: Duration,
+    /// `BO_MAX_DELIVER`: the consume loop parks a message delivered more often than this; the server is
+    /// told [`server_max_deliver`] of it, a second guard behind ours.
+    pub max_deliver: i64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+        }
+    }
+}
+
+impl From<&crate::CommonConfig> for ConsumerSettings {
+    fn from(config: &crate::CommonConfig) -> Self {
+        Self {
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+        }
+    }
+}
+
+/// The server's own redelivery limit for a loop that parks after `max_deliver` deliveries: two more, so our
+/// check (at delivery `max_deliver + 1`) parks first and the server only stops a message whose parking
+/// failed twice (its advisory is logged and counted, see `consume`).
+pub fn server_max_deliver(max_deliver: i64) -> i64 {
+    max_deliver.saturating_add(2)
 }
 
 impl Bus {
@@ -30,9 +74,17 @@ impl Bus {
             client,
             js,
             subjects,
+            consumers: ConsumerSettings::default(),
+            lost: Arc::default(),
         };
         bus.ensure_streams().await?;
         Ok(bus)
+    }
+
+    /// This bus with the consumer settings of `config` (`BO_ACK_WAIT_SECS`, `BO_MAX_DELIVER`).
+    pub fn configured(mut self, config: &crate::CommonConfig) -> Self {
+        self.consumers = config.into();
+        self
     }
 
     /// Creates the four streams of this prefix if they are missing. Every service calls it, so start-up order
@@ -74,13 +126,13 @@ impl Bus {
     }
 
     /// A durable pull consumer (explicit ack) on `kind`'s stream for `filters`. Redelivery is bounded by our
-    /// own loop (see `consume`), not by the server, so a message is never silently dropped.
+    /// own loop (see `consume`), with the server's limit set just above it as a second guard.
     pub async fn durable_consumer(
         &self,
         kind: StreamKind,
         name: &str,
         filters: Vec<String>,
-    ) -> anyhow::Result<pull::Stream> {
+    ) -> anyhow::Result<Messages> {
         self.durable_consumer_with(kind, name, filters, 10_000)
             .await
     }
@@ -93,25 +145,51 @@ impl Bus {
         name: &str,
         filters: Vec<String>,
         max_ack_pending: i64,
-    ) -> anyhow::Result<pull::Stream> {
-        let stream_name = self.subjects.stream(kind);
-        let stream = self.js.get_stream(&stream_name).await?;
-        // Create or update: a new release may consume more subjects through the same durable consumer.
-        let consumer: jetstream::consumer::PullConsumer = stream
-            .create_consumer(pull::Config {
+    ) -> anyhow::Result<Messages> {
+        let recipe = Recipe {
+            bus: self.clone(),
+            stream: self.subjects.stream(kind),
+            config: pull::Config {
                 durable_name: Some(name.to_string()),
                 filter_subjects: filters,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: self.consumers.ack_wait,
+                max_deliver: server_max_deliver(self.consumers.max_deliver),
                 max_ack_pending,
                 ..Default::default()
+            },
+        };
+        let inner = recipe.open().await?;
+        Ok(Messages {
+            inner,
+            recipe: Some(recipe),
+        })
+    }
+
+    /// A `/ready` check that fails while a durable consumer of this bus is missing on the server.
+    pub fn consumers_check(&self) -> crate::ops::Check {
+        let lost = self.lost.clone();
+        Arc::new(move || {
+            let lost = lost.lock().unwrap().clone();
+            Box::pin(async move {
+                if lost.is_empty() {
+                    return Ok(());
+                }
+                let each: Vec<String> = lost
+                    .iter()
+                    .map(|(consumer, why)| format!("consumer {consumer} is missing ({why})"))
+                    .collect();
+                Err(each.join("; "))
             })
-            .await
-            .with_context(|| format!("creating consumer {name} on {stream_name}"))?;
-        consumer
-            .messages()
-            .await
-            .with_context(|| format!("pulling from consumer {name}"))
+        })
+    }
+
+    fn mark_lost(&self, key: &str, why: Option<String>) {
+        let mut lost = self.lost.lock().unwrap();
+        match why {
+            Some(why) => lost.insert(key.to_string(), why),
+            None => lost.remove(key),
+        };
     }
 
     /// Publishes `message` with `id` as `Nats-Msg-Id` and waits for the stream to store it.
@@ -168,5 +246,133 @@ impl Bus {
             .send_publish(subject.clone(), publish)
             .await
             .with_context(|| format!("publishing {id} on {subject}"))
+    }
+}
+
+/// How a durable consumer is made, so it can be made again after it was deleted on the server.
+#[derive(Clone)]
+struct Recipe {
+    bus: Bus,
+    stream: String,
+    config: pull::Config,
+}
+
+impl Recipe {
+    /// Creates the consumer, or updates it to `config` when it exists (same durable name), and pulls from it.
+    async fn open(&self) -> anyhow::Result<pull::Stream> {
+        let name = self.config.durable_name.as_deref().unwrap_or_default();
+        let stream = self.bus.js.get_stream(&self.stream).await?;
+        // Create or update: a new release may consume more subjects through the same durable consumer.
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(self.config.clone())
+            .await
+            .with_context(|| format!("creating consumer {name} on {}", self.stream))?;
+        consumer
+            .messages()
+            .await
+            .with_context(|| format!("pulling from consumer {name}"))
+    }
+}
+
+/// The deliveries of one durable consumer, as the consume loop takes them: a pull stream that knows how its
+/// consumer was made, so the loop can make it again when it is deleted on the server (see
+/// [`reopen`](Self::reopen)). One built from a bare [`pull::Stream`] cannot.
+pub struct Messages {
+    inner: pull::Stream,
+    recipe: Option<Recipe>,
+}
+
+impl From<pull::Stream> for Messages {
+    fn from(inner: pull::Stream) -> Self {
+        Self {
+            inner,
+            recipe: None,
+        }
+    }
+}
+
+impl Messages {
+    /// `stream/consumer`, when known.
+    pub fn label(&self) -> Option<String> {
+        let recipe = self.recipe.as_ref()?;
+        Some(format!(
+            "{}/{}",
+            recipe.stream,
+            recipe.config.durable_name.as_deref().unwrap_or_default()
+        ))
+    }
+
+    /// The stream and durable name, when known.
+    pub fn consumer(&self) -> Option<(&str, &str)> {
+        let recipe = self.recipe.as_ref()?;
+        Some((&recipe.stream, recipe.config.durable_name.as_deref()?))
+    }
+
+    /// How long a delivery may stay unsettled before the server delivers it again (30 s when unknown).
+    pub fn ack_wait(&self) -> Duration {
+        self.recipe
+            .as_ref()
+            .map_or(Duration::from_secs(30), |r| r.config.ack_wait)
+    }
+
+    /// The server's redelivery limit (-1: none or unknown).
+    pub fn server_max_deliver(&self) -> i64 {
+        self.recipe.as_ref().map_or(-1, |r| r.config.max_deliver)
+    }
+
+    /// Whether [`reopen`](Self::reopen) can make the consumer again.
+    pub fn can_reopen(&self) -> bool {
+        self.recipe.is_some()
+    }
+
+    /// Sets the server's redelivery limit of the consumer, updating it on the server when it differs.
+    pub async fn set_server_max_deliver(&mut self, max_deliver: i64) -> anyhow::Result<()> {
+        match &mut self.recipe {
+            Some(recipe) if recipe.config.max_deliver != max_deliver => {
+                recipe.config.max_deliver = max_deliver;
+                self.inner = recipe.open().await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the consumer is known to be gone on the server (false when it is there or cannot be asked).
+    pub async fn is_missing(&self) -> bool {
+        let Some((stream, name)) = self.consumer() else {
+            return false;
+        };
+        let bus = &self.recipe.as_ref().expect("a recipe").bus;
+        let Ok(stream) = bus.js.get_stream(stream).await else {
+            return false;
+        };
+        matches!(
+            stream.consumer_info(name).await,
+            Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound
+        )
+    }
+
+    /// Creates the consumer again with the configuration it was made with (or updates it, when it is there)
+    /// and pulls from it anew. Until that succeeds the bus's [`consumers_check`](Bus::consumers_check)
+    /// fails with `why`.
+    pub async fn reopen(&mut self, why: &str) -> anyhow::Result<()> {
+        let (Some(label), Some(recipe)) = (self.label(), self.recipe.as_ref()) else {
+            anyhow::bail!("this consumer's configuration is unknown, so it cannot be made again");
+        };
+        recipe.bus.mark_lost(&label, Some(why.to_string()));
+        self.inner = recipe.open().await?;
+        recipe.bus.mark_lost(&label, None);
+        Ok(())
+    }
+}
+
+impl futures::Stream for Messages {
+    type Item = Result<jetstream::Message, pull::MessagesError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        futures::Stream::poll_next(Pin::new(&mut self.inner), cx)
     }
 }

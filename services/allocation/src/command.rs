@@ -4,13 +4,18 @@ use backorder_proto::v1::{
     DelayAnswer, OrderAccepted, OrderCancelRequested, OrderPlaced, ShipmentConfirmed, SkuUpserted,
     StockAdjusted, StockReceived, SupplyUpdated,
 };
-use backorder_runtime::{Subjects, time};
+use backorder_runtime::limits::{self, Check};
+use backorder_runtime::{Subjects, digest, time};
 use chrono::{DateTime, Utc};
 use prost::Message;
 
 #[derive(Debug, Clone)]
 pub enum Command {
-    AcceptOrder(OrderPlaced),
+    /// `digest`: `OrderAccepted.digest`, the order as the OMS sent it (empty from older releases).
+    AcceptOrder {
+        order: OrderPlaced,
+        digest: String,
+    },
     ReceiveStock(StockReceived),
     AdjustStock(StockAdjusted),
     ConfirmShipment {
@@ -18,21 +23,30 @@ pub enum Command {
         shipped_at: DateTime<Utc>,
     },
     CancelOrder(OrderCancelRequested),
-    /// `sequence`: the upsert's place in its stream, which orders upserts of one SKU.
+    /// `published`, `sequence`: where its stream stored the upsert, which orders upserts of one SKU (the
+    /// stored time first: a recreated stream starts its sequence numbers again at 1).
     UpsertSku {
         sku: SkuUpserted,
+        published: DateTime<Utc>,
         sequence: u64,
     },
-    /// `sequence` orders updates of one purchase-order line.
+    /// `published`, `sequence` order updates of one purchase-order line.
     UpdateSupply {
         supply: SupplyUpdated,
+        published: DateTime<Utc>,
         sequence: u64,
     },
     AnswerDelay(DelayAnswer),
+    /// A message with a field out of bounds: refused by name, nothing else happens.
+    Refuse {
+        command: Box<Command>,
+        reason: String,
+    },
 }
 
 impl Command {
-    /// Decodes a message by its subject. An `Err` names what is wrong; such a message can never succeed.
+    /// Decodes a message by its subject. An `Err` names what is wrong with bytes that are no message at all (no
+    /// id to answer to); a message with a field out of bounds decodes to [`Command::Refuse`].
     pub fn decode(
         subjects: &Subjects,
         subject: &str,
@@ -43,7 +57,10 @@ impl Command {
         let bad = |e: prost::DecodeError| format!("cannot decode {subject}: {e}");
         let command = if subject == subjects.order_accepted() {
             let accepted = OrderAccepted::decode(payload).map_err(bad)?;
-            Command::AcceptOrder(accepted.order.ok_or("OrderAccepted without an order")?)
+            Command::AcceptOrder {
+                order: accepted.order.ok_or("OrderAccepted without an order")?,
+                digest: accepted.digest,
+            }
         } else if subject == subjects.stock_received() {
             Command::ReceiveStock(StockReceived::decode(payload).map_err(bad)?)
         } else if subject == subjects.stock_adjusted() {
@@ -54,6 +71,7 @@ impl Command {
                 .shipped_at
                 .as_ref()
                 .and_then(time::from_proto)
+                .filter(|at| limits::in_years(*at))
                 .unwrap_or(published);
             Command::ConfirmShipment {
                 shipment,
@@ -63,41 +81,89 @@ impl Command {
             Command::CancelOrder(OrderCancelRequested::decode(payload).map_err(bad)?)
         } else if subject == subjects.sku_upserted() {
             let sku = SkuUpserted::decode(payload).map_err(bad)?;
-            Command::UpsertSku { sku, sequence }
+            Command::UpsertSku {
+                sku,
+                published,
+                sequence,
+            }
         } else if subject == subjects.supply_updated() {
             let supply = SupplyUpdated::decode(payload).map_err(bad)?;
-            Command::UpdateSupply { supply, sequence }
+            Command::UpdateSupply {
+                supply,
+                published,
+                sequence,
+            }
         } else if subject == subjects.delay_answer() {
             Command::AnswerDelay(DelayAnswer::decode(payload).map_err(bad)?)
         } else {
             return Err(format!("allocation does not handle subject {subject}"));
         };
-        command.check()?;
-        Ok(command)
+        Ok(match command.check() {
+            Ok(()) => command,
+            Err(reason) if command.has_id() => Command::Refuse {
+                command: Box::new(command),
+                reason,
+            },
+            // Without a usable id there is nobody to answer and nothing to record: the dead letter keeps it.
+            Err(reason) => return Err(reason),
+        })
     }
 
-    /// The id under which its effects are stored once: a redelivery with the same id does nothing.
+    /// Whether the message's own id is usable for the record of its refusal.
+    fn has_id(&self) -> bool {
+        let id = match self {
+            Command::AcceptOrder { order, .. } => &order.order_id,
+            Command::ReceiveStock(r) => &r.receipt_id,
+            Command::AdjustStock(a) => &a.adjustment_id,
+            Command::ConfirmShipment { shipment, .. } => &shipment.shipment_id,
+            Command::CancelOrder(c) => &c.request_id,
+            Command::UpsertSku { sku, .. } => &sku.sku,
+            Command::UpdateSupply { supply, .. } => &supply.po_id,
+            Command::AnswerDelay(a) => &a.answer_id,
+            Command::Refuse { command, .. } => return command.has_id(),
+        };
+        let mut c = Check::new();
+        c.id("id", id);
+        c.violations.is_empty()
+    }
+
+    /// The id under which its effects are stored once: a redelivery with the same id does nothing, and another
+    /// message under the same id is a conflict (see [`digest`](Self::digest)). Upserts are states, named by
+    /// where their stream stored them: the same state sent again later is applied again (harmlessly), and the
+    /// newest wins.
     pub fn message_id(&self) -> String {
         match self {
-            Command::AcceptOrder(o) => format!("order/{}", o.order_id),
+            Command::AcceptOrder { order, .. } => format!("order/{}", order.order_id),
             Command::ReceiveStock(r) => format!("receipt/{}", r.receipt_id),
             Command::AdjustStock(a) => format!("adjustment/{}", a.adjustment_id),
             Command::ConfirmShipment { shipment, .. } => {
                 format!("shipment/{}", shipment.shipment_id)
             }
             Command::CancelOrder(c) => format!("cancel/{}", c.request_id),
-            Command::UpsertSku { sku, sequence } => format!("sku/{}/{sequence}", sku.sku),
-            Command::UpdateSupply { supply, sequence } => {
-                format!("supply/{}/{}/{sequence}", supply.po_id, supply.line_no)
-            }
+            Command::UpsertSku {
+                sku,
+                published,
+                sequence,
+            } => format!("sku/{}/{}", sku.sku, position(*published, *sequence)),
+            Command::UpdateSupply {
+                supply,
+                published,
+                sequence,
+            } => format!(
+                "supply/{}/{}/{}",
+                supply.po_id,
+                supply.line_no,
+                position(*published, *sequence)
+            ),
             Command::AnswerDelay(a) => format!("delay-answer/{}", a.answer_id),
+            Command::Refuse { command, .. } => command.message_id(),
         }
     }
 
     /// The subject it arrived on.
     pub fn subject(&self, subjects: &Subjects) -> String {
         match self {
-            Command::AcceptOrder(_) => subjects.order_accepted(),
+            Command::AcceptOrder { .. } => subjects.order_accepted(),
             Command::ReceiveStock(_) => subjects.stock_received(),
             Command::AdjustStock(_) => subjects.stock_adjusted(),
             Command::ConfirmShipment { .. } => subjects.shipment_confirmed(),
@@ -105,6 +171,7 @@ impl Command {
             Command::UpsertSku { .. } => subjects.sku_upserted(),
             Command::UpdateSupply { .. } => subjects.supply_updated(),
             Command::AnswerDelay(_) => subjects.delay_answer(),
+            Command::Refuse { command, .. } => command.subject(subjects),
         }
     }
 
@@ -118,123 +185,259 @@ impl Command {
         }
     }
 
-    /// The SKUs whose stock it may touch, where the message names them (a shipment names only its order).
+    /// The SKUs whose stock it may touch, where the message names them (a shipment names only its order). A
+    /// refused message touches none (its SKU may be 10 KB of garbage).
     pub fn named_skus(&self) -> Vec<&str> {
         match self {
-            Command::AcceptOrder(o) => o.lines.iter().map(|l| l.sku.as_str()).collect(),
+            Command::AcceptOrder { order, .. } => {
+                order.lines.iter().map(|l| l.sku.as_str()).collect()
+            }
             Command::ReceiveStock(r) => vec![&r.sku],
             Command::AdjustStock(a) => vec![&a.sku],
             Command::UpdateSupply { supply, .. } => vec![&supply.sku],
             Command::UpsertSku { sku, .. } => vec![&sku.sku],
-            Command::ConfirmShipment { .. } | Command::CancelOrder(_) | Command::AnswerDelay(_) => {
-                vec![]
-            }
+            Command::ConfirmShipment { .. }
+            | Command::CancelOrder(_)
+            | Command::AnswerDelay(_)
+            | Command::Refuse { .. } => vec![],
         }
     }
 
     /// For log spans.
     pub fn order_id(&self) -> Option<&str> {
         match self {
-            Command::AcceptOrder(o) => Some(&o.order_id),
+            Command::AcceptOrder { order, .. } => Some(&order.order_id),
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
             Command::CancelOrder(c) => Some(&c.order_id),
             Command::AnswerDelay(a) => Some(&a.order_id),
+            Command::Refuse { command, .. } => command.order_id(),
             _ => None,
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        let present = |what: &str, value: &str| {
-            if value.trim().is_empty() {
-                Err(format!("{what} is missing"))
-            } else {
-                Ok(())
-            }
-        };
+    /// The bounds of every field the engine takes (docs/contract.md, "Limits"). Out of bounds, the message is
+    /// refused by name ([`Command::Refuse`]): the sender hears the field, its value and the limit.
+    pub fn check(&self) -> Result<(), String> {
+        let mut c = Check::new();
         match self {
-            // order-intake validated it; only what the engine relies on is checked again.
-            Command::AcceptOrder(o) => {
-                present("order_id", &o.order_id)?;
-                if o.lines.is_empty() || o.lines.iter().any(|l| l.quantity <= 0 || l.line_no == 0) {
-                    return Err(format!(
-                        "order {} has no lines or a line without a positive quantity",
-                        o.order_id
-                    ));
+            Command::AcceptOrder { order: o, .. } => {
+                // order-intake validated it; a publisher that skipped intake is held to the same bounds.
+                c.id("order_id", &o.order_id);
+                if o.lines.is_empty() {
+                    c.fail("lines", "an order needs at least one line");
                 }
-                Ok(())
+                for (i, l) in o.lines.iter().enumerate() {
+                    if l.line_no == 0 {
+                        c.fail(
+                            format!("lines[{i}].line_no"),
+                            "is 0 (line numbers start at 1)",
+                        );
+                    }
+                    c.id(&format!("lines[{i}].sku"), &l.sku);
+                    c.quantity(&format!("lines[{i}].quantity"), l.quantity, 1);
+                }
+                c.priority("priority", o.priority);
+                c.date("placed_at", o.placed_at.as_ref());
+                if let Some(customer) = &o.customer {
+                    c.optional_id("customer.id", &customer.id);
+                    c.email("customer.email", &customer.email);
+                    c.phone("customer.phone", &customer.phone);
+                    c.locale("customer.locale", &customer.locale);
+                    c.time_zone("customer.time_zone", &customer.time_zone);
+                }
+                c.name("channel", &o.channel);
             }
             Command::ReceiveStock(r) => {
-                present("receipt_id", &r.receipt_id)?;
-                present("sku", &r.sku)?;
-                if r.quantity <= 0 {
-                    return Err(format!(
-                        "receipt {}: quantity must be positive, got {}",
-                        r.receipt_id, r.quantity
-                    ));
-                }
-                Ok(())
+                c.id("receipt_id", &r.receipt_id);
+                c.id("sku", &r.sku);
+                c.quantity("quantity", r.quantity, 1);
+                c.optional_id("po_id", &r.po_id);
+                c.date("received_at", r.received_at.as_ref());
             }
             Command::AdjustStock(a) => {
-                present("adjustment_id", &a.adjustment_id)?;
-                present("sku", &a.sku)?;
-                if a.delta == 0 {
-                    return Err(format!("adjustment {}: delta is 0", a.adjustment_id));
-                }
-                Ok(())
+                c.id("adjustment_id", &a.adjustment_id);
+                c.id("sku", &a.sku);
+                c.delta("delta", a.delta);
+                c.text("reason", &a.reason, limits::MAX_TEXT_LEN);
             }
             Command::ConfirmShipment { shipment, .. } => {
-                present("shipment_id", &shipment.shipment_id)?;
-                present("order_id", &shipment.order_id)
+                c.id("shipment_id", &shipment.shipment_id);
+                c.id("order_id", &shipment.order_id);
+                lines(
+                    &mut c,
+                    shipment.lines.iter().map(|l| (l.line_no, l.quantity)),
+                    1,
+                );
+                c.date("shipped_at", shipment.shipped_at.as_ref());
             }
-            Command::CancelOrder(c) => {
-                present("request_id", &c.request_id)?;
-                present("order_id", &c.order_id)?;
-                if let Some((i, l)) = c.lines.iter().enumerate().find(|(_, l)| l.line_no == 0) {
-                    return Err(format!(
-                        "cancel {}: lines[{i}].line_no is 0 (line numbers start at 1); quantity {}",
-                        c.request_id, l.quantity
-                    ));
-                }
-                Ok(())
+            Command::CancelOrder(cancel) => {
+                c.id("request_id", &cancel.request_id);
+                c.id("order_id", &cancel.order_id);
+                // A quantity of 0 cancels the whole line.
+                lines(
+                    &mut c,
+                    cancel.lines.iter().map(|l| (l.line_no, l.quantity)),
+                    0,
+                );
+                c.text("reason", &cancel.reason, limits::MAX_TEXT_LEN);
             }
             Command::UpdateSupply { supply, .. } => {
-                present("po_id", &supply.po_id)?;
-                present("sku", &supply.sku)?;
-                let what = format!("supply {}/{}", supply.po_id, supply.line_no);
+                c.id("po_id", &supply.po_id);
+                c.id("sku", &supply.sku);
                 if supply.line_no == 0 {
-                    return Err(format!("{what}: line_no is 0 (line numbers start at 1)"));
+                    c.fail("line_no", "is 0 (line numbers start at 1)");
                 }
-                if supply.quantity_open < 0 {
-                    return Err(format!(
-                        "{what}: quantity_open must not be negative, got {}",
-                        supply.quantity_open
-                    ));
+                c.quantity("quantity_open", supply.quantity_open, 0);
+                let expected = c.date("expected_at", supply.expected_at.as_ref());
+                if !supply.cancelled && expected.is_none() && supply.expected_at.is_none() {
+                    c.fail("expected_at", "is missing");
                 }
-                if !supply.cancelled
-                    && supply
-                        .expected_at
-                        .as_ref()
-                        .and_then(time::from_proto)
-                        .is_none()
-                {
-                    return Err(format!("{what}: expected_at is missing"));
-                }
-                Ok(())
+                c.optional_id("request_id", &supply.request_id);
             }
             Command::AnswerDelay(a) => {
-                present("answer_id", &a.answer_id)?;
-                present("order_id", &a.order_id)
+                c.id("answer_id", &a.answer_id);
+                c.id("order_id", &a.order_id);
             }
             Command::UpsertSku { sku, .. } => {
-                present("sku", &sku.sku)?;
-                if sku.max_backorder_quantity < 0 {
-                    return Err(format!(
-                        "sku {}: max_backorder_quantity must not be negative, got {}",
-                        sku.sku, sku.max_backorder_quantity
-                    ));
+                c.id("sku", &sku.sku);
+                c.quantity("max_backorder_quantity", sku.max_backorder_quantity, 0);
+                c.optional_id("supplier_id", &sku.supplier_id);
+                c.lead_time_days("lead_time_days", sku.lead_time_days);
+                for (field, value) in [
+                    ("pack_size", sku.pack_size),
+                    ("min_order_quantity", sku.min_order_quantity),
+                    ("min_level", sku.min_level),
+                    ("max_level", sku.max_level),
+                    ("safety_stock", sku.safety_stock),
+                    ("urgent_shortage", sku.urgent_shortage),
+                ] {
+                    c.quantity(field, value, 0);
                 }
-                Ok(())
             }
+            Command::Refuse { .. } => {}
+        }
+        c.result()
+            .map_err(|violations| format!("{}: {violations}", self.what()))
+    }
+
+    /// The message as a person names it: "receipt R-1", "order SO-1".
+    pub fn what(&self) -> String {
+        let (kind, id) = match self {
+            Command::AcceptOrder { order, .. } => ("order", order.order_id.as_str()),
+            Command::ReceiveStock(r) => ("receipt", r.receipt_id.as_str()),
+            Command::AdjustStock(a) => ("adjustment", a.adjustment_id.as_str()),
+            Command::ConfirmShipment { shipment, .. } => {
+                ("shipment", shipment.shipment_id.as_str())
+            }
+            Command::CancelOrder(c) => ("cancellation", c.request_id.as_str()),
+            Command::UpsertSku { sku, .. } => ("SKU upsert", sku.sku.as_str()),
+            Command::UpdateSupply { supply, .. } => ("supply update of PO", supply.po_id.as_str()),
+            Command::AnswerDelay(a) => ("delay answer", a.answer_id.as_str()),
+            Command::Refuse { command, .. } => return command.what(),
+        };
+        format!("{kind} {}", limits::shown(id).trim_matches('"'))
+    }
+
+    /// The digest of the message's content: the same id with another digest is a conflict, not a duplicate.
+    pub fn digest(&self) -> String {
+        match self {
+            Command::AcceptOrder { digest, .. } if !digest.is_empty() => digest.clone(),
+            Command::AcceptOrder { order, .. } => digest::of(order),
+            Command::ReceiveStock(r) => digest::of(r),
+            Command::AdjustStock(a) => digest::of(a),
+            Command::ConfirmShipment { shipment, .. } => digest::of(shipment),
+            Command::CancelOrder(c) => digest::of(c),
+            Command::UpsertSku { sku, .. } => digest::of(sku),
+            Command::UpdateSupply { supply, .. } => digest::of(supply),
+            Command::AnswerDelay(a) => digest::of(a),
+            Command::Refuse { command, .. } => command.digest(),
         }
     }
+
+    /// What the message asked for, in a few words, for the refusal of a later message that reuses its id.
+    pub fn summary(&self) -> String {
+        let lines = |lines: &mut dyn Iterator<Item = String>| {
+            let all: Vec<String> = lines.collect();
+            let shown: Vec<&str> = all.iter().take(3).map(String::as_str).collect();
+            let more = all.len().saturating_sub(3);
+            let mut text = shown.join(", ");
+            if more > 0 {
+                text.push_str(&format!(" and {more} more lines"));
+            }
+            text
+        };
+        match self {
+            Command::AcceptOrder { order, .. } => format!(
+                "customer {:?}, {}",
+                order.customer.as_ref().map_or("", |c| c.id.as_str()),
+                lines(
+                    &mut order
+                        .lines
+                        .iter()
+                        .map(|l| format!("{} x {}", l.sku, l.quantity))
+                )
+            ),
+            Command::ReceiveStock(r) => format!("SKU {} x {}", r.sku, r.quantity),
+            Command::AdjustStock(a) => format!("SKU {} by {:+}", a.sku, a.delta),
+            Command::ConfirmShipment { shipment, .. } => format!(
+                "order {}, {}",
+                shipment.order_id,
+                lines(
+                    &mut shipment
+                        .lines
+                        .iter()
+                        .map(|l| format!("line {} x {}", l.line_no, l.quantity))
+                )
+            ),
+            Command::CancelOrder(c) if c.lines.is_empty() => {
+                format!("order {}, every line", c.order_id)
+            }
+            Command::CancelOrder(c) => format!(
+                "order {}, {}",
+                c.order_id,
+                lines(
+                    &mut c
+                        .lines
+                        .iter()
+                        .map(|l| format!("line {} x {}", l.line_no, l.quantity))
+                )
+            ),
+            Command::UpsertSku { sku, .. } => format!("SKU {}", sku.sku),
+            Command::UpdateSupply { supply, .. } => format!(
+                "line {}: SKU {} x {}",
+                supply.line_no, supply.sku, supply.quantity_open
+            ),
+            Command::AnswerDelay(a) => format!(
+                "order {}, {}",
+                a.order_id,
+                if a.agree { "agreed" } else { "declined" }
+            ),
+            Command::Refuse { command, .. } => command.summary(),
+        }
+    }
+}
+
+/// Line numbers from 1, each once; quantities in `min..=MAX_QUANTITY`.
+fn lines(c: &mut Check, lines: impl Iterator<Item = (u32, i64)>, min: i64) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, (line_no, quantity)) in lines.enumerate() {
+        if line_no == 0 {
+            c.fail(
+                format!("lines[{i}].line_no"),
+                "is 0 (line numbers start at 1)",
+            );
+        } else if !seen.insert(line_no) {
+            c.fail(
+                format!("lines[{i}].line_no"),
+                format!("line number {line_no} appears more than once"),
+            );
+        }
+        c.quantity(&format!("lines[{i}].quantity"), quantity, min);
+    }
+}
+
+/// Where a stream stored a message, as text that sorts like the position: nanoseconds since 1970, sequence.
+fn position(published: DateTime<Utc>, sequence: u64) -> String {
+    let nanos = published.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    format!("{nanos}.{sequence}")
 }

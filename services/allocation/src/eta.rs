@@ -5,6 +5,7 @@
 //! estimate from the SKU's lead time, kept while it is still ahead (customers are not told a new estimate every
 //! day) and never earlier than the last supply. ETAs never fall before now and never decrease along the queue.
 
+use backorder_runtime::limits::add;
 use chrono::{DateTime, Duration, Utc};
 
 /// One open purchase-order line of the SKU.
@@ -47,7 +48,7 @@ pub struct Eta {
 /// The date a supply line is counted at, and whether it is late: still open at or after its date.
 fn effective(supply: &Supply, now: DateTime<Utc>, settings: &Settings) -> (DateTime<Utc>, bool) {
     if supply.expected_at <= now {
-        (now + settings.grace, true)
+        (add(now, settings.grace), true)
     } else {
         (supply.expected_at, false)
     }
@@ -86,19 +87,19 @@ pub fn project(
         let mut eta = if next < arrivals.len() {
             let (at, late, source) = arrivals[next];
             Eta {
-                at: at + settings.handling,
+                at: add(at, settings.handling),
                 estimated: false,
                 late,
                 source: Some(source),
             }
         } else {
             // Keep an estimate that is still ahead; otherwise a new one from now.
-            let fresh = now + settings.lead_time + settings.handling;
+            let fresh = add(add(now, settings.lead_time), settings.handling);
             let at = match &line.current {
                 Some(current) if current.estimated && current.at > now => current.at,
                 _ => fresh,
             };
-            let after_supply = last_arrival.map_or(at, |last| at.max(last + settings.handling));
+            let after_supply = last_arrival.map_or(at, |last| at.max(add(last, settings.handling)));
             Eta {
                 at: after_supply,
                 estimated: true,

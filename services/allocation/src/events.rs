@@ -3,8 +3,8 @@
 
 use backorder_proto::v1::{
     AllocationCancelled, AllocationCreated, AllocationLine, Customer, CustomerEvent,
-    CustomerEventLine, OrderStatus, OrderStatusLine, ReorderNeeded, RequestRefused,
-    customer_event::Kind, order_status,
+    CustomerEventLine, FieldError, OrderPlaced, OrderRejected, OrderStatus, OrderStatusLine,
+    ReorderNeeded, RequestRefused, customer_event::Kind, order_status,
 };
 use backorder_runtime::{Subjects, time};
 use chrono::{DateTime, Utc};
@@ -88,14 +88,17 @@ pub fn allocation_cancelled(
 }
 
 /// Tells the sender of `command` (id `request_id`) that it will never be carried out, and why.
+/// `claim`: the record of the refusal, the request's id (or, for another message under a used id, the id and
+/// its digest).
 pub fn request_refused(
     subjects: &Subjects,
+    claim: &str,
     request_id: &str,
     command: &Command,
     reason: &str,
     at: DateTime<Utc>,
 ) -> Outgoing {
-    let refusal_id = format!("refused/{request_id}");
+    let refusal_id = format!("refused/{claim}");
     let message = RequestRefused {
         refusal_id: refusal_id.clone(),
         request_id: request_id.to_string(),
@@ -268,5 +271,33 @@ fn proto_status(status: Status) -> order_status::Status {
         Status::Completed => P::Completed,
         Status::Cancelled => P::Cancelled,
         Status::Preordered => P::Preordered,
+    }
+}
+
+/// An order allocation refuses (another order under a used id): told to the OMS where order-intake tells it
+/// about orders it refuses.
+pub fn order_rejected(
+    subjects: &Subjects,
+    claim: &str,
+    order: &OrderPlaced,
+    reason: &str,
+) -> Outgoing {
+    let rejection_id = format!("rejected/{claim}");
+    let message = OrderRejected {
+        order_id: order.order_id.clone(),
+        errors: vec![FieldError {
+            field: "order_id".into(),
+            message: reason.to_string(),
+        }],
+        rejection_id: rejection_id.clone(),
+        subject: subjects.order_accepted(),
+        stream_sequence: 0,
+        payload: order.encode_to_vec(),
+    };
+    Outgoing {
+        message_id: rejection_id,
+        subject: subjects.order_rejected(),
+        payload: message.encode_to_vec(),
+        traceparent: None,
     }
 }

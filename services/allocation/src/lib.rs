@@ -140,7 +140,8 @@ impl Application {
             config.common.subjects.clone(),
             SERVICE,
         )
-        .await?;
+        .await?
+        .configured(&config.common);
         Ok(Self {
             pool,
             bus,
@@ -233,7 +234,11 @@ impl Application {
                     .map_err(|e| format!("the database does not answer: {e}"))
             })
         });
-        let checks = vec![ops::nats_check(self.bus.client.clone()), database];
+        let checks = vec![
+            ops::nats_check(self.bus.client.clone()),
+            self.bus.consumers_check(),
+            database,
+        ];
         tracing::info!(prefix = subjects.prefix(), clock = ?self.common.clock, "allocation running");
         tokio::try_join!(
             worker.run(orders, &mut on_orders, shutdown.clone()),
@@ -330,6 +335,5 @@ fn outcome(applied: Applied) -> Outcome {
     match applied {
         Applied::Done | Applied::Duplicate => Outcome::Done,
         Applied::Refused(reason) => Outcome::Reject(reason),
-        Applied::NotYet(reason) => Outcome::Wait(reason),
     }
 }

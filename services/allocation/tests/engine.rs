@@ -102,11 +102,17 @@ async fn a_redelivered_message_and_a_second_order_with_the_same_id_change_nothin
         apply(&pool, &first).await,
         [Applied::Duplicate, Applied::Duplicate]
     );
-    // Same order id, other content: nothing new either.
+    // Same order id, other content: refused as a conflict (tests/hardening.rs), nothing allocated; the OMS is
+    // told once.
+    assert!(matches!(
+        &apply(&pool, &[order("SO-1", 0, 0, &[("SKU-A", 7)])]).await[..],
+        [Applied::Refused(_)]
+    ));
     assert_eq!(
         apply(&pool, &[order("SO-1", 0, 0, &[("SKU-A", 7)])]).await,
         [Applied::Duplicate]
     );
+    let before = before + 1;
     // And twice in one batch.
     assert_eq!(
         apply(&pool, &[receive("R", "SKU-A", 1), receive("R", "SKU-A", 1)]).await,

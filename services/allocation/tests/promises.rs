@@ -91,6 +91,7 @@ async fn a_backorder_gets_its_po_date_one_eta_change_per_move_then_ready_to_ship
             request_id: String::new(),
         },
         sequence: 4,
+        published: chrono::DateTime::UNIX_EPOCH,
     }])
     .await;
     run_clock_to(&engine, 5).await;
@@ -177,6 +178,7 @@ fn sku_rule_with_lead_time(sku: &str, days: i32) -> Command {
             ..Default::default()
         },
         sequence: 1,
+        published: chrono::DateTime::UNIX_EPOCH,
     }
 }
 

@@ -257,6 +257,7 @@ async fn command(
                     request_id: String::new(),
                 },
                 sequence: step as u64 + 1,
+                published: chrono::DateTime::UNIX_EPOCH,
             }
         }
         Op::Clock { hours } => {
@@ -345,11 +346,7 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
             _ => None,
         };
 
-        let applied = engine.apply(&batch).await.unwrap();
-        assert!(
-            applied.iter().all(|a| !matches!(a, Applied::NotYet(_))),
-            "step {step}: every order named exists: {applied:?}"
-        );
+        engine.apply(&batch).await.unwrap();
         assert_invariants(pool).await;
         assert_promises(&engine, step).await;
         let after = lines(pool).await;

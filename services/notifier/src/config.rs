@@ -34,6 +34,31 @@ pub struct SmtpConfig {
     pub from: String,
     /// `BO_SMTP_TIMEOUT_SECS`, default 30.
     pub timeout: Duration,
+    /// `BO_SMTP_REPLAY_FROM`: where the `notifier-smtp` consumer starts when it is first created.
+    pub replay_from: Replay,
+}
+
+/// Where the SMTP consumer starts when it does not exist yet (an existing one keeps its position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Unset: only emails published from now on, so turning SMTP on does not re-send the stream's past.
+    New,
+    /// `all`: every email the stream still holds (up to 30 days).
+    All,
+    /// An RFC 3339 time: the emails the stream stored from then on.
+    From(chrono::DateTime<chrono::Utc>),
+}
+
+impl Replay {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(Replay::All);
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Replay::From(t.with_timezone(&chrono::Utc)))
+            .map_err(|e| format!("expected all or an RFC 3339 time like 2026-01-10T00:00:00Z: {e}"))
+    }
 }
 
 impl Config {
@@ -61,6 +86,12 @@ impl Config {
         let smtp = match source.get("BO_SMTP_URL") {
             None => None,
             Some(url) => Some(SmtpConfig {
+                replay_from: match source.get("BO_SMTP_REPLAY_FROM") {
+                    None => Replay::New,
+                    Some(text) => {
+                        Replay::parse(&text).map_err(|r| invalid("BO_SMTP_REPLAY_FROM", text, r))?
+                    }
+                },
                 url,
                 from: source
                     .get("BO_SMTP_FROM")
@@ -107,6 +138,28 @@ mod tests {
             (smtp.from.as_str(), smtp.timeout),
             ("backorder@localhost", Duration::from_secs(30))
         );
+
+        assert_eq!(smtp.replay_from, Replay::New);
+        for (text, replay) in [
+            ("all", Replay::All),
+            (
+                "2026-01-10T01:00:00+01:00",
+                Replay::From(chrono::DateTime::from_timestamp(1_768_003_200, 0).unwrap()),
+            ),
+        ] {
+            let config = Config::from_source(&HashMap::from([
+                ("BO_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("BO_SMTP_REPLAY_FROM", text),
+            ]))
+            .unwrap();
+            assert_eq!(config.smtp.unwrap().replay_from, replay, "{text}");
+        }
+        let error = Config::from_source(&HashMap::from([
+            ("BO_SMTP_URL", "smtp://127.0.0.1:2525"),
+            ("BO_SMTP_REPLAY_FROM", "yesterday"),
+        ]))
+        .unwrap_err();
+        assert!(error.to_string().contains("BO_SMTP_REPLAY_FROM"), "{error}");
 
         for (key, bad) in [
             ("BO_SMS_QUIET_HOURS", "late"),

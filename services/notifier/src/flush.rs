@@ -1,8 +1,11 @@
 //! Sends what is due: each pending entry (one order's events for one channel) once its coalescing window has
 //! passed on the service's clock (and, for SMS, the customer's quiet hours have ended) becomes one message.
-//! The message is published with its id as `Nats-Msg-Id`, then every event it covers is recorded as sent,
-//! then the entry is removed. Should the service stop in between, the next pass publishes the same message
-//! under the same id again (the stream drops it) or finds the events recorded and skips them.
+//! The message is decided first and recorded in the entry (`sending`: its id, the events it settles, the
+//! rendered message), then published with its id as `Nats-Msg-Id`, then every event it tells is recorded as
+//! sent, then its events leave the entry. Should publishing fail or the service stop in between, the next
+//! pass publishes exactly that message under that id again (the stream drops a repeat within its duplicate
+//! window), or finds its events recorded and only settles the entry. Events that arrive meanwhile never
+//! change it; they wait for the next message.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use tracing::Instrument;
 use crate::Shared;
 use crate::coalesce::{self, Channel};
 use crate::quiet::{self, QuietHours};
-use crate::store::{self, Pending};
+use crate::store::{self, Pending, Sending};
 
 /// How often the flusher looks anyway, for entries another instance took (it sends its own when they fall
 /// due, and this instance sends what it took).
@@ -35,8 +38,11 @@ pub fn due_at(
     quiet_hours: Option<QuietHours>,
     default_zone: Tz,
 ) -> DateTime<Utc> {
-    let due =
-        pending.first_at + chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    // Saturating: a window of any length (BO_NOTIFY_COALESCE_SECS is a u64) is no reason to panic.
+    let due = backorder_runtime::limits::add(
+        pending.first_at,
+        chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX),
+    );
     match (pending.channel, quiet_hours) {
         (Channel::Sms, Some(quiet)) => {
             quiet.release(due, quiet::time_zone(&customer.time_zone, default_zone))
@@ -114,7 +120,7 @@ async fn visit(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
     let state = &shared.buckets.state;
-    let (Some(bytes), _) = store::read(state, key).await? else {
+    let (Some(bytes), revision) = store::read(state, key).await? else {
         return Ok(None);
     };
     let (pending, events) =
@@ -132,6 +138,20 @@ async fn visit(
                 return Ok(None);
             }
         };
+    let span = tracing::info_span!(
+        "notify",
+        order_id = %pending.order_id,
+        channel = pending.channel.name(),
+        message_id = tracing::field::Empty
+    );
+    // A message decided already goes out as decided, now (it was due when it was decided).
+    if let Some(sending) = &pending.sending {
+        backorder_runtime::trace::follow(&span, &sending.trace);
+        deliver(shared, key, pending.channel, sending)
+            .instrument(span)
+            .await?;
+        return Ok(None);
+    }
     let Some(newest) = events.last() else {
         remove(shared, key, None).await?;
         return Ok(None);
@@ -148,31 +168,36 @@ async fn visit(
     if due > now {
         return Ok(Some(due));
     }
-    let span = tracing::info_span!(
-        "notify",
-        order_id = %pending.order_id,
-        channel = pending.channel.name(),
-        message_id = tracing::field::Empty
-    );
     // The message continues the trace of the (newest) event it tells.
     backorder_runtime::trace::follow(&span, &pending.trace);
-    send(shared, key, &bytes, &pending, events)
-        .instrument(span)
-        .await?;
+    async {
+        if let Some((pending, sending)) =
+            decide(shared, key, &bytes, revision, pending, events).await?
+        {
+            deliver(shared, key, pending.channel, &sending).await?;
+        }
+        anyhow::Ok(())
+    }
+    .instrument(span)
+    .await?;
     Ok(None)
 }
 
-/// One due entry: the message it makes, published and recorded, and the entry removed.
-async fn send(
+/// Decides the message of a due entry and records it in the entry (compare-and-swap on `revision`) before
+/// anything is published; `None` when there is nothing to send (the entry is settled then), or when the entry
+/// changed meanwhile (the next pass decides again).
+async fn decide(
     shared: &Shared,
     key: &str,
     bytes: &[u8],
-    pending: &Pending,
+    revision: Option<u64>,
+    mut pending: Pending,
     events: Vec<CustomerEvent>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<(Pending, Sending)>> {
     let channel = pending.channel;
     let buckets = &shared.buckets;
-    // Events a previous pass told already (it stopped before removing them) are not told again.
+    // Events a previous message told already (a replay, or one settled before its entry was) are not told
+    // again.
     let mut fresh = Vec::with_capacity(events.len());
     for event in events {
         let (sent, _) =
@@ -189,7 +214,8 @@ async fn send(
     let Some(newest) = fresh.last() else {
         tracing::info!("told already (a redelivery or replay), nothing sent");
         outcome("already_sent");
-        return remove(shared, key, Some(&handled)).await;
+        remove(shared, key, Some(&handled)).await?;
+        return Ok(None);
     };
     let customer_id = newest
         .customer
@@ -199,7 +225,8 @@ async fn send(
     if crate::opted_out(buckets, &customer_id, channel).await? {
         tracing::info!("customer opted out of this channel, nothing sent");
         outcome("opted_out");
-        return remove(shared, key, Some(&handled)).await;
+        remove(shared, key, Some(&handled)).await?;
+        return Ok(None);
     }
     let Some(notice) = coalesce::coalesce(&fresh) else {
         tracing::info!(
@@ -207,64 +234,100 @@ async fn send(
             "superseded before it was sent, nothing sent"
         );
         outcome("superseded");
-        return remove(shared, key, Some(&handled)).await;
+        remove(shared, key, Some(&handled)).await?;
+        return Ok(None);
     };
-    let subjects = &shared.bus.subjects;
     let rendered = match channel {
-        Channel::Email => crate::render::email(&shared.templates, &notice).map(|m| {
-            m.map(|m| {
-                (
-                    subjects.notify_email(),
-                    m.message_id.clone(),
-                    m.encode_to_vec(),
-                )
-            })
-        }),
-        Channel::Sms => crate::render::sms(&shared.templates, &notice).map(|m| {
-            m.map(|m| {
-                (
-                    subjects.notify_sms(),
-                    m.message_id.clone(),
-                    m.encode_to_vec(),
-                )
-            })
-        }),
+        Channel::Email => crate::render::email(&shared.templates, &notice)
+            .map(|m| m.map(|m| (m.message_id.clone(), m.encode_to_vec()))),
+        Channel::Sms => crate::render::sms(&shared.templates, &notice)
+            .map(|m| m.map(|m| (m.message_id.clone(), m.encode_to_vec()))),
     };
-    let (subject, message_id, payload) = match rendered {
+    let (message_id, payload) = match rendered {
         Ok(Some(message)) => message,
         Ok(None) => {
             tracing::info!("no address for this channel any more, nothing sent");
-            return remove(shared, key, Some(&handled)).await;
+            remove(shared, key, Some(&handled)).await?;
+            return Ok(None);
         }
         Err(error) => {
             park(shared, key, bytes, &error.to_string()).await?;
             outcome("failed");
-            return remove(shared, key, Some(&handled)).await;
+            remove(shared, key, Some(&handled)).await?;
+            return Ok(None);
         }
     };
-    tracing::Span::current().record("message_id", message_id.as_str());
-    shared
-        .bus
-        .publish_bytes(subject, &message_id, payload.into())
-        .await?;
-    for event_id in &notice.event_ids {
-        buckets
-            .sent
-            .put(
-                store::sent_key(channel, event_id),
-                message_id.clone().into(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("recording {event_id} as sent: {e}"))?;
+    let sending = Sending {
+        message_id,
+        event_ids: handled,
+        told: notice.event_ids.clone(),
+        payload: hex::encode(payload),
+        trace: pending.trace.clone(),
+        decided_at: shared.config.common.clock.now(),
+    };
+    pending.sending = Some(sending.clone());
+    if !store::write(&buckets.state, key, pending.encode(), revision, true).await? {
+        tracing::debug!(
+            key,
+            "entry changed while its message was decided, deciding again"
+        );
+        return Ok(None);
     }
-    outcome("sent");
     tracing::info!(
+        message_id = sending.message_id,
         kind = notice.kind().as_str_name(),
         events = notice.event_ids.len(),
         lines = notice.lines.len(),
-        "message published"
+        "message decided"
     );
-    remove(shared, key, Some(&handled)).await
+    Ok(Some((pending, sending)))
+}
+
+/// Publishes a decided message under its id (again, after a failure or a restart: the stream drops a
+/// repeat within its duplicate window), records the events it told, and settles them in the entry. A message
+/// whose events are all recorded under its id already is not published again.
+async fn deliver(
+    shared: &Shared,
+    key: &str,
+    channel: Channel,
+    sending: &Sending,
+) -> anyhow::Result<()> {
+    let buckets = &shared.buckets;
+    tracing::Span::current().record("message_id", sending.message_id.as_str());
+    let mut recorded = true;
+    for event_id in &sending.told {
+        let (value, _) = store::read(&buckets.sent, &store::sent_key(channel, event_id)).await?;
+        recorded &= value.as_deref() == Some(sending.message_id.as_bytes());
+    }
+    if recorded {
+        tracing::info!("recorded as sent already, not published again");
+    } else {
+        let payload = hex::decode(&sending.payload)
+            .map_err(|e| anyhow::anyhow!("the decided message in {key} is not hex: {e}"))?;
+        let subjects = &shared.bus.subjects;
+        let subject = match channel {
+            Channel::Email => subjects.notify_email(),
+            Channel::Sms => subjects.notify_sms(),
+        };
+        shared
+            .bus
+            .publish_bytes(subject, &sending.message_id, payload.into())
+            .await?;
+        for event_id in &sending.told {
+            buckets
+                .sent
+                .put(
+                    store::sent_key(channel, event_id),
+                    sending.message_id.clone().into(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("recording {event_id} as sent: {e}"))?;
+        }
+        metrics::counter!("bo_notifier_messages_total", "channel" => channel.name(), "outcome" => "sent")
+            .increment(1);
+        tracing::info!(events = sending.told.len(), "message published");
+    }
+    remove(shared, key, Some(&sending.event_ids)).await
 }
 
 /// Removes `handled` events from the entry (all of them with `None`), deleting it when none are left.
@@ -276,13 +339,20 @@ async fn remove(shared: &Shared, key: &str, handled: Option<&[String]>) -> anyho
         let Some(bytes) = value else {
             return Ok(());
         };
-        let left = match (handled, Pending::decode(&bytes)) {
-            (Some(handled), Ok(mut pending)) => {
-                pending.retain(|id| !handled.iter().any(|h| h == id));
-                (!pending.event_ids.is_empty()).then_some(pending)
-            }
-            _ => None,
-        };
+        let left =
+            match (handled, Pending::decode(&bytes)) {
+                (Some(handled), Ok(mut pending)) => {
+                    pending.retain(|id| !handled.iter().any(|h| h == id));
+                    // The message in flight for these events is settled with them.
+                    if pending.sending.as_ref().is_some_and(|s| {
+                        s.event_ids.iter().all(|id| handled.iter().any(|h| h == id))
+                    }) {
+                        pending.sending = None;
+                    }
+                    (!pending.event_ids.is_empty()).then_some(pending)
+                }
+                _ => None,
+            };
         let written = match left {
             None => state
                 .delete_expect_revision(key, revision)
@@ -346,6 +416,26 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_window_beyond_the_calendar_saturates_instead_of_panicking() {
+        let quiet = quiet::parse("21:00-08:00").unwrap();
+        let customer = Customer {
+            time_zone: "Pacific/Kiritimati".into(),
+            ..Default::default()
+        };
+        let window = Duration::from_secs(u64::MAX);
+        for channel in Channel::ALL {
+            for first_at in [at("2026-01-10T21:59:30Z"), DateTime::<Utc>::MAX_UTC] {
+                let pending = Pending::new("SO-1", channel, first_at);
+                let due = due_at(&pending, &customer, window, quiet, Tz::UTC);
+                assert_eq!(due, DateTime::<Utc>::MAX_UTC, "{channel:?}");
+            }
+            let pending = Pending::new("SO-1", channel, DateTime::<Utc>::MIN_UTC);
+            let due = due_at(&pending, &customer, Duration::ZERO, quiet, Tz::UTC);
+            assert!(due >= DateTime::<Utc>::MIN_UTC);
+        }
     }
 
     #[test]

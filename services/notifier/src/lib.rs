@@ -44,13 +44,9 @@ pub const PREFERENCES_CONSUMER: &str = "notifier-preferences";
 
 pub struct Application {
     worker: Worker,
-    events: async_nats::jetstream::consumer::pull::Stream,
-    preferences: async_nats::jetstream::consumer::pull::Stream,
-    smtp: Option<(
-        Worker,
-        async_nats::jetstream::consumer::pull::Stream,
-        smtp::Smtp,
-    )>,
+    events: backorder_runtime::jetstream::Messages,
+    preferences: backorder_runtime::jetstream::Messages,
+    smtp: Option<(Worker, backorder_runtime::jetstream::Messages, smtp::Smtp)>,
     shared: Arc<Shared>,
 }
 
@@ -90,24 +86,23 @@ impl Application {
             None => None,
             Some(smtp_config) => {
                 let adapter = smtp::Smtp::new(smtp_config, buckets.sent.clone())?;
-                let messages = worker
-                    .bus
-                    .durable_consumer(
-                        StreamKind::Outbound,
-                        smtp::SERVICE,
-                        vec![common.subjects.notify_email()],
-                    )
-                    .await?;
+                // Slow sends: few at a time, so none waits out its ack timer in the batch.
+                let batch_size = common.batch_size.min(4);
+                let messages =
+                    smtp::consumer(&worker.bus, smtp_config.replay_from, batch_size).await?;
+                // The runtime's loop settles each email (and keeps the batch in hand alive while it is sent).
                 let smtp_worker = Worker {
                     bus: worker.bus.clone(),
                     service: smtp::SERVICE,
-                    batch_size: common.batch_size.min(16),
+                    batch_size,
                     max_deliver: common.max_deliver,
                     max_wait: common.max_wait,
                     clock: common.clock.clone(),
                     http_addr: worker.http_addr,
                 };
-                Some((smtp_worker, messages, adapter))
+                // Pulled a few at a time (see smtp::consumer): a consumer the loop cannot make again by itself;
+                // a deleted one stops the service, and a restart makes it again.
+                Some((smtp_worker, messages.into(), adapter))
             }
         };
         let shared = Arc::new(Shared {

@@ -72,6 +72,9 @@ async fn set_preferences(args: &[String]) -> anyhow::Result<()> {
     let (Some(email_opt_out), Some(sms_opt_out)) = (email, sms) else {
         anyhow::bail!("name both channels (email=in|out sms=in|out)\n{USAGE}");
     };
+    let mut check = backorder_runtime::limits::Check::new();
+    check.id("customer_id", customer_id);
+    check.result().map_err(anyhow::Error::msg)?;
     let common = backorder_runtime::CommonConfig::from_source(&ProcessEnv)?;
     let bus = backorder_runtime::jetstream::Bus::connect(
         &common.nats_url,

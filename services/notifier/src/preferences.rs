@@ -3,6 +3,7 @@
 //! Pure, no I/O.
 
 use backorder_proto::v1::CustomerPreferences;
+use backorder_runtime::limits::Check;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -25,25 +26,22 @@ impl Preferences {
     }
 }
 
-/// Decodes and checks a `CustomerPreferences`: a customer id and the time it was set are needed.
+/// Decodes and checks a `CustomerPreferences`: a customer id within the bounds of every id, and the time it
+/// was set, inside the years of [`limits`](backorder_runtime::limits), so updates can be ordered.
 pub fn read(bytes: &[u8]) -> Result<(String, Preferences), String> {
     let message = CustomerPreferences::decode(bytes)
         .map_err(|e| format!("cannot decode CustomerPreferences: {e}"))?;
-    let mut missing = Vec::new();
-    if message.customer_id.trim().is_empty() {
-        missing.push("customer_id is missing, so nobody's preferences would change");
-    }
-    let updated_at = message
-        .updated_at
-        .as_ref()
-        .and_then(backorder_runtime::time::from_proto);
-    if updated_at.is_none() {
-        missing.push(
-            "updated_at is missing or out of range, so it cannot be ordered against other updates",
+    let mut check = Check::new();
+    check.id("customer_id", &message.customer_id);
+    if message.updated_at.is_none() {
+        check.fail(
+            "updated_at",
+            "is missing, so the update cannot be ordered against others",
         );
     }
-    match updated_at {
-        Some(updated_at) if missing.is_empty() => Ok((
+    let updated_at = check.date("updated_at", message.updated_at.as_ref());
+    match (check.result(), updated_at) {
+        (Ok(()), Some(updated_at)) => Ok((
             message.customer_id,
             Preferences {
                 email_opt_out: message.email_opt_out,
@@ -51,7 +49,8 @@ pub fn read(bytes: &[u8]) -> Result<(String, Preferences), String> {
                 updated_at,
             },
         )),
-        _ => Err(missing.join("; ")),
+        (Err(reason), _) => Err(reason),
+        (Ok(()), None) => Err("updated_at: is missing".into()),
     }
 }
 
@@ -114,9 +113,48 @@ mod tests {
         );
         let error = read(&CustomerPreferences::default().encode_to_vec()).unwrap_err();
         assert!(
-            error.contains("customer_id is missing") && error.contains("updated_at"),
+            error.contains("customer_id: is missing") && error.contains("updated_at: is missing"),
             "{error}"
         );
         assert!(read(b"\xff").unwrap_err().starts_with("cannot decode"));
+    }
+
+    #[test]
+    fn out_of_bounds_updates_are_refused_naming_field_value_and_limit() {
+        let good = CustomerPreferences {
+            customer_id: "C-1".into(),
+            updated_at: Some(backorder_runtime::time::to_proto(
+                prefs(true, false, 1).updated_at,
+            )),
+            ..Default::default()
+        };
+        let refused = |change: fn(&mut CustomerPreferences)| {
+            let mut m = good.clone();
+            change(&mut m);
+            read(&m.encode_to_vec()).unwrap_err()
+        };
+        let error = refused(|m| m.customer_id = "C".repeat(300));
+        assert!(
+            error.starts_with("customer_id: ") && error.contains("is 300 bytes long; at most 128"),
+            "{error}"
+        );
+        assert!(error.len() < 200, "the value is cut: {error}");
+        let error = refused(|m| m.customer_id = "C-1\n".into());
+        assert!(
+            error.contains("customer_id: \"C-1\\n\" has control characters"),
+            "{error}"
+        );
+        // Year 9999: a valid timestamp, but no update is from then, and it would win over every later one.
+        let error = refused(|m| m.updated_at.as_mut().unwrap().seconds = 253_402_214_400);
+        assert!(
+            error
+                .contains("updated_at: 9999-12-31T00:00:00+00:00 is outside the years 2000..=2199"),
+            "{error}"
+        );
+        let error = refused(|m| m.updated_at.as_mut().unwrap().nanos = -1);
+        assert!(
+            error.contains("updated_at: is not a valid timestamp"),
+            "{error}"
+        );
     }
 }

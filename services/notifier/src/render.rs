@@ -65,9 +65,12 @@ struct ChangeContext {
     quantity: i64,
 }
 
+/// A date as templates see it. One outside the bounds' years (allocation's, so it should not happen) reads as
+/// not known: a date past 9999 has no RFC 3339 form, and would fail the whole message.
 fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
     t.as_ref()
         .and_then(backorder_runtime::time::from_proto)
+        .filter(|t| backorder_runtime::limits::in_years(*t))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
@@ -475,6 +478,35 @@ mod tests {
     }
 
     #[test]
+    fn absurd_dates_and_quantities_still_render_the_message() {
+        // A date chrono holds but no calendar page does (year 10000), one before the epoch of the bounds, and
+        // the largest quantities: the customer still hears, the date reads as not known.
+        let far = prost_types::Timestamp {
+            seconds: 253_402_300_800,
+            nanos: 0,
+        };
+        let mut l = line(1, "SKU-A", i64::MAX, 0, 0);
+        (l.ordered, l.allocated, l.backordered) = (i64::MAX, i64::MAX, i64::MAX);
+        l.eta = Some(far);
+        l.promised_eta = Some(prost_types::Timestamp {
+            seconds: -62_135_596_801,
+            nanos: 0,
+        });
+        let mut e = event(Kind::DelayConsentRequired, "de", vec![l.clone()]);
+        e.respond_by = Some(far);
+        let mut other = event(Kind::Backordered, "en", vec![l]);
+        other.event_id = "ev-2".into();
+        for events in [vec![e.clone()], vec![e, other]] {
+            let notice = coalesce(&events).unwrap();
+            let email = email(templates(), &notice).unwrap().unwrap();
+            assert!(email.text_body.contains("SKU-A"), "{}", email.text_body);
+            assert!(!email.text_body.contains("10000"), "{}", email.text_body);
+            let sms = sms(templates(), &notice).unwrap().unwrap();
+            assert!(sms.text.contains("SO-1"), "{}", sms.text);
+        }
+    }
+
+    #[test]
     fn one_item_is_singular_in_english() {
         let e = event(Kind::Shipped, "en", vec![line(1, "SKU-A", 1, 0, 0)]);
         let email = email(templates(), &coalesce(&[e]).unwrap())
@@ -518,6 +550,86 @@ mod tests {
                 "{}",
                 email.text_body
             );
+        }
+    }
+
+    fn hostile_timestamp()
+    -> impl proptest::strategy::Strategy<Value = Option<prost_types::Timestamp>> {
+        use proptest::prelude::*;
+        proptest::option::of(
+            (
+                prop_oneof![
+                    Just(i64::MIN),
+                    Just(i64::MAX),
+                    Just(253_402_300_800i64),
+                    Just(-62_135_596_801i64),
+                    any::<i64>()
+                ],
+                prop_oneof![
+                    Just(-1i32),
+                    Just(1_000_000_000i32),
+                    Just(0i32),
+                    any::<i32>()
+                ],
+            )
+                .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+        )
+    }
+
+    fn hostile_quantity() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(-1i64),
+            Just(0i64),
+            any::<i64>()
+        ]
+    }
+
+    proptest::proptest! {
+        /// No content of a customer event (allocation's, so trusted, but not to the point of a panic) stops
+        /// rendering: extreme quantities and timestamps, template syntax, markup and control characters in the
+        /// strings. The message renders.
+        #[test]
+        fn no_customer_event_makes_rendering_panic(
+            sku in "(\\{\\{ order_id \\}\\}|\\{%|<script>|\\r\\n|\\u{0}|[a-zä😀 ]){0,20}",
+            order in "(\\{\\{|\\r\\nBcc: x@y.z|[A-Z0-9-]){1,20}",
+            locale in "(en|de|xx-YY|\\.\\./\\.\\.|\\u{0}|)",
+            kind in 1i32..=8,
+            quantities in proptest::collection::vec((hostile_quantity(), hostile_quantity(), hostile_quantity(), hostile_quantity()), 1..4),
+            eta in hostile_timestamp(),
+            promised in hostile_timestamp(),
+            respond_by in hostile_timestamp(),
+        ) {
+            let lines = quantities
+                .iter()
+                .enumerate()
+                .map(|(i, (q, a, b, s))| CustomerEventLine {
+                    line_no: i as u32,
+                    sku: sku.clone(),
+                    quantity: *q,
+                    ordered: a.wrapping_add(*b),
+                    allocated: *a,
+                    backordered: *b,
+                    shipped: *s,
+                    cancelled: *q,
+                    eta,
+                    promised_eta: promised,
+                    eta_late: *q % 2 == 0,
+                    ..Default::default()
+                })
+                .collect();
+            let mut e = event(Kind::try_from(kind).unwrap(), &locale, lines);
+            e.order_id = order;
+            e.respond_by = respond_by;
+            e.occurred_at = eta;
+            if let Some(notice) = coalesce(&[e.clone(), e]) {
+                let email = email(templates(), &notice);
+                proptest::prop_assert!(email.is_ok(), "{email:?}");
+                let sms = sms(templates(), &notice);
+                proptest::prop_assert!(sms.is_ok(), "{sms:?}");
+            }
         }
     }
 

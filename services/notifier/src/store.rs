@@ -57,6 +57,28 @@ pub struct Pending {
     /// The trace context (`traceparent`, `tracestate`) of the newest event, which the message continues.
     #[serde(default)]
     pub trace: Vec<(String, String)>,
+    /// The message decided for some of the events, recorded before it is first published; until it is
+    /// recorded as sent, every pass publishes exactly it again. Events added meanwhile wait for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Sending>,
+}
+
+/// A message on its way: decided once, from the events in the entry then, and never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sending {
+    /// Its `message_id` and `Nats-Msg-Id`.
+    pub message_id: String,
+    /// Every event it settles (those it tells, and those found told already or superseded): removed from the
+    /// entry once it is sent.
+    pub event_ids: Vec<String>,
+    /// The events it tells, recorded as sent under `message_id` once it is published.
+    pub told: Vec<String>,
+    /// The rendered message (`EmailMessage` or `SmsMessage`), protobuf-encoded, as hex.
+    pub payload: String,
+    /// The trace context of the newest event it tells.
+    #[serde(default)]
+    pub trace: Vec<(String, String)>,
+    pub decided_at: DateTime<Utc>,
 }
 
 impl Pending {
@@ -68,6 +90,7 @@ impl Pending {
             events: Vec::new(),
             event_ids: Vec::new(),
             trace: Vec::new(),
+            sending: None,
         }
     }
 
@@ -255,5 +278,21 @@ mod tests {
         two.retain(|id| id != "e1");
         assert_eq!(two.event_ids, ["e2"]);
         assert_eq!(two.events.len(), 1);
+    }
+
+    #[test]
+    fn a_decided_message_round_trips_and_entries_of_the_last_release_still_read() {
+        let mut pending = Pending::new("SO-1", Channel::Email, DateTime::UNIX_EPOCH);
+        pending.sending = Some(Sending {
+            message_id: "email/e1".into(),
+            event_ids: vec!["e0".into(), "e1".into()],
+            told: vec!["e1".into()],
+            payload: "0a01".into(),
+            trace: vec![],
+            decided_at: DateTime::UNIX_EPOCH,
+        });
+        assert_eq!(Pending::decode(&pending.encode()).unwrap(), pending);
+        let old = r#"{"order_id":"SO-1","channel":"sms","first_at":"2026-01-10T10:00:00Z","events":[],"event_ids":[]}"#;
+        assert_eq!(Pending::decode(old.as_bytes()).unwrap().sending, None);
     }
 }

@@ -178,17 +178,33 @@ async fn a_customer_who_opted_out_of_a_channel_gets_nothing_there_until_opting_i
             .bus
             .publish(subject.clone(), "bad", &CustomerPreferences::default())
             .await?;
+        // So are ones out of bounds (an id over 128 bytes, a date in year 9999), with field, value and limit.
+        let mut far = prefs(false, "2026-01-01T00:00:00Z");
+        far.customer_id = "C".repeat(300);
+        far.updated_at = Some(backorder_runtime::time::to_proto(at(
+            "9999-01-01T00:00:00Z",
+        )));
+        world.bus.publish(subject.clone(), "far", &far).await?;
         let letters: Vec<(String, DeadLetter)> = world
             .wait_stored(
                 StreamKind::DeadLetter,
                 &world.bus.subjects.dead_letter("notifier"),
-                1,
+                2,
             )
             .await?;
         assert!(
-            letters[0].1.error.contains("customer_id is missing"),
+            letters[0].1.error.contains("customer_id: is missing"),
             "{}",
             letters[0].1.error
+        );
+        let error = &letters[1].1.error;
+        assert!(
+            error.contains("customer_id: ")
+                && error.contains("is 300 bytes long; at most 128")
+                && error.contains(
+                    "updated_at: 9999-01-01T00:00:00+00:00 is outside the years 2000..=2199"
+                ),
+            "{error}"
         );
 
         let buyer = customer("buyer@example.com", "+4915112345678");
@@ -507,5 +523,102 @@ async fn throughput() -> anyhow::Result<()> {
         }
         Ok(world)
     })
+    .await
+}
+
+/// Makes the `<P>_NOTIFIER_SENT` bucket refuse new records (full: `max_messages` at what it holds, and a
+/// key-value stream discards new), or takes the limit away again. A real fault of the store, no mock.
+async fn sent_bucket_full(world: &World, full: bool) -> anyhow::Result<()> {
+    let bucket = world.bus.subjects.notifier_sent_bucket();
+    let kv = world.bus.js.get_key_value(&bucket).await?;
+    // One record, so "as many as it holds" is not 0 (which means no limit).
+    kv.put("filler", "x".into()).await?;
+    let mut stream = world.bus.js.get_stream(format!("KV_{bucket}")).await?;
+    let info = stream.info().await?;
+    let mut config = info.config.clone();
+    config.max_messages = if full { info.state.messages as i64 } else { -1 };
+    world.bus.js.update_stream(&config).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_in_flight_is_sent_as_decided_and_a_later_event_goes_in_the_next_one()
+-> anyhow::Result<()> {
+    use notifier::coalesce::{Channel, message_id};
+    with_notifier(
+        &[("BO_NOTIFY_COALESCE_SECS", "60")],
+        |mut world| async move {
+            let buyer = customer("buyer@example.com", "");
+            for i in 1..=2 {
+                world
+                    .publish_event(&event(
+                        &format!("ev-{i}"),
+                        "SO-1",
+                        Kind::Backordered,
+                        buyer.clone(),
+                        vec![line(i, 2, 0, 2)],
+                    ))
+                    .await?;
+            }
+            settle().await;
+            // The message goes out, but recording what it told fails: the state a crash between the two
+            // leaves, held open.
+            sent_bucket_full(&world, true).await?;
+            world.advance("2026-01-10T10:01:00Z").await?;
+            let emails: Vec<(String, EmailMessage)> = world
+                .wait_stored(StreamKind::Outbound, &world.bus.subjects.notify_email(), 1)
+                .await?;
+            let decided = message_id(Channel::Email, &["ev-1".into(), "ev-2".into()]);
+            assert_eq!(emails[0].0, decided);
+
+            // An event of the same order arrives while the message is in flight, then the service restarts.
+            world
+                .publish_event(&event(
+                    "ev-3",
+                    "SO-1",
+                    Kind::Backordered,
+                    buyer,
+                    vec![line(3, 5, 0, 5)],
+                ))
+                .await?;
+            settle().await;
+            world.stop().await?;
+            sent_bucket_full(&world, false).await?;
+            world.start().await?;
+            settle().await;
+            world.advance("2026-01-10T10:03:00Z").await?;
+            world
+                .wait_stored::<EmailMessage>(
+                    StreamKind::Outbound,
+                    &world.bus.subjects.notify_email(),
+                    2,
+                )
+                .await?;
+            settle().await;
+            let emails = world.emails().await?;
+            let ids: Vec<&str> = emails.iter().map(|(id, _)| id.as_str()).collect();
+            // The first message once (re-published under its id, which the stream dropped), ev-3 on its own.
+            assert_eq!(ids, [decided.as_str(), "email/ev-3"], "{emails:#?}");
+            assert_eq!(
+                emails[0].1.subject,
+                "Ihre Bestellung SO-1: 4 Artikel im Rückstand"
+            );
+            assert_eq!(
+                emails[1].1.subject,
+                "Ihre Bestellung SO-1: 5 Artikel im Rückstand"
+            );
+            // And what it told is recorded now.
+            let sent = world
+                .bus
+                .js
+                .get_key_value(world.bus.subjects.notifier_sent_bucket())
+                .await?;
+            let record = sent
+                .get(notifier::store::sent_key(Channel::Email, "ev-2"))
+                .await?;
+            assert_eq!(record.as_deref(), Some(decided.as_bytes()));
+            Ok(world)
+        },
+    )
     .await
 }

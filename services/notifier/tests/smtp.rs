@@ -218,3 +218,181 @@ async fn a_permanent_failure_parks_the_email_in_the_dead_letter_stream() -> anyh
     })
     .await
 }
+
+#[tokio::test]
+async fn turning_smtp_on_sends_only_new_emails_unless_a_replay_is_asked() -> anyhow::Result<()> {
+    let server = Server::start("accept").await?;
+    let url = server.url();
+    with_notifier(&[], |mut world| async move {
+        let buyer = customer("buyer@example.com", "");
+        let email_of = |id: &str| {
+            event(
+                id,
+                &format!("SO-{id}"),
+                Kind::Shipped,
+                buyer.clone(),
+                vec![line(1, 1, 0, 0)],
+            )
+        };
+        // Without SMTP, the gateway's emails pile up in the stream: one long ago, one after `from`.
+        world.publish_event(&email_of("ev-old")).await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                1,
+            )
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let from = chrono::Utc::now().to_rfc3339();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        world.publish_event(&email_of("ev-recent")).await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                2,
+            )
+            .await?;
+        world.stop().await?;
+
+        // SMTP turned on, replaying from `from`: the recent one, not the old one.
+        world.env.insert("BO_SMTP_URL".into(), url.clone());
+        world.env.insert("BO_SMTP_REPLAY_FROM".into(), from);
+        world.start().await?;
+        server.wait_received(1).await;
+        settle().await;
+        let received = server.received();
+        assert_eq!(received.len(), 1, "{received:#?}");
+        assert!(
+            received[0].contains("Message-ID: <email/ev-recent@localhost>"),
+            "{}",
+            received[0]
+        );
+
+        // A restart asking for everything: the consumer exists and keeps its position, nothing is re-sent.
+        world.stop().await?;
+        world.env.insert("BO_SMTP_REPLAY_FROM".into(), "all".into());
+        world.start().await?;
+        world.publish_event(&email_of("ev-new")).await?;
+        server.wait_received(2).await;
+        settle().await;
+        let received = server.received();
+        assert_eq!(received.len(), 2, "{received:#?}");
+        assert!(
+            received[1].contains("Message-ID: <email/ev-new@localhost>"),
+            "{}",
+            received[1]
+        );
+        Ok(world)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn turning_smtp_on_in_a_running_deployment_does_not_resend_the_past() -> anyhow::Result<()> {
+    let server = Server::start("accept").await?;
+    let url = server.url();
+    with_notifier(&[], |mut world| async move {
+        let buyer = customer("buyer@example.com", "");
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Shipped,
+                buyer.clone(),
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
+        world
+            .wait_stored::<EmailMessage>(
+                StreamKind::Outbound,
+                &world.bus.subjects.notify_email(),
+                1,
+            )
+            .await?;
+        world.stop().await?;
+        world.env.insert("BO_SMTP_URL".into(), url.clone());
+        world.start().await?;
+        world
+            .publish_event(&event(
+                "ev-2",
+                "SO-2",
+                Kind::Shipped,
+                buyer,
+                vec![line(1, 1, 0, 0)],
+            ))
+            .await?;
+        server.wait_received(1).await;
+        settle().await;
+        let received = server.received();
+        assert_eq!(
+            received.len(),
+            1,
+            "the stream's past was sent: {received:#?}"
+        );
+        assert!(
+            received[0].contains("Message-ID: <email/ev-2@localhost>"),
+            "{}",
+            received[0]
+        );
+        Ok(world)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_delivery_cut_off_mid_transaction_is_sent_again_with_the_same_message_id()
+-> anyhow::Result<()> {
+    let server = Server::start("accept").await?;
+    let url = server.url();
+    let env = [
+        ("BO_SMTP_URL", url.as_str()),
+        ("BO_SMTP_FROM", "Shop <shop@example.com>"),
+    ];
+    with_notifier(&env, |world| async move {
+        // What a crash during the SMTP transaction leaves: the intent recorded, no acceptance.
+        let sent = world
+            .bus
+            .js
+            .get_key_value(world.bus.subjects.notifier_sent_bucket())
+            .await?;
+        let key = notifier::store::smtp_key("email/ev-1");
+        sent.put(
+            &key,
+            r#"{"state":"sending","at":"2026-01-10T10:00:00Z"}"#.into(),
+        )
+        .await?;
+        let buyer = customer("buyer@example.com", "");
+        world
+            .publish_event(&event(
+                "ev-1",
+                "SO-1",
+                Kind::Backordered,
+                buyer,
+                vec![line(1, 3, 0, 3)],
+            ))
+            .await?;
+        let received = server.wait_received(1).await;
+        assert_eq!(
+            received.len(),
+            1,
+            "an email cut off mid-transaction was never sent"
+        );
+        assert!(
+            received[0].contains("Message-ID: <email/ev-1@example.com>"),
+            "{}",
+            received[0]
+        );
+        let record = sent.get(&key).await?.unwrap_or_default();
+        assert!(
+            matches!(
+                notifier::smtp::Record::read(&record),
+                notifier::smtp::Record::Accepted { .. }
+            ),
+            "{record:?}"
+        );
+        Ok(world)
+    })
+    .await
+}

@@ -3,26 +3,50 @@
 
 pub mod validate;
 
-use backorder_proto::v1::{OrderAccepted, OrderRejected};
+use backorder_proto::v1::{FieldError, OrderAccepted, OrderPlaced, OrderRejected};
+use backorder_runtime::config::{ConfigError, Source};
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{CommonConfig, time};
+use prost::Message as _;
 use tracing::Instrument;
+
+pub use validate::Limits;
 
 pub const SERVICE: &str = "order-intake";
 
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn from_source(source: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_source(source)?,
+            limits: Limits::from_source(source)?,
+        })
+    }
+}
+
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    messages: backorder_runtime::jetstream::Messages,
+    limits: Limits,
 }
 
 impl Application {
-    pub async fn build(config: CommonConfig) -> anyhow::Result<Self> {
-        let filters = vec![config.subjects.order_placed()];
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let filters = vec![config.common.subjects.order_placed()];
         let (worker, messages) =
-            Worker::connect(&config, SERVICE, StreamKind::Inbound, filters).await?;
-        Ok(Self { worker, messages })
+            Worker::connect(&config.common, SERVICE, StreamKind::Inbound, filters).await?;
+        Ok(Self {
+            worker,
+            messages,
+            limits: config.limits,
+        })
     }
 
     pub async fn run_until_stopped(
@@ -35,6 +59,7 @@ impl Application {
         );
         let mut intake = Intake {
             bus: self.worker.bus.clone(),
+            limits: self.limits,
         };
         self.worker
             .run_service(self.messages, &mut intake, shutdown)
@@ -44,6 +69,7 @@ impl Application {
 
 struct Intake {
     bus: Bus,
+    limits: Limits,
 }
 
 impl Handler for Intake {
@@ -65,22 +91,19 @@ impl Handler for Intake {
 impl Intake {
     async fn take(&self, delivery: &Delivery) -> Outcome {
         let subjects = &self.bus.subjects;
-        match validate::validate(&delivery.payload) {
-            Ok(mut order) => {
-                tracing::Span::current().record("order_id", order.order_id.as_str());
-                let digest = backorder_runtime::digest::of(&order);
-                if order.placed_at.is_none() {
-                    order.placed_at = Some(time::to_proto(delivery.published));
-                }
-                // Order id and digest as Nats-Msg-Id: a redelivered or re-sent order is stored once in the
-                // window, while another order under the same id reaches allocation, which refuses it as a
-                // conflict (and a re-sent order beyond the window as a duplicate).
-                let id = format!("{}/{digest}", order.order_id);
-                let accepted = OrderAccepted {
-                    order: Some(order),
-                    accepted_at: Some(time::to_proto(chrono::Utc::now())),
-                    digest,
-                };
+        // Headers count against the server's max_payload too.
+        let room = self
+            .bus
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM);
+        let checked = validate::validate_with(&delivery.payload, &self.limits)
+            .and_then(|order| accept(order, delivery.published, room));
+        match checked {
+            Ok((id, accepted)) => {
+                let order_id = accepted.order.as_ref().map_or("", |o| o.order_id.as_str());
+                tracing::Span::current().record("order_id", order_id);
                 match self
                     .bus
                     .publish(subjects.order_accepted(), &id, &accepted)
@@ -100,14 +123,7 @@ impl Intake {
                 let order_id = rejection.order_id.clone().unwrap_or_default();
                 tracing::Span::current().record("order_id", order_id.as_str());
                 tracing::warn!(errors = %rejection.summary(), "order rejected");
-                let rejected = OrderRejected {
-                    order_id,
-                    errors: rejection.errors.clone(),
-                    rejection_id: format!("rejected/{}", delivery.stream_id()),
-                    subject: delivery.subject.clone(),
-                    stream_sequence: delivery.stream_sequence,
-                    payload: delivery.payload.to_vec(),
-                };
+                let rejected = reject(&rejection, delivery, room);
                 if let Err(error) = self
                     .bus
                     .publish(subjects.order_rejected(), &rejected.rejection_id, &rejected)
@@ -125,5 +141,144 @@ impl Intake {
                 }
             }
         }
+    }
+}
+
+/// What a message leaves of the server's `max_payload` for the body: room for `Nats-Msg-Id` and the trace
+/// context.
+const HEADER_ROOM: usize = 4 * 1024;
+
+/// The valid order as allocation gets it, with its `Nats-Msg-Id`; refused when it would not fit in `room`
+/// bytes (only possible with a raised `BO_MAX_ORDER_LINES`), as a publish that can never succeed would
+/// otherwise be retried until the order is parked, unanswered.
+fn accept(
+    mut order: OrderPlaced,
+    published: chrono::DateTime<chrono::Utc>,
+    room: usize,
+) -> Result<(String, OrderAccepted), validate::Rejection> {
+    let digest = backorder_runtime::digest::of(&order);
+    if order.placed_at.is_none() {
+        order.placed_at = Some(time::to_proto(published));
+    }
+    // Order id and digest as Nats-Msg-Id: a redelivered or re-sent order is stored once in the window, while
+    // another order under the same id reaches allocation, which refuses it as a conflict (and a re-sent order
+    // beyond the window as a duplicate).
+    let id = format!("{}/{digest}", order.order_id);
+    let accepted = OrderAccepted {
+        order: Some(order),
+        accepted_at: Some(time::to_proto(chrono::Utc::now())),
+        digest,
+    };
+    let size = accepted.encoded_len();
+    if size > room {
+        let order = accepted.order.unwrap_or_default();
+        return Err(validate::Rejection {
+            order_id: Some(order.order_id),
+            errors: vec![FieldError {
+                field: "lines".into(),
+                message: format!(
+                    "the accepted order would be {size} bytes, more than the {room} a message can carry; send fewer lines"
+                ),
+            }],
+        });
+    }
+    Ok((id, accepted))
+}
+
+/// The answer to a refused order. It repeats the order's bytes unless that would not fit in `room` bytes
+/// (an order near the server's limit): then it says where they are kept instead of never being published.
+fn reject(rejection: &validate::Rejection, delivery: &Delivery, room: usize) -> OrderRejected {
+    let mut rejected = OrderRejected {
+        order_id: rejection.order_id.clone().unwrap_or_default(),
+        errors: rejection.errors.clone(),
+        rejection_id: format!("rejected/{}", delivery.stream_id()),
+        subject: delivery.subject.clone(),
+        stream_sequence: delivery.stream_sequence,
+        payload: delivery.payload.to_vec(),
+    };
+    fit(&mut rejected, &delivery.stream, room);
+    rejected
+}
+
+fn fit(rejected: &mut OrderRejected, stream: &str, room: usize) {
+    if rejected.encoded_len() > room {
+        let size = rejected.payload.len();
+        rejected.payload = Vec::new();
+        rejected.errors.push(FieldError {
+            field: String::new(),
+            message: format!(
+                "the order's {size} bytes are not repeated here, they would make this message too large; \
+                 they are kept in stream {stream} at sequence {}",
+                rejected.stream_sequence
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backorder_proto::v1::OrderLine;
+
+    fn order(lines: usize) -> OrderPlaced {
+        OrderPlaced {
+            order_id: "SO-1".into(),
+            lines: (1..=lines as u32)
+                .map(|line_no| OrderLine {
+                    line_no,
+                    sku: "S".repeat(128),
+                    quantity: 1,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_order_too_large_to_hand_on_is_refused_by_name() {
+        let now = chrono::Utc::now();
+        let (id, accepted) = accept(order(2), now, 1024).unwrap();
+        assert!(id.starts_with("SO-1/"));
+        assert_eq!(
+            accepted.order.unwrap().placed_at,
+            Some(time::to_proto(now)),
+            "an order without placed_at is placed when it was stored"
+        );
+        let rejection = accept(order(10), now, 1024).unwrap_err();
+        assert_eq!(rejection.order_id.as_deref(), Some("SO-1"));
+        assert_eq!(rejection.errors[0].field, "lines");
+        assert!(
+            rejection.errors[0].message.contains("more than the 1024"),
+            "{:?}",
+            rejection.errors
+        );
+    }
+
+    #[test]
+    fn a_rejection_repeats_the_bytes_when_they_fit_and_says_where_they_are_otherwise() {
+        let mut rejected = OrderRejected {
+            order_id: "SO-1".into(),
+            stream_sequence: 7,
+            payload: vec![1; 100],
+            ..Default::default()
+        };
+        fit(&mut rejected, "BO_IN", 200);
+        assert_eq!(rejected.payload.len(), 100);
+        assert!(rejected.errors.is_empty());
+        rejected.payload = vec![1; 300];
+        fit(&mut rejected, "BO_IN", 200);
+        assert!(rejected.payload.is_empty());
+        assert_eq!(rejected.errors[0].field, "");
+        assert!(
+            rejected.errors[0]
+                .message
+                .contains("300 bytes are not repeated here")
+                && rejected.errors[0]
+                    .message
+                    .contains("stream BO_IN at sequence 7"),
+            "{:?}",
+            rejected.errors
+        );
+        assert!(rejected.encoded_len() <= 200);
     }
 }

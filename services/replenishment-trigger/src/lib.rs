@@ -35,7 +35,7 @@ pub const SERVICE: &str = "replenishment-trigger";
 pub const POLICIES_CONSUMER: &str = "replenishment-trigger-policies";
 
 /// No purchase request asks for goods further out than this.
-pub const MAX_LEAD_TIME_DAYS: u32 = 3650;
+pub const MAX_LEAD_TIME_DAYS: u32 = backorder_runtime::limits::MAX_LEAD_TIME_DAYS as u32;
 
 /// The supplier of the built-in default policy: a SKU nobody configured is requested from nobody in particular,
 /// and its line says so.
@@ -96,9 +96,9 @@ impl Config {
 
 pub struct Application {
     worker: Worker,
-    messages: async_nats::jetstream::consumer::pull::Stream,
+    messages: backorder_runtime::jetstream::Messages,
     policy_worker: Worker,
-    policy_messages: async_nats::jetstream::consumer::pull::Stream,
+    policy_messages: backorder_runtime::jetstream::Messages,
     trigger: trigger::Trigger,
     upserts: policies::Upserts,
     policies: Arc<Policies>,

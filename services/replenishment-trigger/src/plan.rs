@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use backorder_proto::v1::{PurchaseRequest, PurchaseRequestLine, ReorderNeeded};
-use backorder_runtime::time;
+use backorder_runtime::{limits, time};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::policy::{self, Origin, Policy};
@@ -33,7 +33,7 @@ pub fn plan(
     if quantity == 0 {
         return None;
     }
-    let earliest = now + TimeDelta::days(policy.lead_time_days.into());
+    let earliest = limits::add(now, limits::days(policy.lead_time_days.into()));
     let promised = event
         .needed_by
         .as_ref()
@@ -42,7 +42,7 @@ pub fn plan(
     let need_by = promised.unwrap_or(earliest);
     // A promise made from this lead time falls on `earliest` give or take the hours since it was made: only a
     // day or more sooner asks to expedite.
-    let expedite = need_by <= earliest - TimeDelta::days(1);
+    let expedite = need_by <= limits::sub(earliest, TimeDelta::days(1));
 
     let mut reason = format!(
         "{} {} for {}; {} not covered by free stock ({}) or open purchase orders ({}); {} already \
@@ -160,7 +160,7 @@ pub fn reraise(
     if lines.is_empty() {
         return None;
     }
-    let waited = now - sent.sent_at;
+    let waited = now.signed_duration_since(sent.sent_at);
     let reason = format!(
         "Reminder: request {} to {} of {} has no purchase order after {} hours. Still open: {}.",
         sent.request_id,
@@ -252,6 +252,8 @@ fn capitalize(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::policy::Rule;
+    use backorder_runtime::limits::{MAX_QUANTITY, start_of_year};
+    use proptest::prelude::*;
 
     fn at(day: u32) -> DateTime<Utc> {
         format!("2026-12-{day:02}T09:00:00Z").parse().unwrap()
@@ -493,5 +495,75 @@ mod tests {
             reminder.reason
         );
         assert_eq!(reraise(&sent, &BTreeMap::new(), at(3)), None);
+    }
+
+    /// A report within the limits: every figure `0..=MAX_QUANTITY`, the edges included, a promise or none.
+    fn bounded_report() -> impl Strategy<Value = ReorderNeeded> {
+        let figure = || prop_oneof![0i64..=100, Just(MAX_QUANTITY), 0i64..=MAX_QUANTITY];
+        let year = || {
+            (
+                *limits::YEARS.start()..=*limits::YEARS.end(),
+                0i64..365 * 86_400,
+            )
+                .prop_map(|(y, s)| limits::add(start_of_year(y), TimeDelta::seconds(s)))
+        };
+        (
+            [figure(), figure(), figure(), figure(), figure(), figure()],
+            proptest::option::of(year()),
+        )
+            .prop_map(
+                |([shortage, backordered, on_hand, inbound, available, waiting], promise)| {
+                    ReorderNeeded {
+                        sku: "SKU-A".into(),
+                        event_id: "ev-1".into(),
+                        shortage,
+                        backordered,
+                        on_hand,
+                        inbound,
+                        available,
+                        orders_waiting: waiting,
+                        needed_by: promise.map(time::to_proto),
+                        ..Default::default()
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// No report and policy within the limits, whatever is already requested and whenever in the years,
+        /// makes planning panic; a line is whole packs of at most MAX_QUANTITY, needed by a date between now
+        /// and the promise or lead time, and its request is sent and re-raised without overflow.
+        #[test]
+        fn bounded_inputs_plan_bounded_lines(
+            event in bounded_report(),
+            requested in prop_oneof![0i64..=100, 0i64..=4 * MAX_QUANTITY, Just(i64::MAX)],
+            policy in crate::policy::tests::bounded_policy(),
+            year in limits::YEARS,
+        ) {
+            let now = start_of_year(year);
+            let Some(planned) = plan(&event, requested, &policy, Origin::Default, now) else {
+                return Ok(());
+            };
+            prop_assert!((1..=MAX_QUANTITY).contains(&planned.quantity), "{}", planned.quantity);
+            prop_assert_eq!(planned.quantity % policy.pack_size, 0);
+            prop_assert!(planned.note.need_by >= now);
+            let latest = event.needed_by.as_ref().and_then(time::from_proto).unwrap_or(now)
+                .max(now + TimeDelta::days(crate::MAX_LEAD_TIME_DAYS.into()));
+            prop_assert!(planned.note.need_by <= latest);
+            let mut batch = Batch {
+                request_id: "pr/ev-1".into(),
+                supplier_id: policy.supplier_id.clone(),
+                opened_at: now,
+                due_at: now,
+                urgent: false,
+                lines: BTreeMap::new(),
+            };
+            merge(&mut batch, "SKU-A", &planned, now);
+            let quantities = BTreeMap::from([("SKU-A".to_string(), planned.quantity)]);
+            let request = request(&batch, &quantities, now).unwrap();
+            prop_assert_eq!(request.lines[0].quantity, planned.quantity);
+            let sent = Sent::of(&batch, now, TimeDelta::hours(u32::MAX.into()));
+            prop_assert!(reraise(&sent, &quantities, sent.reraise_at).is_some());
+        }
     }
 }

@@ -8,13 +8,15 @@ use std::time::Duration;
 use async_nats::jetstream::kv as js_kv;
 use backorder_proto::v1::{ReorderRule, SkuUpserted};
 use backorder_runtime::consume::{Delivery, Handler, Outcome};
+use backorder_runtime::digest;
+use backorder_runtime::limits::Check;
 use prost::Message as _;
 use tracing::Instrument;
 
 use crate::kv;
 use crate::policy::{self, Origin, Partial, Policy, RuleName};
 use crate::policy_file::Watched;
-use crate::store::{MasterPolicy, keys};
+use crate::store::{MasterPolicy, Position, keys};
 
 /// How often the policy file is checked for changes.
 const FILE_CHECK: Duration = Duration::from_secs(5);
@@ -92,14 +94,14 @@ fn read(file: &RwLock<Watched>) -> std::sync::RwLockReadGuard<'_, Watched> {
     file.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The reorder fields of an upsert, as a policy layer; an error names each bad field.
+/// The reorder fields of an upsert, as a policy layer; an error names each bad field, its value and the
+/// limit (`backorder_runtime::limits`: 0 is "the default's value", so every size is `0..=MAX_QUANTITY`).
 pub fn from_upsert(upsert: &SkuUpserted, builtin: &Policy) -> Result<Partial, String> {
-    let mut problems = Vec::new();
-    if upsert.sku.trim().is_empty() {
-        problems.push("sku is missing".to_string());
-    }
+    let mut check = Check::new();
+    check.id("sku", &upsert.sku);
+    check.optional_id("supplier_id", &upsert.supplier_id);
+    check.lead_time_days("lead_time_days", upsert.lead_time_days);
     for (field, value) in [
-        ("lead_time_days", i64::from(upsert.lead_time_days)),
         ("pack_size", upsert.pack_size),
         ("min_order_quantity", upsert.min_order_quantity),
         ("min_level", upsert.min_level),
@@ -107,28 +109,33 @@ pub fn from_upsert(upsert: &SkuUpserted, builtin: &Policy) -> Result<Partial, St
         ("safety_stock", upsert.safety_stock),
         ("urgent_shortage", upsert.urgent_shortage),
     ] {
-        if value < 0 {
-            problems.push(format!("{field} is negative ({value})"));
-        }
+        check.quantity(field, value, 0);
     }
     let rule = match ReorderRule::try_from(upsert.reorder_rule) {
         Ok(ReorderRule::Unspecified) => None,
         Ok(ReorderRule::Cover) => Some(RuleName::Cover),
         Ok(ReorderRule::MinMax) => Some(RuleName::MinMax),
         Err(_) => {
-            problems.push(format!(
-                "reorder_rule {} is not a known ReorderRule",
-                upsert.reorder_rule
-            ));
+            check.fail(
+                "reorder_rule",
+                format!("{} is not a known ReorderRule", upsert.reorder_rule),
+            );
             None
         }
     };
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
+    if rule == Some(RuleName::MinMax) && upsert.max_level < upsert.min_level {
+        check.fail(
+            "max_level",
+            format!(
+                "{} is below min_level {}",
+                upsert.max_level, upsert.min_level
+            ),
+        );
     }
+    check.result()?;
     let given = |value: i64| (value > 0).then_some(value);
     let partial = Partial {
-        supplier: Some(upsert.supplier_id.trim().to_string()).filter(|s| !s.is_empty()),
+        supplier: Some(upsert.supplier_id.clone()).filter(|s| !s.is_empty()),
         lead_time_days: u32::try_from(upsert.lead_time_days).ok().filter(|d| *d > 0),
         pack_size: given(upsert.pack_size),
         min_order_quantity: given(upsert.min_order_quantity),
@@ -155,8 +162,9 @@ pub fn from_upsert(upsert: &SkuUpserted, builtin: &Policy) -> Result<Partial, St
     }
 }
 
-/// Keeps the product master's policies (`<p>.in.sku.upserted`): the newest upsert of a SKU in stream order
-/// wins, so a redelivered older one changes nothing.
+/// Keeps the product master's policies (`<p>.in.sku.upserted`): the newest upsert of a SKU by stream
+/// [`Position`] (time, then sequence: a recreated stream's are newer) wins, so a redelivered older one changes
+/// nothing, and the same upsert again (by digest, whatever its id and position) changes nothing either.
 pub struct Upserts {
     pub bucket: js_kv::Store,
     pub builtin: Policy,
@@ -197,15 +205,21 @@ impl Upserts {
             Ok(stored) => stored,
             Err(error) => return Outcome::Retry(error),
         };
-        if stored
-            .value
-            .as_ref()
-            .is_some_and(|s| s.seq >= delivery.stream_sequence)
+        let at = Position {
+            published: delivery.published,
+            seq: delivery.stream_sequence,
+        };
+        let digest = digest::of(&upsert);
+        if let Some(stored) = &stored.value
+            && !stored.replaced_by(&digest, at)
         {
+            tracing::debug!(seq = stored.seq, "upsert in effect or superseded");
             return Outcome::Done;
         }
         let value = MasterPolicy {
-            seq: delivery.stream_sequence,
+            seq: at.seq,
+            published: Some(at.published),
+            digest,
             policy: partial,
         };
         match kv::write(&self.bucket, &key, &value, stored.revision).await {
@@ -280,7 +294,8 @@ mod tests {
         };
         assert_eq!(
             from_upsert(&upsert, &builtin()).unwrap_err(),
-            "lead_time_days is negative (-1); pack_size is negative (-12); reorder_rule 7 is not a known ReorderRule"
+            "lead_time_days: -1 days is outside 0..=3650; pack_size: must be 0 or more, got -12; \
+             reorder_rule: 7 is not a known ReorderRule"
         );
         let upsert = SkuUpserted {
             sku: "SKU-A".into(),
@@ -291,8 +306,64 @@ mod tests {
         };
         assert_eq!(
             from_upsert(&upsert, &builtin()).unwrap_err(),
-            "max 10 is below min 50"
+            "max_level: 10 is below min_level 50"
         );
+    }
+
+    #[test]
+    fn upserts_beyond_the_limits_are_refused_by_field_value_and_limit() {
+        use backorder_runtime::limits::MAX_QUANTITY;
+        let max = MAX_QUANTITY;
+        let refused = |change: fn(&mut SkuUpserted)| {
+            let mut upsert = SkuUpserted {
+                sku: "SKU-A".into(),
+                ..Default::default()
+            };
+            change(&mut upsert);
+            from_upsert(&upsert, &builtin()).unwrap_err()
+        };
+        assert_eq!(
+            refused(|u| u.lead_time_days = 3651),
+            "lead_time_days: 3651 days is outside 0..=3650"
+        );
+        assert_eq!(
+            refused(|u| u.pack_size = i64::MAX),
+            "pack_size: 9223372036854775807 is more than 1000000000"
+        );
+        type Change = fn(&mut SkuUpserted);
+        let beyond: [(&str, Change); 5] = [
+            ("min_order_quantity", |u| {
+                u.min_order_quantity = MAX_QUANTITY + 1
+            }),
+            ("min_level", |u| u.min_level = MAX_QUANTITY + 1),
+            ("max_level", |u| u.max_level = MAX_QUANTITY + 1),
+            ("safety_stock", |u| u.safety_stock = MAX_QUANTITY + 1),
+            ("urgent_shortage", |u| u.urgent_shortage = MAX_QUANTITY + 1),
+        ];
+        for (field, change) in beyond {
+            assert_eq!(
+                refused(change),
+                format!("{field}: 1000000001 is more than 1000000000")
+            );
+        }
+        assert!(refused(|u| u.supplier_id = "S".repeat(200)).starts_with("supplier_id: \"SSSS"),);
+        assert!(refused(|u| u.supplier_id = " ACME".into()).contains("surrounding spaces"));
+        assert!(refused(|u| u.sku = "K".repeat(129)).starts_with("sku: "));
+        // At the limits: taken.
+        let upsert = SkuUpserted {
+            sku: "SKU-A".into(),
+            supplier_id: "S".repeat(128),
+            lead_time_days: 3650,
+            pack_size: max,
+            min_order_quantity: max,
+            reorder_rule: ReorderRule::MinMax as i32,
+            min_level: max,
+            max_level: max,
+            safety_stock: max,
+            urgent_shortage: max,
+            ..Default::default()
+        };
+        assert!(from_upsert(&upsert, &builtin()).is_ok());
     }
 
     #[test]

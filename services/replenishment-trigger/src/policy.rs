@@ -4,7 +4,11 @@
 //! plus open supply plus what was requested and not answered yet, less the backordered units. A negative
 //! position is the shortage nobody has asked for yet. The reorder rule turns the position into a quantity,
 //! which is then brought to the supplier's terms (minimum order quantity, pack size).
+//!
+//! Every sum saturates: within the limits (sizes and levels of at most `MAX_QUANTITY`) none comes near
+//! `i64::MAX`, and outside them a wrong number is no reason to panic.
 
+use backorder_runtime::limits::{self, Check, MAX_QUANTITY};
 use serde::{Deserialize, Serialize};
 
 /// How a SKU is reordered.
@@ -54,19 +58,25 @@ impl Policy {
             Rule::Cover => (safety, safety),
             Rule::MinMax { min, max } => {
                 let min = min.max(0);
-                (min + safety, max.max(min) + safety)
+                (
+                    min.saturating_add(safety),
+                    max.max(min).saturating_add(safety),
+                )
             }
         }
     }
 
-    /// The units to order at `position`; 0 when the position is at or above the reorder point.
+    /// The units to order at `position`; 0 when the position is at or above the reorder point. At most
+    /// [`line_cap`] (a line is a PO line of at most `MAX_QUANTITY`): a need beyond it is asked for again by the
+    /// next report, as what was requested does not cover it.
     pub fn order_quantity(&self, position: i64) -> i64 {
         let (reorder_point, target) = self.levels();
         if position >= reorder_point {
             return 0;
         }
         let needed = target.saturating_sub(position);
-        round_up(needed.max(self.min_order_quantity), self.pack_size.max(1))
+        let pack = self.pack_size.max(1);
+        round_up(needed.max(self.min_order_quantity), pack).min(line_cap(pack))
     }
 
     /// The rule in a buyer's words, e.g. "cover the shortage, pack 12, MOQ 48".
@@ -87,39 +97,40 @@ impl Policy {
         words
     }
 
-    /// Problems that make the policy unusable, by field name; empty when it is fine.
+    /// Problems that make the policy unusable, by field name, value and limit (`backorder_runtime::limits`);
+    /// empty when it is fine.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.supplier_id.trim().is_empty() {
-            problems.push("supplier is empty".to_string());
-        }
+        let mut check = Check::new();
+        check.id("supplier", &self.supplier_id);
         if self.lead_time_days > crate::MAX_LEAD_TIME_DAYS {
-            problems.push(format!(
-                "lead_time_days {} is more than {}",
-                self.lead_time_days,
-                crate::MAX_LEAD_TIME_DAYS
-            ));
+            check.fail(
+                "lead_time_days",
+                format!(
+                    "{} days is outside 0..={}",
+                    self.lead_time_days,
+                    limits::MAX_LEAD_TIME_DAYS
+                ),
+            );
         }
-        for (field, value, least) in [
-            ("pack_size", self.pack_size, 1),
-            ("min_order_quantity", self.min_order_quantity, 1),
-            ("safety_stock", self.safety_stock, 0),
-            ("urgent_shortage", self.urgent_shortage, 0),
-        ] {
-            if value < least {
-                problems.push(format!("{field} is {value}, must be at least {least}"));
-            }
-        }
+        check.quantity("pack_size", self.pack_size, 1);
+        check.quantity("min_order_quantity", self.min_order_quantity, 1);
+        check.quantity("safety_stock", self.safety_stock, 0);
+        check.quantity("urgent_shortage", self.urgent_shortage, 0);
         if let Rule::MinMax { min, max } = self.rule {
-            if min < 0 {
-                problems.push(format!("min is {min}, must be at least 0"));
-            }
+            check.quantity("min", min, 0);
+            check.quantity("max", max, 0);
             if max < min {
-                problems.push(format!("max {max} is below min {min}"));
+                check.fail("max", format!("{max} is below min {min}"));
             }
         }
-        problems
+        check.violations.iter().map(ToString::to_string).collect()
     }
+}
+
+/// The most one line asks for: the whole packs of `pack` within `MAX_QUANTITY` (one pack if it is larger).
+pub fn line_cap(pack: i64) -> i64 {
+    let pack = pack.max(1);
+    (MAX_QUANTITY / pack).max(1).saturating_mul(pack)
 }
 
 /// `quantity` rounded up to a multiple of `pack` (saturating: absurd numbers do not wrap).
@@ -227,7 +238,7 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -347,13 +358,82 @@ mod tests {
         assert_eq!(
             bad.problems(),
             [
-                "supplier is empty",
-                "pack_size is 0, must be at least 1",
-                "min_order_quantity is -1, must be at least 1",
-                "max 5 is below min 10",
+                "supplier: is missing",
+                "pack_size: must be positive, got 0",
+                "min_order_quantity: must be positive, got -1",
+                "max: 5 is below min 10",
             ]
         );
         assert!(cover().problems().is_empty());
+        let huge = Policy {
+            supplier_id: "S".repeat(129),
+            lead_time_days: u32::MAX,
+            pack_size: MAX_QUANTITY + 1,
+            min_order_quantity: i64::MAX,
+            safety_stock: MAX_QUANTITY + 1,
+            urgent_shortage: MAX_QUANTITY + 1,
+            rule: Rule::MinMax {
+                min: MAX_QUANTITY + 1,
+                max: i64::MAX,
+            },
+        };
+        let problems = huge.problems();
+        let fields: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "supplier",
+                "lead_time_days",
+                "pack_size",
+                "min_order_quantity",
+                "safety_stock",
+                "urgent_shortage",
+                "min",
+                "max"
+            ]
+        );
+        assert_eq!(
+            problems[1],
+            "lead_time_days: 4294967295 days is outside 0..=3650"
+        );
+        assert_eq!(problems[2], "pack_size: 1000000001 is more than 1000000000");
+    }
+
+    #[test]
+    fn extreme_levels_do_not_overflow() {
+        // Before the limits, an upsert could give these: min + safety stock overflowed.
+        let policy = Policy {
+            safety_stock: i64::MAX,
+            rule: Rule::MinMax {
+                min: 1,
+                max: i64::MAX,
+            },
+            ..cover()
+        };
+        assert_eq!(policy.order_quantity(i64::MIN), MAX_QUANTITY);
+        assert_eq!(policy.order_quantity(i64::MAX), 0);
+    }
+
+    #[test]
+    fn a_line_asks_for_whole_packs_of_at_most_max_quantity() {
+        assert_eq!(line_cap(1), MAX_QUANTITY);
+        assert_eq!(line_cap(7), MAX_QUANTITY / 7 * 7);
+        assert_eq!(line_cap(MAX_QUANTITY), MAX_QUANTITY);
+        assert_eq!(line_cap(i64::MAX), i64::MAX);
+        let policy = Policy {
+            pack_size: 7,
+            rule: Rule::MinMax {
+                min: MAX_QUANTITY,
+                max: MAX_QUANTITY,
+            },
+            safety_stock: MAX_QUANTITY,
+            ..cover()
+        };
+        // 3 * MAX_QUANTITY needed: the most whole packs one line can hold.
+        assert_eq!(policy.order_quantity(-MAX_QUANTITY), MAX_QUANTITY / 7 * 7);
     }
 
     #[test]
@@ -396,6 +476,46 @@ mod tests {
             )
     }
 
+    /// Policies anywhere within the limits, the edges included.
+    pub(crate) fn bounded_policy() -> impl Strategy<Value = Policy> {
+        let size = || prop_oneof![1i64..=100, Just(MAX_QUANTITY), 1i64..=MAX_QUANTITY];
+        let level = || prop_oneof![0i64..=100, Just(MAX_QUANTITY), 0i64..=MAX_QUANTITY];
+        (
+            0u32..=crate::MAX_LEAD_TIME_DAYS,
+            size(),
+            size(),
+            level(),
+            level(),
+            prop_oneof![
+                Just(Rule::Cover),
+                (level(), level()).prop_map(|(a, b)| Rule::MinMax {
+                    min: a.min(b),
+                    max: a.max(b)
+                }),
+            ],
+        )
+            .prop_map(
+                |(
+                    lead_time_days,
+                    pack_size,
+                    min_order_quantity,
+                    safety_stock,
+                    urgent_shortage,
+                    rule,
+                )| {
+                    Policy {
+                        supplier_id: "ACME".into(),
+                        lead_time_days,
+                        pack_size,
+                        min_order_quantity,
+                        rule,
+                        safety_stock,
+                        urgent_shortage,
+                    }
+                },
+            )
+    }
+
     proptest! {
         /// An order is a whole number of packs, at least the MOQ, brings the position to the target, and
         /// overshoots it by less than one pack beyond what the MOQ forces.
@@ -426,6 +546,19 @@ mod tests {
         #[test]
         fn orders_grow_with_the_shortage(policy in any_policy(), position in -100_000i64..1_000, more in 0i64..1_000) {
             prop_assert!(policy.order_quantity(position - more) >= policy.order_quantity(position));
+        }
+
+        /// Any policy within the limits and any position (the sums that make it saturate): no panic, and an
+        /// order of whole packs, at most MAX_QUANTITY, at least the MOQ unless the cap is below it.
+        #[test]
+        fn bounded_policies_order_bounded_lines(policy in bounded_policy(), position in any::<i64>()) {
+            prop_assert!(policy.problems().is_empty(), "{:?}", policy.problems());
+            let quantity = policy.order_quantity(position);
+            prop_assert!((0..=MAX_QUANTITY).contains(&quantity), "{}", quantity);
+            prop_assert_eq!(quantity % policy.pack_size, 0);
+            if quantity > 0 {
+                prop_assert!(quantity >= policy.min_order_quantity.min(line_cap(policy.pack_size)));
+            }
         }
 
         #[test]

@@ -161,15 +161,53 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let error = PolicyFile::parse("[sku.A]\npack_size = 0\n", &builtin()).unwrap_err();
-        assert_eq!(error, "[sku.\"A\"]: pack_size is 0, must be at least 1");
+        assert_eq!(error, "[sku.\"A\"]: pack_size: must be positive, got 0");
         let error = PolicyFile::parse("[sku.A]\npack = 6\n", &builtin()).unwrap_err();
         assert!(error.contains("unknown field `pack`"), "{error}");
         let error = PolicyFile::parse("[sku.A]\nrule = \"fill\"\n", &builtin()).unwrap_err();
         assert!(error.contains("fill"), "{error}");
         let error = PolicyFile::parse("[default]\nsupplier = \"\"\n", &builtin()).unwrap_err();
-        assert_eq!(error, "[default]: supplier is empty");
+        assert_eq!(error, "[default]: supplier: is missing");
         let error = PolicyFile::parse("[sku.A\n", &builtin()).unwrap_err();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn values_beyond_the_limits_are_named_with_their_sku() {
+        let error = PolicyFile::parse(
+            "[sku.A]\npack_size = 1000000001\nsafety_stock = 9223372036854775807\n",
+            &builtin(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "[sku.\"A\"]: pack_size: 1000000001 is more than 1000000000; \
+             [sku.\"A\"]: safety_stock: 9223372036854775807 is more than 1000000000"
+        );
+        let error = PolicyFile::parse(
+            "[sku.B]\nrule = \"min_max\"\nmin = 5\nmax = 1000000001\n",
+            &builtin(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "[sku.\"B\"]: max: 1000000001 is more than 1000000000"
+        );
+        let error =
+            PolicyFile::parse("[default]\nlead_time_days = 3651\n", &builtin()).unwrap_err();
+        assert_eq!(
+            error,
+            "[default]: lead_time_days: 3651 days is outside 0..=3650"
+        );
+        let text = format!("[sku.C]\nsupplier = \"{}\"\n", "S".repeat(129));
+        let error = PolicyFile::parse(&text, &builtin()).unwrap_err();
+        assert!(
+            error.starts_with("[sku.\"C\"]: supplier: \"SSS") && error.contains("at most 128"),
+            "{error}"
+        );
+        let text =
+            "[sku.D]\nmoq = 1000000000\npack_size = 1000000000\nurgent_shortage = 1000000000\n";
+        assert!(PolicyFile::parse(text, &builtin()).is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -71,11 +71,38 @@ pub mod keys {
     pub const SENT: &str = "sent.";
 }
 
-/// What was requested for a SKU and not answered yet, and the last reorder event applied.
+/// Where a stream stored a message: when, then at which sequence. A recreated stream numbers its messages
+/// from 1 again but stores them later, so the time decides first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub published: DateTime<Utc>,
+    pub seq: u64,
+}
+
+/// Whether the message at `at` is the one stored at (`seq`, `published`) or older. A value written before
+/// the time was kept (`published` `None`) can only be compared by sequence.
+fn at_or_before(at: Position, seq: u64, published: Option<DateTime<Utc>>) -> bool {
+    match published {
+        Some(published) => at <= Position { published, seq },
+        None => at.seq <= seq,
+    }
+}
+
+/// How many applied reports a SKU remembers by event id: a report stored again beyond the stream's
+/// duplicate window (a publisher retrying after an outage) comes back long before this many newer ones.
+pub const RECENT_EVENTS: usize = 64;
+
+/// What was requested for a SKU and not answered yet, and the reorder events applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuState {
-    /// Stream sequence of the last `ReorderNeeded` applied: one at or below it was applied already.
+    /// Stream sequence of the last `ReorderNeeded` applied; with `last_published` its [`Position`].
     pub last_seq: u64,
+    /// When the stream stored it (absent in values written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_published: Option<DateTime<Utc>>,
+    /// Event ids of the last [`RECENT_EVENTS`] reports applied, oldest first.
+    #[serde(default)]
+    pub applied: Vec<String>,
     pub open: Vec<OpenRequest>,
 }
 
@@ -89,18 +116,34 @@ pub struct OpenRequest {
 }
 
 impl SkuState {
+    /// Whether the report `event_id` stored at `at` was applied: it is at or before the last one applied
+    /// (a redelivery, a replay of the stream), or it is one of the recent ones stored again.
+    pub fn applied(&self, event_id: &str, at: Position) -> bool {
+        at_or_before(at, self.last_seq, self.last_published)
+            || self.applied.iter().any(|e| e == event_id)
+    }
+
+    /// Records the report `event_id` stored at `at` as applied.
+    pub fn mark_applied(&mut self, event_id: &str, at: Position) {
+        self.last_seq = at.seq;
+        self.last_published = Some(at.published);
+        self.applied.push(event_id.to_string());
+        let extra = self.applied.len().saturating_sub(RECENT_EVENTS);
+        self.applied.drain(..extra);
+    }
+
     /// Units requested and not answered.
     pub fn requested(&self) -> i64 {
-        self.open.iter().map(|r| r.quantity.max(0)).sum()
+        sum(self.open.iter().map(|r| r.quantity))
     }
 
     /// Units of `request_id` not answered.
     pub fn unanswered(&self, request_id: &str) -> i64 {
-        self.open
+        sum(self
+            .open
             .iter()
             .filter(|r| r.request_id == request_id)
-            .map(|r| r.quantity.max(0))
-            .sum()
+            .map(|r| r.quantity))
     }
 
     /// Sets the units of the SKU in request `request_id` (0: none), in place of what it held.
@@ -130,7 +173,7 @@ impl SkuState {
         let mut close =
             |request_id: &str, units: i64| match closed.iter_mut().find(|(id, _)| id == request_id)
             {
-                Some((_, sum)) => *sum += units,
+                Some((_, sum)) => *sum = sum.saturating_add(units),
                 None => closed.push((request_id.to_string(), units)),
             };
         self.open.retain(|r| {
@@ -155,12 +198,30 @@ impl SkuState {
     }
 }
 
+/// The units of `quantities` that are positive, saturating.
+pub fn sum(quantities: impl Iterator<Item = i64>) -> i64 {
+    quantities.fold(0, |sum, q| sum.saturating_add(q.max(0)))
+}
+
 /// A SKU's reorder policy as the product master's last `SkuUpserted` gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterPolicy {
-    /// Stream sequence of the upsert: the newest in stream order wins.
+    /// Stream sequence of the upsert; with `published` its [`Position`]: the newest wins.
     pub seq: u64,
+    /// When the stream stored it (absent in values written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
+    /// `digest::of` the upsert: the same upsert again changes nothing.
+    #[serde(default)]
+    pub digest: String,
     pub policy: Partial,
+}
+
+impl MasterPolicy {
+    /// Whether the upsert with `digest` stored at `at` replaces this one: it is another upsert, stored later.
+    pub fn replaced_by(&self, digest: &str, at: Position) -> bool {
+        self.digest != digest && !at_or_before(at, self.seq, self.published)
+    }
 }
 
 /// The request gathered for one supplier until `due_at`: which SKUs are in it and what the buyer is told
@@ -198,6 +259,21 @@ pub struct Sent {
     pub reraise_at: DateTime<Utc>,
     pub reraised: bool,
     pub lines: BTreeMap<String, LineNote>,
+}
+
+impl Sent {
+    /// `batch` sent at `at`, to be re-raised `after` that (saturating: an hour count from the environment
+    /// is no reason to panic).
+    pub fn of(batch: &Batch, at: DateTime<Utc>, after: TimeDelta) -> Self {
+        Self {
+            request_id: batch.request_id.clone(),
+            supplier_id: batch.supplier_id.clone(),
+            sent_at: at,
+            reraise_at: backorder_runtime::limits::add(at, after),
+            reraised: false,
+            lines: batch.lines.clone(),
+        }
+    }
 }
 
 /// A stored value as JSON (readable with `nats kv get`).
@@ -262,6 +338,7 @@ mod tests {
         let mut state = SkuState {
             last_seq: 1,
             open: vec![open("pr/1", 30), open("pr/2", 20)],
+            ..Default::default()
         };
         assert_eq!(
             state.answer(&["pr/2".into()], 0),
@@ -276,6 +353,7 @@ mod tests {
         let mut state = SkuState {
             last_seq: 1,
             open: vec![open("pr/1", 30), open("pr/2", 20)],
+            ..Default::default()
         };
         assert_eq!(
             state.answer(&[], 40),
@@ -293,6 +371,7 @@ mod tests {
         let mut state = SkuState {
             last_seq: 1,
             open: vec![open("pr/1", 30), open("pr/2", 20)],
+            ..Default::default()
         };
         state.set_open("pr/2", "ACME", 12, DateTime::UNIX_EPOCH);
         assert_eq!(state.open, [open("pr/1", 30), open("pr/2", 12)]);
@@ -307,10 +386,109 @@ mod tests {
         let state = SkuState {
             last_seq: 7,
             open: vec![open("pr/1", 3)],
+            ..Default::default()
         };
         assert_eq!(decode::<SkuState>(&encode(&state), "sku.A"), Ok(state));
         let error = decode::<SkuState>(b"30", "sku.A").unwrap_err();
         assert!(error.starts_with("stored value under sku.A"), "{error}");
+    }
+
+    fn at(published: &str, seq: u64) -> Position {
+        Position {
+            published: published.parse().unwrap(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_report_is_applied_once_by_position_and_by_event_id() {
+        let mut state = SkuState::default();
+        let first = at("2026-11-02T09:00:00Z", 500);
+        assert!(!state.applied("ev-1", first));
+        state.mark_applied("ev-1", first);
+        // Redelivered, or replayed with the stream: at or before the last one applied.
+        assert!(state.applied("ev-1", first));
+        assert!(state.applied("ev-0", at("2026-11-02T08:59:00Z", 499)));
+        // Stored again beyond the duplicate window: later, but its event id was applied.
+        assert!(state.applied("ev-1", at("2026-11-02T10:00:00Z", 900)));
+        // A recreated stream starts at sequence 1, later: new.
+        let recreated = at("2026-11-02T10:00:00Z", 1);
+        assert!(!state.applied("ev-2", recreated));
+        state.mark_applied("ev-2", recreated);
+        assert!(state.applied("ev-1", at("2026-11-02T10:00:01Z", 2)));
+        assert_eq!((state.last_seq, state.applied.len()), (1, 2));
+    }
+
+    #[test]
+    fn the_event_ids_kept_are_the_most_recent_ones() {
+        let mut state = SkuState::default();
+        for n in 0..RECENT_EVENTS + 10 {
+            state.mark_applied(&format!("ev-{n}"), at("2026-11-02T09:00:00Z", n as u64 + 1));
+        }
+        assert_eq!(state.applied.len(), RECENT_EVENTS);
+        assert_eq!(state.applied[0], "ev-10");
+        let later = at("2026-11-03T09:00:00Z", 1);
+        assert!(state.applied(&format!("ev-{}", RECENT_EVENTS + 9), later));
+        assert!(!state.applied("ev-9", later));
+    }
+
+    #[test]
+    fn values_written_before_times_were_kept_compare_by_sequence() {
+        let old: SkuState = decode(br#"{"last_seq":7,"open":[]}"#, "sku.A").unwrap();
+        assert!(old.applied("ev-1", at("2026-11-02T09:00:00Z", 7)));
+        assert!(!old.applied("ev-1", at("2026-11-02T09:00:00Z", 8)));
+        let old: MasterPolicy = decode(br#"{"seq":7,"policy":{}}"#, "policy.A").unwrap();
+        assert!(!old.replaced_by("d", at("2026-11-02T09:00:00Z", 7)));
+        assert!(old.replaced_by("d", at("2026-11-02T09:00:00Z", 8)));
+    }
+
+    #[test]
+    fn a_later_other_upsert_replaces_the_policy() {
+        let stored = MasterPolicy {
+            seq: 500,
+            published: Some("2026-11-02T09:00:00Z".parse().unwrap()),
+            digest: "d1".into(),
+            policy: Partial::default(),
+        };
+        let recreated = at("2026-11-02T10:00:00Z", 1);
+        assert!(stored.replaced_by("d2", recreated));
+        assert!(
+            !stored.replaced_by("d1", recreated),
+            "the same upsert again"
+        );
+        assert!(!stored.replaced_by("d2", at("2026-11-02T09:00:00Z", 500)));
+        assert!(!stored.replaced_by("d2", at("2026-11-02T08:00:00Z", 900)));
+    }
+
+    #[test]
+    fn the_longest_reraise_time_the_environment_allows_does_not_overflow() {
+        let batch = Batch {
+            request_id: "pr/ev-1".into(),
+            supplier_id: "ACME".into(),
+            opened_at: DateTime::UNIX_EPOCH,
+            due_at: DateTime::UNIX_EPOCH,
+            urgent: false,
+            lines: BTreeMap::new(),
+        };
+        let at: DateTime<Utc> = "2026-11-02T09:00:00Z".parse().unwrap();
+        // BO_REORDER_RERAISE_HOURS=4294967295: about 490,000 years, beyond chrono's last date.
+        let sent = Sent::of(&batch, at, TimeDelta::hours(u32::MAX.into()));
+        assert_eq!(sent.reraise_at, DateTime::<Utc>::MAX_UTC);
+        let sent = Sent::of(&batch, at, TimeDelta::hours(48));
+        assert_eq!(sent.reraise_at, at + TimeDelta::hours(48));
+    }
+
+    #[test]
+    fn sums_saturate() {
+        let state = SkuState {
+            open: vec![
+                open("pr/1", i64::MAX),
+                open("pr/2", i64::MAX),
+                open("pr/3", -5),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(state.requested(), i64::MAX);
     }
 
     proptest! {

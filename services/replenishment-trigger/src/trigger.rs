@@ -5,8 +5,8 @@
 //! gathered requests that are due and re-raises, once, a sent request still unanswered.
 //!
 //! Crash safety: every step is a compare-and-set write whose redelivery finds its own effect. A report writes
-//! the supplier's batch first and its SKU (with the stream sequence that marks it applied) last, so a crash in
-//! between replays the same decision into the same batch. A tick publishes under the request's own id before
+//! the supplier's batch first and its SKU (with the stream position and event id that mark it applied) last, so
+//! a crash in between replays the same decision into the same batch. A tick publishes under the request's own id before
 //! it records the request as sent, so a crash in between publishes again under that id, which the stream's
 //! duplicate window drops.
 
@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use async_nats::jetstream::kv as js_kv;
 use backorder_proto::v1::{PurchaseRequest, ReorderNeeded, ReplenishmentTick};
+use backorder_runtime::Clock;
 use backorder_runtime::consume::{Delivery, Handler, Outcome};
 use backorder_runtime::jetstream::Bus;
-use backorder_runtime::{Clock, time};
+use backorder_runtime::limits::{self, Check};
 use chrono::{DateTime, TimeDelta, Utc};
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -25,7 +26,7 @@ use tracing::Instrument;
 
 use crate::policies::Policies;
 use crate::schedule::Change;
-use crate::store::{Batch, MasterPolicy, Sent, SkuState, keys};
+use crate::store::{Batch, MasterPolicy, Position, Sent, SkuState, keys};
 use crate::{kv, plan};
 
 pub struct Trigger {
@@ -39,18 +40,15 @@ pub struct Trigger {
     pub changes: mpsc::UnboundedSender<Change>,
 }
 
-/// Decodes a shortage report and checks it. Pure; the error is the reason the event is parked.
+/// Decodes a shortage report and checks it against the limits (`event_id` names the request it opens and
+/// tells it from a report stored twice; every figure is a reorder figure of at most `MAX_QUANTITY`). Pure; the
+/// error is the reason the event is parked.
 pub fn read_event(bytes: &[u8]) -> Result<ReorderNeeded, String> {
     let event =
         ReorderNeeded::decode(bytes).map_err(|e| format!("cannot decode ReorderNeeded: {e}"))?;
-    let mut errors = Vec::new();
-    if event.event_id.trim().is_empty() {
-        errors
-            .push("event_id is missing, so a purchase request would have no stable id".to_string());
-    }
-    if event.sku.trim().is_empty() {
-        errors.push("sku is missing".to_string());
-    }
+    let mut check = Check::new();
+    check.id("event_id", &event.event_id);
+    check.id("sku", &event.sku);
     for (field, value) in [
         ("shortage", event.shortage),
         ("backordered", event.backordered),
@@ -60,15 +58,23 @@ pub fn read_event(bytes: &[u8]) -> Result<ReorderNeeded, String> {
         ("orders_waiting", event.orders_waiting),
         ("supply_added", event.supply_added),
     ] {
-        if value < 0 {
-            errors.push(format!("{field} is negative ({value})"));
-        }
+        check.quantity(field, value, 0);
     }
-    if errors.is_empty() {
-        Ok(event)
-    } else {
-        Err(errors.join("; "))
+    check.date("needed_by", event.needed_by.as_ref());
+    check.result().map(|()| event)
+}
+
+/// Decodes a tick; its time is a date of the limits' years.
+pub fn read_tick(bytes: &[u8]) -> Result<DateTime<Utc>, String> {
+    let tick = ReplenishmentTick::decode(bytes)
+        .map_err(|e| format!("cannot decode ReplenishmentTick: {e}"))?;
+    let mut check = Check::new();
+    if tick.at.is_none() {
+        check.fail("at", "is missing");
     }
+    let at = check.date("at", tick.at.as_ref());
+    check.result()?;
+    at.ok_or_else(|| "at is missing".to_string())
 }
 
 /// The request a PO answers: a reminder's answer answers the request it re-raised.
@@ -119,18 +125,25 @@ impl Trigger {
         let span = tracing::Span::current();
         span.record("sku", event.sku.as_str());
         span.record("event_id", event.event_id.as_str());
-        match self.apply(&event, delivery.stream_sequence).await {
+        let at = Position {
+            published: delivery.published,
+            seq: delivery.stream_sequence,
+        };
+        match self.apply(&event, at).await {
             Ok(()) => Outcome::Done,
             Err(error) => Outcome::Retry(error),
         }
     }
 
-    async fn apply(&self, event: &ReorderNeeded, seq: u64) -> Result<(), String> {
+    async fn apply(&self, event: &ReorderNeeded, at: Position) -> Result<(), String> {
         let sku_key = keys::sku(&event.sku);
         let read = kv::read::<SkuState>(&self.bucket, &sku_key).await?;
         let mut state = read.value.unwrap_or_default();
-        if state.last_seq >= seq {
-            tracing::debug!(last_seq = state.last_seq, "report applied before");
+        if state.applied(&event.event_id, at) {
+            tracing::info!(
+                last_seq = state.last_seq,
+                "report applied before (redelivered, replayed or stored twice)"
+            );
             return Ok(());
         }
         for (request_id, units) in
@@ -152,7 +165,7 @@ impl Trigger {
             .value
             .as_ref()
             .map_or(0, |b| state.unanswered(&b.request_id));
-        let requested = state.requested() - gathered;
+        let requested = state.requested().saturating_sub(gathered);
         match plan::plan(event, requested, &policy, origin, now) {
             None => {
                 tracing::debug!(
@@ -173,7 +186,7 @@ impl Trigger {
                     request_id: format!("pr/{}", event.event_id),
                     supplier_id: policy.supplier_id.clone(),
                     opened_at: now,
-                    due_at: now + self.window,
+                    due_at: limits::add(now, self.window),
                     urgent: false,
                     lines: BTreeMap::new(),
                 });
@@ -195,17 +208,13 @@ impl Trigger {
                 let _ = self.changes.send(Change::Due(batch.due_at));
             }
         }
-        state.last_seq = seq;
+        state.mark_applied(&event.event_id, at);
         kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
         Ok(())
     }
 
     async fn tick(&self, delivery: &Delivery) -> Outcome {
-        let at = match ReplenishmentTick::decode(delivery.payload.as_ref())
-            .map_err(|e| format!("cannot decode ReplenishmentTick: {e}"))
-            .and_then(|t| t.at.ok_or_else(|| "at is missing".to_string()))
-            .and_then(|at| time::from_proto(&at).ok_or_else(|| "at is out of range".to_string()))
-        {
+        let at = match read_tick(&delivery.payload) {
             Ok(at) => at,
             Err(reason) => return Outcome::Reject(reason),
         };
@@ -243,14 +252,7 @@ impl Trigger {
                     .value
                     .is_none()
                 {
-                    let sent = Sent {
-                        request_id: batch.request_id.clone(),
-                        supplier_id: batch.supplier_id.clone(),
-                        sent_at: at,
-                        reraise_at: at + self.reraise_after,
-                        reraised: false,
-                        lines: batch.lines.clone(),
-                    };
+                    let sent = Sent::of(&batch, at, self.reraise_after);
                     kv::write(&self.bucket, &sent_key, &sent, None).await?;
                 }
             }
@@ -311,7 +313,7 @@ impl Trigger {
             request_id = %request.request_id,
             supplier_id = %request.supplier_id,
             lines = request.lines.len(),
-            units = request.lines.iter().map(|l| l.quantity).sum::<i64>(),
+            units = crate::store::sum(request.lines.iter().map(|l| l.quantity)),
             urgent = request.urgent,
             reraised = request.reraised,
             "purchase request published"
@@ -323,6 +325,7 @@ impl Trigger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backorder_runtime::time;
 
     fn event() -> ReorderNeeded {
         ReorderNeeded {
@@ -347,14 +350,41 @@ mod tests {
             change(&mut e);
             read_event(&e.encode_to_vec()).unwrap_err()
         };
-        assert!(refused(|e| e.event_id.clear()).starts_with("event_id is missing"));
-        assert_eq!(refused(|e| e.sku = "  ".into()), "sku is missing");
-        assert_eq!(refused(|e| e.shortage = -1), "shortage is negative (-1)");
-        assert_eq!(refused(|e| e.available = -2), "available is negative (-2)");
+        assert_eq!(refused(|e| e.event_id.clear()), "event_id: is missing");
+        assert_eq!(refused(|e| e.sku = "  ".into()), "sku: is missing");
+        assert_eq!(
+            refused(|e| e.shortage = -1),
+            "shortage: must be 0 or more, got -1"
+        );
+        assert_eq!(
+            refused(|e| e.available = -2),
+            "available: must be 0 or more, got -2"
+        );
         assert_eq!(
             refused(|e| e.supply_added = -3),
-            "supply_added is negative (-3)"
+            "supply_added: must be 0 or more, got -3"
         );
+        // Figures beyond the limit would overflow the stock position's sums; ids beyond it the keys.
+        assert_eq!(
+            refused(|e| e.backordered = i64::MAX),
+            "backordered: 9223372036854775807 is more than 1000000000"
+        );
+        assert_eq!(
+            refused(|e| e.supply_added = limits::MAX_QUANTITY + 1),
+            "supply_added: 1000000001 is more than 1000000000"
+        );
+        assert!(refused(|e| e.event_id = "e".repeat(200)).starts_with("event_id: \"eeee"),);
+        assert!(
+            refused(|e| e.needed_by = Some(backorder_proto::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0
+            }))
+            .starts_with("needed_by: is not a valid timestamp"),
+        );
+        let mut at_the_limit = event();
+        at_the_limit.backordered = limits::MAX_QUANTITY;
+        at_the_limit.supply_added = limits::MAX_QUANTITY;
+        assert!(read_event(&at_the_limit.encode_to_vec()).is_ok());
         let all = refused(|e| {
             *e = ReorderNeeded {
                 shortage: -1,
@@ -366,6 +396,24 @@ mod tests {
             read_event(b"\x0a\x05ab")
                 .unwrap_err()
                 .starts_with("cannot decode ReorderNeeded")
+        );
+    }
+
+    #[test]
+    fn ticks_outside_the_years_are_refused() {
+        let tick =
+            |at: Option<backorder_proto::Timestamp>| ReplenishmentTick { at }.encode_to_vec();
+        let now = time::to_proto(limits::start_of_year(2026));
+        assert_eq!(read_tick(&tick(Some(now))), Ok(limits::start_of_year(2026)));
+        assert_eq!(read_tick(&tick(None)).unwrap_err(), "at: is missing");
+        let far = backorder_proto::Timestamp {
+            seconds: 8_000_000_000_000,
+            nanos: 0,
+        };
+        assert!(
+            read_tick(&tick(Some(far)))
+                .unwrap_err()
+                .contains("outside the years 2000..=2199")
         );
     }
 

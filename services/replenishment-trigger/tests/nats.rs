@@ -134,7 +134,7 @@ impl Env {
             for letter in stored(&self.bus, StreamKind::DeadLetter, &subject).await? {
                 let letter = DeadLetter::decode(letter.payload.clone())?;
                 if letter.message_id == marker {
-                    assert_eq!(letter.error, "shortage is negative (-1)");
+                    assert_eq!(letter.error, "shortage: must be 0 or more, got -1");
                     return Ok(());
                 }
             }
@@ -496,6 +496,13 @@ async fn a_policy_from_the_product_master_applies_and_the_file_overrides_it() ->
                 pack_size: -1,
                 ..Default::default()
             },
+            // Beyond the limits: a request of i64::MAX units, or an overflow, before they were checked.
+            SkuUpserted {
+                sku: "SKU-HUGE".into(),
+                pack_size: i64::MAX,
+                lead_time_days: 4000,
+                ..Default::default()
+            },
         ];
         for upsert in &upserts {
             env.bus
@@ -506,9 +513,19 @@ async fn a_policy_from_the_product_master_applies_and_the_file_overrides_it() ->
             .bus
             .subjects
             .dead_letter(replenishment_trigger::POLICIES_CONSUMER);
-        let letters = wait_for_stored(&env.bus, StreamKind::DeadLetter, &subject, 1).await?;
-        let letter = DeadLetter::decode(letters[0].payload.clone())?;
-        assert_eq!(letter.error, "pack_size is negative (-1)");
+        let letters = wait_for_stored(&env.bus, StreamKind::DeadLetter, &subject, 2).await?;
+        let errors = letters
+            .iter()
+            .map(|l| Ok(DeadLetter::decode(l.payload.clone())?.error))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        assert_eq!(
+            errors,
+            [
+                "pack_size: must be 0 or more, got -1",
+                "lead_time_days: 4000 days is outside 0..=3650; \
+                 pack_size: 9223372036854775807 is more than 1000000000"
+            ]
+        );
 
         env.report(&[shortage("ev-1", "SKU-M", 11), shortage("ev-2", "SKU-A", 1)])
             .await?;
@@ -528,6 +545,171 @@ async fn a_policy_from_the_product_master_applies_and_the_file_overrides_it() ->
         assert_eq!(need_by, start_time() + TimeDelta::days(3));
         assert!(!requests[1].lines[0].default_policy);
 
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
+
+impl Env {
+    async fn upsert(&self, upserts: &[backorder_proto::v1::SkuUpserted]) -> anyhow::Result<()> {
+        for upsert in upserts {
+            let id = format!("{}/{}", upsert.sku, backorder_runtime::digest::of(upsert));
+            self.bus
+                .publish(self.bus.subjects.sku_upserted(), &id, upsert)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a bad upsert for SKU `marker` and waits for it to be parked: every upsert before it was
+    /// handled.
+    async fn upserts_handled(&self, marker: &str) -> anyhow::Result<()> {
+        let bad = backorder_proto::v1::SkuUpserted {
+            sku: marker.into(),
+            pack_size: -1,
+            ..Default::default()
+        };
+        self.upsert(std::slice::from_ref(&bad)).await?;
+        let subject = self
+            .bus
+            .subjects
+            .dead_letter(replenishment_trigger::POLICIES_CONSUMER);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            for letter in stored(&self.bus, StreamKind::DeadLetter, &subject).await? {
+                let letter = DeadLetter::decode(letter.payload.clone())?;
+                if backorder_proto::v1::SkuUpserted::decode(letter.payload.as_slice())?.sku
+                    == marker
+                {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{marker} was not parked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_stream_has_its_reports_and_upserts_applied() -> anyhow::Result<()> {
+    use backorder_proto::v1::SkuUpserted;
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        let master = |supplier: &str, pack_size: i64| SkuUpserted {
+            sku: "SKU-M".into(),
+            supplier_id: supplier.into(),
+            pack_size,
+            ..Default::default()
+        };
+        // Upserts and reports enough for the stored sequences to be above those the new streams start with.
+        env.upsert(&[
+            SkuUpserted {
+                sku: "SKU-F1".into(),
+                ..Default::default()
+            },
+            SkuUpserted {
+                sku: "SKU-F2".into(),
+                ..Default::default()
+            },
+            master("MASTER", 10),
+        ])
+        .await?;
+        env.upserts_handled("marker-u1").await?;
+        env.report(&[
+            shortage("ev-1", "SKU-B", 1),
+            shortage("ev-2", "SKU-B", 2),
+            shortage("ev-3", "SKU-B", 3),
+        ])
+        .await?;
+        env.handled("marker-1").await?;
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        assert_eq!(
+            summary(&env.requests(1).await?),
+            owned(&[("pr/ev-1", "ACME", &[("SKU-B", 3)])])
+        );
+        let _ = stop.send(());
+        running.await??;
+
+        // The operator recreates the streams: sequences start again at 1.
+        for kind in [StreamKind::Internal, StreamKind::Inbound] {
+            env.bus
+                .js
+                .delete_stream(env.bus.subjects.stream(kind))
+                .await?;
+        }
+        env.bus.ensure_streams().await?;
+        let (stop, running) = env.start().await?;
+        env.upsert(&[master("MASTER2", 7)]).await?;
+        env.upserts_handled("marker-u2").await?;
+        env.report(&[
+            // 5 short, 3 requested: 2 more.
+            shortage("ev-10", "SKU-B", 5),
+            // The master's new policy: supplier MASTER2, pack 7.
+            shortage("ev-11", "SKU-M", 3),
+        ])
+        .await?;
+        env.handled("marker-2").await?;
+        env.advance(start_time() + TimeDelta::seconds(1000)).await?;
+        let mut requests = env.requests(3).await?;
+        requests.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        assert_eq!(
+            summary(&requests),
+            owned(&[
+                ("pr/ev-1", "ACME", &[("SKU-B", 3)]),
+                ("pr/ev-10", "ACME", &[("SKU-B", 2)]),
+                ("pr/ev-11", "MASTER2", &[("SKU-M", 7)]),
+            ])
+        );
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_report_stored_twice_under_two_ids_is_applied_once() -> anyhow::Result<()> {
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        env.report(&[shortage("ev-1", "SKU-B", 10)]).await?;
+        env.handled("marker-1").await?;
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        assert_eq!(
+            summary(&env.requests(1).await?),
+            owned(&[("pr/ev-1", "ACME", &[("SKU-B", 10)])])
+        );
+        // Purchasing ordered 4 of the 10 on a PO naming no request. The report is stored twice, as the
+        // allocation relay re-publishing it after the duplicate window would store it: applied twice, it would
+        // close 8 of the 10.
+        let answer = ReorderNeeded {
+            backordered: 10,
+            inbound: 4,
+            supply_added: 4,
+            ..shortage("ev-2", "SKU-B", 6)
+        };
+        for id in ["ev-2", "ev-2/again"] {
+            env.bus
+                .publish(env.bus.subjects.reorder_needed(), id, &answer)
+                .await?;
+        }
+        // 3 more units wait: 13 backordered, 4 on order, 6 requested and open: 3 to request.
+        env.report(&[ReorderNeeded {
+            backordered: 13,
+            inbound: 4,
+            ..shortage("ev-3", "SKU-B", 9)
+        }])
+        .await?;
+        env.handled("marker-2").await?;
+        env.advance(start_time() + TimeDelta::seconds(700)).await?;
+        let requests = env.requests(2).await?;
+        assert_eq!(
+            summary(&requests[1..]),
+            owned(&[("pr/ev-3", "ACME", &[("SKU-B", 3)])])
+        );
+        assert_eq!(env.requests_settled().await?.len(), 2);
         let _ = stop.send(());
         running.await?
     })

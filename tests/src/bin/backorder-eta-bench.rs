@@ -184,6 +184,7 @@ fn redate(po_id: &str, expected_at: DateTime<Utc>, sequence: u64) -> Command {
             cancelled: false,
             request_id: String::new(),
         },
+        published: DateTime::UNIX_EPOCH,
         sequence,
     }
 }

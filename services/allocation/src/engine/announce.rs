@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::{Customer, ShipPolicy, customer_event::Kind};
+use backorder_runtime::limits::{add, sub};
 use chrono::{DateTime, Utc};
 
 use super::promise::off_by;
@@ -25,6 +26,10 @@ struct OrderRow {
     eta_notified_at: Option<DateTime<Utc>>,
     consent_due: Option<DateTime<Utc>>,
 }
+
+/// The most open supply a SKU's reorder figures show: far beyond any real one (10^9 units a PO line), far
+/// enough from `i64::MAX` that the shortage (backordered - available - inbound) cannot overflow.
+const MAX_INBOUND: i64 = i64::MAX / 4;
 
 /// A line's new promise: the date last told and the date first promised.
 type Promise = (String, i32, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
@@ -228,7 +233,7 @@ impl Work<'_> {
             .iter()
             .map(|l| {
                 l.backordered > 0
-                    && matches!((l.eta, l.promised_eta), (Some(eta), Some(first)) if eta > first + limit)
+                    && matches!((l.eta, l.promised_eta), (Some(eta), Some(first)) if eta > add(first, limit))
             })
             .collect();
         let customer = order.customer();
@@ -237,7 +242,7 @@ impl Work<'_> {
             && !settled
             && too_late.contains(&true)
         {
-            let respond_by = self.now + self.policy.consent_wait;
+            let respond_by = add(self.now, self.policy.consent_wait);
             order.consent_due = Some(respond_by);
             order.eta_notify_due = None;
             for ((line, told), late) in lines.iter_mut().zip(&mut told).zip(&too_late) {
@@ -265,7 +270,7 @@ impl Work<'_> {
             if self.eta_owed.contains(&id) && order.eta_notify_due.is_none() {
                 let earliest = order
                     .eta_notified_at
-                    .map_or(self.now, |last| last + self.policy.eta_interval);
+                    .map_or(self.now, |last| add(last, self.policy.eta_interval));
                 order.eta_notify_due = Some(earliest.max(self.now));
             }
             if order.eta_notify_due.is_some_and(|due| due <= self.now) {
@@ -474,11 +479,15 @@ impl Work<'_> {
         if skus.is_empty() {
             return Ok(());
         }
+        // The sum is numeric, clamped before it becomes a bigint: with the bounds on a PO line it cannot
+        // exceed one, but an overflow here would fail every batch touching the SKU, and the shortage
+        // arithmetic on the figure stays far from i64's edge.
         let inbound: HashMap<String, i64> = sqlx::query_as(
-            "select sku, sum(quantity_open)::bigint from supply
+            "select sku, least(sum(quantity_open), $2)::bigint from supply
              where sku = any($1) and quantity_open > 0 and not cancelled group by sku",
         )
         .bind(&skus)
+        .bind(MAX_INBOUND)
         .fetch_all(&mut *self.tx)
         .await?
         .into_iter()
@@ -513,7 +522,7 @@ impl Work<'_> {
             let (orders_waiting, promised) = waiting.get(&sku).copied().unwrap_or((0, None));
             let demand = events::Demand {
                 orders_waiting,
-                needed_by: promised.map(|at| at - self.policy.handling),
+                needed_by: promised.map(|at| sub(at, self.policy.handling)),
                 answered_requests: answers.requests,
                 supply_added: answers.added,
             };

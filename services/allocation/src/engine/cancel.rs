@@ -4,8 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backorder_proto::v1::OrderCancelRequested;
+use prost::Message;
+
+use backorder_proto::v1::DelayAnswer;
 
 use super::{Applied, Delta, LineRow, Work};
+use crate::command::Command;
 use crate::rules;
 
 impl Work<'_> {
@@ -18,11 +22,16 @@ impl Work<'_> {
         let lines = self.lines_of(order_id).await?;
         if lines.is_empty() {
             // Orders reach allocation through order-intake; a cancellation sent right after its order may
-            // overtake it.
-            return Ok(Applied::NotYet(format!(
-                "cancel {}: order {order_id} is not known (yet)",
-                request.request_id
-            )));
+            // overtake it, by any length of time when intake is down. Kept until the order comes.
+            self.keep_for_order(
+                order_id,
+                cause,
+                "cancel",
+                request.encode_to_vec(),
+                &request.request_id,
+            )
+            .await?;
+            return Ok(Applied::Done);
         }
         let units: BTreeMap<i32, rules::LineUnits> =
             lines.iter().map(|l| (l.line_no, l.units())).collect();
@@ -105,6 +114,85 @@ impl Work<'_> {
         );
         for sku in freed {
             self.fill_backorders(&sku, cause).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Work<'_> {
+    /// Keeps a request for an order not seen yet (a cancellation, a delay answer) until the order arrives.
+    pub(super) async fn keep_for_order(
+        &mut self,
+        order_id: &str,
+        message_id: &str,
+        kind: &str,
+        payload: Vec<u8>,
+        request_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "insert into pending_requests (message_id, order_id, kind, payload, received_at)
+             values ($1, $2, $3, $4, $5) on conflict do nothing",
+        )
+        .bind(message_id)
+        .bind(order_id)
+        .bind(kind)
+        .bind(payload)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        tracing::info!(
+            request_id,
+            "order not known yet: the request is kept and applied when it arrives"
+        );
+        Ok(())
+    }
+
+    /// Applies what was kept for a new order (see [`keep_for_order`](Self::keep_for_order)), in the order it
+    /// came, in the transaction that accepts the order: a cancelled order is accepted and cancelled at once,
+    /// and nothing of it reaches the WMS.
+    pub(super) async fn apply_kept(&mut self, order_id: &str) -> Result<(), sqlx::Error> {
+        let kept: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+            "delete from pending_requests where order_id = $1 returning message_id, kind, payload, received_at",
+        )
+        .bind(order_id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map(|mut rows: Vec<(String, String, Vec<u8>, chrono::DateTime<chrono::Utc>)>| {
+            rows.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+            rows.into_iter().map(|(id, kind, payload, _)| (id, kind, payload)).collect()
+        })?;
+        for (id, kind, payload) in kept {
+            // Stored by this service from a message it decoded and checked: it decodes.
+            let (command, applied) = match kind.as_str() {
+                "cancel" => match OrderCancelRequested::decode(payload.as_slice()) {
+                    Ok(request) => {
+                        let applied = self.cancel(&request, &id).await?;
+                        (Command::CancelOrder(request), applied)
+                    }
+                    Err(error) => {
+                        tracing::error!(%id, %error, "a kept cancellation does not decode");
+                        continue;
+                    }
+                },
+                "delay-answer" => match DelayAnswer::decode(payload.as_slice()) {
+                    Ok(answer) => {
+                        let applied = self.answer_delay(&answer, &id).await?;
+                        (Command::AnswerDelay(answer), applied)
+                    }
+                    Err(error) => {
+                        tracing::error!(%id, %error, "a kept delay answer does not decode");
+                        continue;
+                    }
+                },
+                other => {
+                    tracing::error!(%id, kind = other, "a kept request of an unknown kind");
+                    continue;
+                }
+            };
+            tracing::info!(%id, ?applied, "kept request applied to its order");
+            if let Applied::Refused(reason) = &applied {
+                self.refuse(&id, &id, &command, reason).await?;
+            }
         }
         Ok(())
     }

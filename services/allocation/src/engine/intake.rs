@@ -155,6 +155,7 @@ impl Work<'_> {
         .execute(&mut *self.tx)
         .await?;
 
+        self.apply_kept(&order.order_id).await?;
         tracing::info!(
             allocated = splits.iter().map(|s| s.allocated).sum::<i64>(),
             backordered = splits.iter().map(|s| s.backordered).sum::<i64>(),

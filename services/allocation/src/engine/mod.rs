@@ -31,6 +31,17 @@ use crate::events::{self, LineState, Outgoing};
 use crate::rules::{LineUnits, LineView};
 use backorder_runtime::Subjects;
 
+/// What the record of handled messages says of a message's id.
+enum Claim {
+    New,
+    Duplicate,
+    /// Another message under a used id: refused, recorded under `claim`.
+    Conflict {
+        claim: String,
+        reason: String,
+    },
+}
+
 /// What became of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -40,9 +51,6 @@ pub enum Applied {
     /// It can never be carried out. Nothing changed but the record of the refusal, and the sender is told
     /// (`RequestRefused`).
     Refused(String),
-    /// It cannot be carried out yet (a cancellation for an order allocation has not seen); nothing was
-    /// written, so a later delivery tries again.
-    NotYet(String),
 }
 
 /// Rules that are configured rather than sent (see `Config` for their variables).
@@ -527,20 +535,19 @@ impl Work<'_> {
         let id = command.message_id();
         self.traces
             .insert(id.clone(), backorder_runtime::trace::traceparent());
-        let claimed = sqlx::query(
-            "insert into processed_messages (message_id) values ($1) on conflict do nothing",
-        )
-        .bind(&id)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tracing::info!("already applied, skipping");
-            return Ok(Applied::Duplicate);
-        }
+        let claim = match self.claim(&id, command).await? {
+            Claim::New => id.clone(),
+            Claim::Duplicate => {
+                tracing::info!("already applied, skipping");
+                return Ok(Applied::Duplicate);
+            }
+            Claim::Conflict { claim, reason } => {
+                self.refuse(&claim, &id, command, &reason).await?;
+                return Ok(Applied::Refused(reason));
+            }
+        };
         let applied = match command {
-            Command::AcceptOrder(order) => self.accept_order(order, &id).await?,
+            Command::AcceptOrder { order, .. } => self.accept_order(order, &id).await?,
             Command::ReceiveStock(receipt) => self.receive(receipt, &id).await?,
             Command::AdjustStock(adjustment) => self.adjust(adjustment, &id).await?,
             Command::ConfirmShipment {
@@ -548,36 +555,110 @@ impl Work<'_> {
                 shipped_at,
             } => self.ship(shipment, *shipped_at, &id).await?,
             Command::CancelOrder(request) => self.cancel(request, &id).await?,
-            Command::UpsertSku { sku, sequence } => self.upsert_sku(sku, *sequence).await?,
-            Command::UpdateSupply { supply, sequence } => {
-                self.update_supply(supply, *sequence, &id).await?
+            Command::UpsertSku {
+                sku,
+                published,
+                sequence,
+            } => self.upsert_sku(sku, *published, *sequence, &id).await?,
+            Command::UpdateSupply {
+                supply,
+                published,
+                sequence,
+            } => {
+                self.update_supply(supply, *published, *sequence, &id)
+                    .await?
             }
             Command::AnswerDelay(answer) => self.answer_delay(answer, &id).await?,
+            Command::Refuse { reason, .. } => Applied::Refused(reason.clone()),
         };
         match &applied {
-            Applied::Refused(reason) => {
-                // The claim stays, with the reason: a redelivery is neither applied nor refused again.
-                tracing::warn!(%reason, "refused");
-                sqlx::query("update processed_messages set refusal = $2 where message_id = $1")
-                    .bind(&id)
-                    .bind(reason)
-                    .execute(&mut *self.tx)
-                    .await?;
-                self.emit(
-                    Some(&id),
-                    events::request_refused(self.subjects, &id, command, reason, self.now),
-                );
-            }
-            Applied::NotYet(reason) => {
-                tracing::info!(%reason, "not yet");
-                sqlx::query("delete from processed_messages where message_id = $1")
-                    .bind(&id)
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
+            Applied::Refused(reason) => self.refuse(&claim, &id, command, reason).await?,
             Applied::Done | Applied::Duplicate => {}
         }
         Ok(applied)
+    }
+
+    /// Claims the message's id with its digest. The same id with the same content is a duplicate; with other
+    /// content it is a conflict, claimed in turn as `<id>#<digest>` so that its redeliveries are duplicates of
+    /// the refusal.
+    async fn claim(&mut self, id: &str, command: &Command) -> Result<Claim, sqlx::Error> {
+        let digest = command.digest();
+        let summary = command.summary();
+        let claimed = |id: String| {
+            sqlx::query(
+                "insert into processed_messages (message_id, digest, summary) values ($1, $2, $3)
+                 on conflict do nothing",
+            )
+            .bind(id)
+            .bind(&digest)
+            .bind(&summary)
+        };
+        if claimed(id.to_string())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 1
+        {
+            return Ok(Claim::New);
+        }
+        let (first, first_summary, at): (Option<String>, String, DateTime<Utc>) = sqlx::query_as(
+            "select digest, summary, processed_at from processed_messages where message_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        // Rows from before digests were kept have none: taken as the same content, as before.
+        if first.is_none_or(|first| first == digest) {
+            return Ok(Claim::Duplicate);
+        }
+        let claim = format!("{id}#{digest}");
+        if claimed(claim.clone())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 0
+        {
+            return Ok(Claim::Duplicate);
+        }
+        let first_summary = if first_summary.is_empty() {
+            String::new()
+        } else {
+            format!(" for {first_summary}")
+        };
+        let reason = format!(
+            "{} was already used{first_summary} on {}; this message has other content ({summary}) and is \
+             refused as a conflict: send it under an id of its own",
+            command.what(),
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+        );
+        tracing::warn!(%reason, "id reused for other content");
+        Ok(Claim::Conflict { claim, reason })
+    }
+
+    /// Records the refusal on its claim and tells the sender: the OMS hears of a refused order where
+    /// order-intake tells it of orders it refuses, everyone else by `RequestRefused`.
+    async fn refuse(
+        &mut self,
+        claim: &str,
+        id: &str,
+        command: &Command,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        // The claim stays, with the reason: a redelivery is neither applied nor refused again.
+        tracing::warn!(%reason, "refused");
+        sqlx::query("update processed_messages set refusal = $2 where message_id = $1")
+            .bind(claim)
+            .bind(reason)
+            .execute(&mut *self.tx)
+            .await?;
+        let refusal = match command {
+            Command::AcceptOrder { order, .. } => {
+                events::order_rejected(self.subjects, claim, order, reason)
+            }
+            _ => events::request_refused(self.subjects, claim, id, command, reason, self.now),
+        };
+        self.emit(Some(id), refusal);
+        Ok(())
     }
 
     fn stock_mut(&mut self, sku: &str) -> &mut Stock {
@@ -588,6 +669,11 @@ impl Work<'_> {
 
     /// Remembers the lines of `order_ids` as they are before this batch changes them (once per order), and
     /// `cause` as the latest message to change them.
+    ///
+    /// The order rows are locked before their lines are read: a transaction changing the same order on a SKU
+    /// this one did not lock (a receipt beside a timer, two instances) has committed by then, so its change is
+    /// in these lines and is not announced a second time. A later call of the batch may lock an order sorting
+    /// before one locked earlier; a deadlock that causes is retried as a whole (`is_retryable`).
     async fn touch(&mut self, order_ids: &[String], cause: &str) -> Result<(), sqlx::Error> {
         let new: Vec<String> = order_ids
             .iter()
@@ -595,6 +681,12 @@ impl Work<'_> {
             .cloned()
             .collect();
         if !new.is_empty() {
+            sqlx::query(
+                "select 1 from orders where order_id = any($1) order by order_id for update",
+            )
+            .bind(&new)
+            .execute(&mut *self.tx)
+            .await?;
             let rows = self.lines_of_orders(&new).await?;
             for id in new {
                 self.before.insert(id.clone(), Vec::new());

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::DelayAnswer;
+use backorder_runtime::limits::{self, add};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Appended, Applied, LineRow, Work};
@@ -153,8 +154,9 @@ impl Work<'_> {
             grace: self.policy.overdue_grace,
             lead_time: lead_time_days
                 .filter(|days| *days > 0)
+                // Bounded where the SKU comes in; a stored row from before the bound still cannot overflow.
                 .map_or(self.policy.default_lead_time, |days| {
-                    Duration::days(days.into())
+                    limits::days(days.into())
                 }),
         }
     }
@@ -214,7 +216,7 @@ impl Work<'_> {
             }
         }
         new.sort_by_key(|n| queue_key(n.priority, n.placed_at, &n.order_id, n.line_no));
-        let fresh = self.now + settings.lead_time + settings.handling;
+        let fresh = add(add(self.now, settings.lead_time), settings.handling);
         let at = tail.map_or(fresh, |t| fresh.max(t.last));
         let eta = Eta {
             at,
@@ -297,7 +299,7 @@ impl Work<'_> {
             }
             if row
                 .promised_eta
-                .is_some_and(|promised| new.at > promised + self.policy.consent_after)
+                .is_some_and(|promised| new.at > add(promised, self.policy.consent_after))
             {
                 self.consent_needed.insert(row.order_id.clone());
                 orders.insert(row.order_id.clone());
@@ -329,7 +331,7 @@ impl Work<'_> {
                 .bind(self.now)
                 .fetch_all(&mut *self.tx)
                 .await?;
-        let expired: Vec<String> = sqlx::query_scalar(
+        let candidates: Vec<String> = sqlx::query_scalar(
             "select order_id from orders where consent_due <= $1 order by order_id",
         )
         .bind(self.now)
@@ -342,8 +344,18 @@ impl Work<'_> {
         .fetch_all(&mut *self.tx)
         .await?;
         let mut locks: BTreeSet<String> = skus.iter().cloned().collect();
-        locks.extend(self.skus_of(&expired).await?);
+        locks.extend(self.skus_of(&candidates).await?);
         self.lock_skus(locks.into_iter().collect()).await?;
+        // Asked again with the order rows locked: an answer that committed since the first look cleared the
+        // deadline, and the customer's word wins over the clock.
+        let expired: Vec<String> = sqlx::query_scalar(
+            "select order_id from orders where order_id = any($1) and consent_due <= $2
+             order by order_id for update",
+        )
+        .bind(&candidates)
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let cause = format!("clock/{}", self.now.to_rfc3339());
         for sku in skus {
             self.mark_eta(&sku, &cause, true);
@@ -360,17 +372,21 @@ impl Work<'_> {
         cause: &str,
     ) -> Result<Applied, sqlx::Error> {
         let order_id = &answer.order_id;
+        // Locked (after the stock rows, see the engine's lock order): the deadline's timer cannot act on the
+        // order between this look and the commit.
         let awaited: Option<Option<DateTime<Utc>>> =
-            sqlx::query_scalar("select consent_due from orders where order_id = $1")
+            sqlx::query_scalar("select consent_due from orders where order_id = $1 for update")
                 .bind(order_id)
                 .fetch_optional(&mut *self.tx)
                 .await?;
         match awaited {
             None => {
-                return Ok(Applied::Refused(format!(
-                    "delay answer {}: order {order_id} is unknown",
-                    answer.answer_id
-                )));
+                // The answer overtook its order (a customer answering that fast is unlikely, an OMS replaying
+                // its outbox is not): kept until the order comes.
+                let payload = prost::Message::encode_to_vec(answer);
+                self.keep_for_order(order_id, cause, "delay-answer", payload, &answer.answer_id)
+                    .await?;
+                return Ok(Applied::Done);
             }
             Some(None) => {
                 return Ok(Applied::Refused(format!(

@@ -10,6 +10,7 @@ impl Work<'_> {
     pub(super) async fn update_supply(
         &mut self,
         supply: &SupplyUpdated,
+        published: DateTime<Utc>,
         sequence: u64,
         cause: &str,
     ) -> Result<Applied, sqlx::Error> {
@@ -37,13 +38,14 @@ impl Work<'_> {
         };
         let applied = sqlx::query(
             "insert into supply (po_id, line_no, sku, quantity_open, expected_at, cancelled, stream_sequence,
-                                 updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8)
+                                 updated_at, stream_published)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              on conflict (po_id, line_no) do update set
                  sku = excluded.sku, quantity_open = excluded.quantity_open, expected_at = excluded.expected_at,
                  cancelled = excluded.cancelled, stream_sequence = excluded.stream_sequence,
-                 updated_at = excluded.updated_at
-             where supply.stream_sequence < excluded.stream_sequence",
+                 updated_at = excluded.updated_at, stream_published = excluded.stream_published
+             where (supply.stream_published, supply.stream_sequence)
+                 < (excluded.stream_published, excluded.stream_sequence)",
         )
         .bind(&supply.po_id)
         .bind(supply.line_no as i32)
@@ -53,6 +55,7 @@ impl Work<'_> {
         .bind(supply.cancelled)
         .bind(sequence as i64)
         .bind(self.now)
+        .bind(published)
         .execute(&mut *self.tx)
         .await?
         .rows_affected();

@@ -32,24 +32,27 @@ pub fn at_day(pool: &PgPool, n: i64) -> Engine {
 }
 
 pub fn order(id: &str, priority: i32, placed_at: i64, lines: &[(&str, i64)]) -> Command {
-    Command::AcceptOrder(OrderPlaced {
-        order_id: id.into(),
-        lines: lines
-            .iter()
-            .enumerate()
-            .map(|(i, (sku, quantity))| OrderLine {
-                line_no: i as u32 + 1,
-                sku: sku.to_string(),
-                quantity: *quantity,
-            })
-            .collect(),
-        priority,
-        placed_at: Some(Timestamp {
-            seconds: 1_700_000_000 + placed_at,
-            nanos: 0,
-        }),
-        ..Default::default()
-    })
+    Command::AcceptOrder {
+        order: OrderPlaced {
+            order_id: id.into(),
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, (sku, quantity))| OrderLine {
+                    line_no: i as u32 + 1,
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                })
+                .collect(),
+            priority,
+            placed_at: Some(Timestamp {
+                seconds: 1_700_000_000 + placed_at,
+                nanos: 0,
+            }),
+            ..Default::default()
+        },
+        digest: String::new(),
+    }
 }
 
 pub fn adjust(id: &str, sku: &str, delta: i64) -> Command {
@@ -90,10 +93,13 @@ pub fn ship(id: &str, order_id: &str, lines: &[(u32, i64)]) -> Command {
 
 pub fn ship_complete(command: Command) -> Command {
     match command {
-        Command::AcceptOrder(order) => Command::AcceptOrder(OrderPlaced {
-            ship_policy: ShipPolicy::ShipComplete as i32,
-            ..order
-        }),
+        Command::AcceptOrder { order, digest } => Command::AcceptOrder {
+            order: OrderPlaced {
+                ship_policy: ShipPolicy::ShipComplete as i32,
+                ..order
+            },
+            digest,
+        },
         other => other,
     }
 }
@@ -130,6 +136,7 @@ pub fn sku_rule(
             ..Default::default()
         },
         sequence,
+        published: chrono::DateTime::UNIX_EPOCH,
     }
 }
 
@@ -192,6 +199,7 @@ pub fn supply(po: &str, sku: &str, open: i64, expected: i64, sequence: u64) -> C
             request_id: String::new(),
         },
         sequence,
+        published: chrono::DateTime::UNIX_EPOCH,
     }
 }
 
