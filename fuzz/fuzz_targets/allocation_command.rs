@@ -102,7 +102,7 @@ fn stored(units: i64) -> i64 {
 
 fn rules_on(command: &Command) {
     match command {
-        Command::AcceptOrder(order) => {
+        Command::AcceptOrder { order, .. } => {
             // Half of each line in stock, room for a quarter more on backorder.
             let mut available: HashMap<String, i64> = order
                 .lines
@@ -247,5 +247,11 @@ fn rules_on(command: &Command) {
             project(std::slice::from_ref(&line), &settings(None));
         }
         Command::AnswerDelay(_) => {}
+        // Refused by name: the engine records the refusal and runs no rule.
+        Command::Refuse { reason, .. } => assert!(
+            reason.len() <= MAX_REASON_LEN,
+            "reason not cut: {} bytes: {reason:.200}",
+            reason.len()
+        ),
     }
 }

@@ -42,14 +42,18 @@ fuzz_target!(|data: &[u8]| {
                 digest,
             };
             let subjects = Subjects::new("fz").expect("a valid prefix");
-            if let Err(reason) = Command::decode(
+            match Command::decode(
                 &subjects,
                 &subjects.order_accepted(),
                 &accepted.encode_to_vec(),
                 now(),
                 1,
             ) {
-                panic!("order-intake accepted an order allocation refuses: {reason}");
+                Ok(Command::AcceptOrder { .. }) => {}
+                Ok(Command::Refuse { reason, .. }) | Err(reason) => {
+                    panic!("order-intake accepted an order allocation refuses: {reason}")
+                }
+                Ok(other) => panic!("an accepted order decoded as {other:?}"),
             }
         }
     }

@@ -59,7 +59,9 @@ fuzz_target!(|data: &[u8]| {
         // As `Trigger::apply`.
         let state = states.entry(event.sku.clone()).or_default();
         state.answer(&event.answered_requests, event.supply_added);
-        let upserted = upserts.get(&event.sku).filter(|p| **p != Partial::default());
+        let upserted = upserts
+            .get(&event.sku)
+            .filter(|p| **p != Partial::default());
         let (policy, origin) = policy::resolve(&builtin, upserted, None);
         let gathered = batches
             .get(&policy.supplier_id)

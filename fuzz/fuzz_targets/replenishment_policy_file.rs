@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     for (sku, entry) in file.sku.iter().take(32) {
         let (policy, origin) = policy::resolve(&default, None, Some(entry));
         assert_eq!(origin, Origin::Configured);
-        assert!(policy.problems().is_empty(), "[sku.{sku:?}]: {:?}", policy.problems());
+        assert!(
+            policy.problems().is_empty(),
+            "[sku.{sku:?}]: {:?}",
+            policy.problems()
+        );
         for position in [i64::MIN, -1_000_000_000, -1, 0, 1, i64::MAX] {
             let quantity = policy.order_quantity(position);
             assert!(quantity >= 0);

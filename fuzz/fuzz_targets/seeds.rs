@@ -18,7 +18,9 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fn write(target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(format!("seed-{name}")), bytes)
 }
@@ -99,20 +101,21 @@ fn write_all() -> std::io::Result<()> {
     write(alloc, "delay-answer", &picked(7, &answer))?;
 
     // replenishment-trigger: a product-master upsert, then shortage reports, the second answered by a PO.
-    let report = |event_id: &str, shortage: i64, answered: &[&str], supply_added: i64| ReorderNeeded {
-        sku: "CHAIR-OAK".into(),
-        shortage,
-        backordered: shortage + 10,
-        on_hand: 10,
-        inbound: 0,
-        event_id: event_id.into(),
-        occurred_at: Some(time::to_proto(now())),
-        available: 10,
-        orders_waiting: 2,
-        needed_by: Some(time::to_proto(now() + Duration::days(3))),
-        answered_requests: answered.iter().map(|s| s.to_string()).collect(),
-        supply_added,
-    };
+    let report =
+        |event_id: &str, shortage: i64, answered: &[&str], supply_added: i64| ReorderNeeded {
+            sku: "CHAIR-OAK".into(),
+            shortage,
+            backordered: shortage + 10,
+            on_hand: 10,
+            inbound: 0,
+            event_id: event_id.into(),
+            occurred_at: Some(time::to_proto(now())),
+            available: 10,
+            orders_waiting: 2,
+            needed_by: Some(time::to_proto(now() + Duration::days(3))),
+            answered_requests: answered.iter().map(|s| s.to_string()).collect(),
+            supply_added,
+        };
     let first = report("e-1", 490, &[], 0);
     write(
         "replenishment_event",
@@ -129,7 +132,9 @@ fn write_all() -> std::io::Result<()> {
             picked(0, &report("e-3", 30, &[], 60)),
         ]),
     )?;
-    let policies = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/reorder-policies.toml"))?;
+    let policies = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/reorder-policies.toml"),
+    )?;
     write("replenishment_policy_file", "deploy-example", &policies)?;
 
     // notifier: the sample events its template check uses, per kind, with the default quiet hours.
@@ -161,7 +166,10 @@ fn write_all() -> std::io::Result<()> {
     write(
         "notifier_preferences",
         "opt-out-then-in",
-        &frame(&[prefs(true, 0).encode_to_vec(), prefs(false, 1).encode_to_vec()]),
+        &frame(&[
+            prefs(true, 0).encode_to_vec(),
+            prefs(false, 1).encode_to_vec(),
+        ]),
     )?;
 
     // runtime: the demo's clock step, and a dead letter as the consume loop writes one.
