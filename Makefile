@@ -12,6 +12,8 @@
 #   make lint           fmt-check + cargo clippy --workspace --all-targets -- -D warnings
 #   make infra          just ensure NATS and PostgreSQL and print their URLs
 #   make stop-infra     stop the NATS server that scripts/ensure-nats.sh started (if any)
+#   make fuzz           every fuzz target for FUZZ_RUNS (1,000,000) executions (cargo fuzz, fuzz/)
+#   make fuzz-smoke     every fuzz target for FUZZ_SMOKE_SECS (10) seconds, and its reproducers; fails on a crash
 #
 # NATS_URL / DATABASE_URL from the environment are honoured as-is (see the
 # scripts). Otherwise NATS is Debian's on 4222 when >= 2.10, else our own
@@ -31,10 +33,10 @@ BO_PREFIX ?= bo
 TEST_THREADS ?= 4
 
 .PHONY: help demo test test-faults test-faults-bugs build build-debug services-up services-down services-status \
-        fmt fmt-check lint infra stop-infra
+        fmt fmt-check lint infra stop-infra fuzz fuzz-smoke fuzz-build
 
 help:
-	@sed -n '2,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,21p' Makefile | sed 's/^# \{0,1\}//'
 
 demo:
 	@scripts/ensure-rust.sh
@@ -134,3 +136,43 @@ infra:
 
 stop-infra:
 	@scripts/stop-nats.sh
+
+# Fuzzing (fuzz/, its own workspace; docs/operations.md, "Fuzzing"). cargo fuzz needs nightly features:
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain build it. No sanitizer: the code is safe Rust, and panics
+# (overflow checks and debug assertions are on) are what the targets look for; FUZZ_BUILD_FLAGS="-s address"
+# brings AddressSanitizer back. Each target runs over its corpus (fuzz/corpus/<t>, seeds committed as seed-*)
+# and its reproducers (fuzz/artifacts/<t>); an input slower than FUZZ_TIMEOUT seconds counts as a crash.
+FUZZ_TARGETS ?= order_intake allocation_command replenishment_event replenishment_policy_file \
+                notifier_event notifier_preferences runtime_control
+FUZZ_BUILD_FLAGS ?= -s none --codegen-units 16
+FUZZ_RUNS ?= 1000000
+FUZZ_SMOKE_SECS ?= 10
+FUZZ_TIMEOUT ?= 10
+
+fuzz-build:
+	@scripts/ensure-cargo-fuzz.sh
+	cd fuzz
+	echo "+ cargo fuzz build $(FUZZ_BUILD_FLAGS)" >&2
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_BUILD_FLAGS)
+
+# $(1): the libFuzzer options of the run. Every target runs; the crashed ones are listed at the end.
+define fuzz_each
+	cd fuzz
+	failed=()
+	for t in $(FUZZ_TARGETS); do
+		mkdir -p corpus/$$t artifacts/$$t
+		echo "+ cargo fuzz run $$t -- $(1)" >&2
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_BUILD_FLAGS) $$t corpus/$$t artifacts/$$t -- \
+			$(1) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 || failed+=("$$t")
+	done
+	if (( $${#failed[@]} )); then
+		echo "fuzz: crashes in $${failed[*]} (reproducers in fuzz/artifacts/<target>/)" >&2
+		exit 1
+	fi
+endef
+
+fuzz: fuzz-build
+	$(call fuzz_each,-runs=$(FUZZ_RUNS))
+
+fuzz-smoke: fuzz-build
+	$(call fuzz_each,-max_total_time=$(FUZZ_SMOKE_SECS))
