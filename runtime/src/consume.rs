@@ -392,12 +392,33 @@ impl Worker {
             service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
             deliveries = delivery.deliveries, %error, "parking message in the dead-letter stream"
         );
+        // A message near the server's max payload does not fit in a letter with its error around it: the
+        // letter then says where the bytes are (its stream keeps them for its max age) instead of naking
+        // for ever.
+        let room = self
+            .bus
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(4096 + error.len());
+        let (payload, error) = if delivery.payload.len() > room {
+            let error = format!(
+                "{error}; payload of {} bytes left out (too large for a dead letter): it is in stream {} at \
+                 sequence {}",
+                delivery.payload.len(),
+                delivery.stream,
+                delivery.stream_sequence
+            );
+            (Vec::new(), error)
+        } else {
+            (delivery.payload.to_vec(), error)
+        };
         let letter = backorder_proto::v1::DeadLetter {
             service: self.service.to_string(),
             subject: delivery.subject.clone(),
             stream: delivery.stream.clone(),
             stream_sequence: delivery.stream_sequence,
-            payload: delivery.payload.to_vec(),
+            payload,
             error,
             deliveries: delivery.deliveries.max(0) as u64,
             failed_at: Some(crate::time::to_proto(Utc::now())),

@@ -74,6 +74,10 @@ impl Handler for Recorder {
             match payload.as_str() {
                 "poison" => futures::future::pending::<()>().await,
                 p if p.starts_with("slow") => tokio::time::sleep(self.slow).await,
+                p if p.starts_with("big") => {
+                    outcomes.push(Outcome::Reject("refused by the test".into()));
+                    continue;
+                }
                 _ => {}
             }
             outcomes.push(Outcome::Done);
@@ -411,6 +415,34 @@ async fn a_message_the_server_stops_delivering_is_logged_and_counted() -> anyhow
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    task.abort();
+    cleanup(&bus).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_message_too_large_for_a_dead_letter_is_parked_without_its_bytes()
+-> anyhow::Result<()> {
+    let bus = bus(Duration::from_secs(30), 5).await?;
+    let (task, mut rx) = start(&bus, "rt-big", 5, Duration::ZERO).await?;
+    // As large as the server takes: with an error and the letter's fields around it, it would not fit.
+    let max = bus.client.server_info().max_payload;
+    let big = format!("big{}", "x".repeat(max - 512));
+    bus.publish_bytes(bus.subjects.order_placed(), "big", big.into())
+        .await?;
+    publish(&bus, "after").await?;
+    handed(&mut rx, "after", Duration::from_secs(20)).await?;
+    let letter = wait_for_dead_letter(&bus, Duration::from_secs(20)).await?;
+    assert!(letter.payload.is_empty());
+    assert!(
+        letter.error.starts_with("refused by the test; payload of ")
+            && letter
+                .error
+                .contains("left out (too large for a dead letter): it is in stream"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(letter.stream_sequence, 1);
     task.abort();
     cleanup(&bus).await;
     Ok(())
