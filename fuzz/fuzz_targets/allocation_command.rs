@@ -55,16 +55,9 @@ fuzz_target!(|data: &[u8]| {
     rules_on(&command);
 });
 
-/// The engine's defaults (`Policy::default`): handling 24 h, grace 3 days, lead time 14 days.
+/// The engine's default policy's settings for a SKU with `lead_time_days` of its own.
 fn settings(lead_time_days: Option<i32>) -> Settings {
-    // As `Work::settings` in engine/promise.rs: a SKU's lead time when it has a positive one.
-    Settings {
-        handling: Duration::hours(24),
-        grace: Duration::days(3),
-        lead_time: lead_time_days
-            .filter(|days| *days > 0)
-            .map_or(Duration::days(14), |days| Duration::days(days.into())),
-    }
+    allocation::engine::Policy::default().settings(lead_time_days)
 }
 
 /// ETAs of a small queue against `supply`, checked for the projection's promises.

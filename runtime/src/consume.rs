@@ -8,11 +8,15 @@
 //! still being handled is kept by in-progress acks, so slow work is not delivered a second time meanwhile;
 //! and a durable consumer deleted on the server is made again (`/ready` fails until it is).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull::MessagesErrorKind};
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::pull::{MessagesError, MessagesErrorKind},
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -214,15 +218,20 @@ impl Worker {
     ) -> Option<String> {
         let progress_every = (messages.ack_wait() / 3).max(Duration::from_millis(100));
         let mut batches = (&mut *messages).ready_chunks(self.batch_size);
+        // What arrived while a batch was being handled: kept in progress meanwhile, handled next.
+        let mut backlog: VecDeque<Vec<Pulled>> = VecDeque::new();
         loop {
-            let batch = tokio::select! {
-                biased;
-                _ = &mut shutdown => return None,
-                advisory = next_advisory(advisories) => {
-                    self.max_deliveries_reached(&advisory.payload);
-                    continue;
-                }
-                batch = batches.next() => batch,
+            let batch = match backlog.pop_front() {
+                Some(batch) => Some(batch),
+                None => tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return None,
+                    advisory = next_advisory(advisories) => {
+                        self.max_deliveries_reached(&advisory.payload);
+                        continue;
+                    }
+                    batch = batches.next() => batch,
+                },
             };
             let Some(batch) = batch else {
                 return Some("the consumer's message stream ended".into());
@@ -270,7 +279,17 @@ impl Worker {
             for part in segments(&deliveries) {
                 let part = &deliveries[part];
                 let started = std::time::Instant::now();
-                let outcomes = keep_in_progress(handler.handle(part), part, progress_every).await;
+                let outcomes = keep_in_progress(
+                    handler.handle(part),
+                    part,
+                    progress_every,
+                    Arriving {
+                        batches: &mut batches,
+                        backlog: &mut backlog,
+                        most: 4 * self.batch_size,
+                    },
+                )
+                .await;
                 metrics::histogram!("bo_batch_seconds", "service" => self.service)
                     .record(started.elapsed().as_secs_f64());
                 debug_assert_eq!(outcomes.len(), part.len());
@@ -487,25 +506,56 @@ async fn next_advisory(advisories: &mut Option<async_nats::Subscriber>) -> async
     futures::future::pending().await
 }
 
-/// Drives `handling` and meanwhile tells the server every `every` that each of `deliveries` is still being
-/// worked on, so a batch slower than the ack wait is not delivered again while it is handled.
-async fn keep_in_progress<T>(
+type Pulled = Result<jetstream::Message, MessagesError>;
+
+/// The messages the pull stream hands out while a batch is being handled. They are taken in as they come
+/// (up to `most`) and kept in progress too: left in the client's buffer they would run out their ack wait
+/// while the handler waits (for a database that is down, say), be delivered again and again, and arrive
+/// with a delivery count that makes them look like poison.
+struct Arriving<'a, S> {
+    batches: &'a mut S,
+    backlog: &'a mut VecDeque<Vec<Pulled>>,
+    most: usize,
+}
+
+/// Drives `handling` and meanwhile tells the server every `every` that each of `deliveries`, and each
+/// message arriving meanwhile, is still being worked on: a batch slower than the ack wait is not delivered
+/// again while it is handled, and neither is what waits behind it.
+async fn keep_in_progress<T, S>(
     handling: impl Future<Output = T>,
     deliveries: &[Delivery],
     every: Duration,
-) -> T {
+    arriving: Arriving<'_, S>,
+) -> T
+where
+    S: futures::Stream<Item = Vec<Pulled>> + Unpin,
+{
+    let Arriving {
+        batches,
+        backlog,
+        most,
+    } = arriving;
     tokio::pin!(handling);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut stream_ended = false;
     loop {
+        let held: usize = backlog.iter().map(Vec::len).sum();
+        let take = !stream_ended && held < most;
         tokio::select! {
             done = &mut handling => return done,
             _ = ticks.tick() => {
-                for delivery in deliveries {
-                    if let Err(error) = delivery.message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(id = %delivery.stream_id(), %error, "could not extend the ack wait");
+                let waiting = backlog.iter().flatten().filter_map(|m| m.as_ref().ok());
+                for message in deliveries.iter().map(|d| &d.message).chain(waiting) {
+                    if let Err(error) = message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(subject = %message.subject, %error, "could not extend the ack wait");
                     }
                 }
             }
+            batch = batches.next(), if take => match batch {
+                Some(batch) => backlog.push_back(batch),
+                // Seen again by the loop when the backlog is empty.
+                None => stream_ended = true,
+            },
         }
     }
 }

@@ -306,7 +306,7 @@ impl Allocator {
         if commands.is_empty() {
             return Vec::new();
         }
-        match self.engine.apply_traced(commands, traces).await {
+        match self.apply_when_up(commands, traces).await {
             Ok(results) => results.into_iter().map(outcome).collect(),
             Err(error) if commands.len() == 1 => vec![Outcome::Retry(format!("database: {error}"))],
             Err(error) => {
@@ -316,8 +316,7 @@ impl Allocator {
                     let trace = traces.get(i).cloned().unwrap_or_default();
                     outcomes.push(
                         match self
-                            .engine
-                            .apply_traced(std::slice::from_ref(command), &[trace])
+                            .apply_when_up(std::slice::from_ref(command), &[trace])
                             .await
                         {
                             Ok(mut results) => outcome(results.remove(0)),
@@ -328,6 +327,46 @@ impl Allocator {
                 outcomes
             }
         }
+    }
+}
+
+impl Allocator {
+    /// [`Engine::apply_traced`], waiting out a database that is down instead of failing the batch: an
+    /// outage is no fault of the messages, so it must not spend their deliveries (they would be parked as
+    /// failing after `BO_MAX_DELIVER`). The consume loop keeps them in progress meanwhile.
+    async fn apply_when_up(
+        &self,
+        commands: &[Command],
+        traces: &[Vec<(String, String)>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut waits = 0;
+        loop {
+            match self.engine.apply_traced(commands, traces).await {
+                Err(error) if is_unavailable(&error) => {
+                    waits += 1;
+                    let pause = backorder_runtime::consume::retry_delay(waits);
+                    metrics::counter!("bo_database_waits_total").increment(1);
+                    tracing::warn!(%error, retry_in = ?pause, size = commands.len(), "the database is unavailable; waiting for it");
+                    tokio::time::sleep(pause).await;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// A database that cannot be reached or is shutting down (as opposed to a statement that failed).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 

@@ -76,6 +76,22 @@ pub struct Policy {
     pub cancel_without_consent: bool,
 }
 
+impl Policy {
+    /// The projection's settings for a SKU with `lead_time_days` of its own (none, or 0: the default).
+    pub fn settings(&self, lead_time_days: Option<i32>) -> crate::eta::Settings {
+        crate::eta::Settings {
+            handling: self.handling,
+            grace: self.overdue_grace,
+            lead_time: lead_time_days
+                .filter(|days| *days > 0)
+                // Bounded where the SKU comes in; a stored row from before the bound still cannot overflow.
+                .map_or(self.default_lead_time, |days| {
+                    backorder_runtime::limits::days(days.into())
+                }),
+        }
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::DelayAnswer;
-use backorder_runtime::limits::{self, add};
+use backorder_runtime::limits::add;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Appended, Applied, LineRow, Work};
@@ -149,16 +149,7 @@ impl Work<'_> {
     }
 
     fn settings(&self, lead_time_days: Option<i32>) -> Settings {
-        Settings {
-            handling: self.policy.handling,
-            grace: self.policy.overdue_grace,
-            lead_time: lead_time_days
-                .filter(|days| *days > 0)
-                // Bounded where the SKU comes in; a stored row from before the bound still cannot overflow.
-                .map_or(self.policy.default_lead_time, |days| {
-                    limits::days(days.into())
-                }),
-        }
+        self.policy.settings(lead_time_days)
     }
 
     /// Per SKU, the last dated line of its queue and the first and last of its dates. Dates never decrease
