@@ -286,7 +286,6 @@ impl Worker {
                     Arriving {
                         batches: &mut batches,
                         backlog: &mut backlog,
-                        most: 4 * self.batch_size,
                     },
                 )
                 .await;
@@ -509,13 +508,12 @@ async fn next_advisory(advisories: &mut Option<async_nats::Subscriber>) -> async
 type Pulled = Result<jetstream::Message, MessagesError>;
 
 /// The messages the pull stream hands out while a batch is being handled. They are taken in as they come
-/// (up to `most`) and kept in progress too: left in the client's buffer they would run out their ack wait
-/// while the handler waits (for a database that is down, say), be delivered again and again, and arrive
-/// with a delivery count that makes them look like poison.
+/// and kept in progress too: left in the client's buffer they would run out their ack wait while the
+/// handler waits (for a database that is down, say), be delivered again and again, and arrive with a
+/// delivery count that makes them look like poison. The consumer's `max_ack_pending` bounds how many.
 struct Arriving<'a, S> {
     batches: &'a mut S,
     backlog: &'a mut VecDeque<Vec<Pulled>>,
-    most: usize,
 }
 
 /// Drives `handling` and meanwhile tells the server every `every` that each of `deliveries`, and each
@@ -530,17 +528,12 @@ async fn keep_in_progress<T, S>(
 where
     S: futures::Stream<Item = Vec<Pulled>> + Unpin,
 {
-    let Arriving {
-        batches,
-        backlog,
-        most,
-    } = arriving;
+    let Arriving { batches, backlog } = arriving;
     tokio::pin!(handling);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut stream_ended = false;
     loop {
-        let held: usize = backlog.iter().map(Vec::len).sum();
-        let take = !stream_ended && held < most;
+        let take = !stream_ended;
         tokio::select! {
             done = &mut handling => return done,
             _ = ticks.tick() => {
