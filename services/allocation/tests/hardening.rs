@@ -335,3 +335,43 @@ async fn upserts_of_a_recreated_stream_win_and_an_old_redelivery_never_does(pool
     apply(&pool, &[rule("A", 5, later + Duration::hours(1), 2)]).await;
     assert_eq!(max_backorder(&pool, "A").await, 5);
 }
+
+#[sqlx::test]
+async fn a_cancellation_kept_while_its_order_is_being_accepted_is_not_lost(pool: PgPool) {
+    apply(&pool, &[adjust("init", "A", 10)]).await;
+    // A third connection holds the order's lock, so both transactions are under way (the order inserted but
+    // not committed, the cancellation finding no order) before either may decide.
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock(hashtextextended('order/SO-1', 0))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let accept = tokio::spawn({
+        let pool = pool.clone();
+        async move { apply(&pool, &[order("SO-1", 0, 0, &[("A", 4)])]).await }
+    });
+    let cancel = tokio::spawn({
+        let pool = pool.clone();
+        async move { apply(&pool, &[cancel("X-1", "SO-1", &[])]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sqlx::query("select pg_advisory_unlock(hashtextextended('order/SO-1', 0))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(accept.await.unwrap(), [Applied::Done]);
+    assert_eq!(cancel.await.unwrap(), [Applied::Done]);
+    assert_eq!(line_in_full(&pool, "SO-1", 1).await.3, 4, "the order is cancelled");
+    let kept: i64 = sqlx::query_scalar("select count(*) from pending_requests")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(on_hand(&pool, "A").await, Some(10));
+    let allocated: i64 = sqlx::query_scalar("select allocated from stock where sku = 'A'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(allocated, 0);
+    assert_invariants(&pool).await;
+}

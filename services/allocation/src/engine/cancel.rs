@@ -19,19 +19,20 @@ impl Work<'_> {
         cause: &str,
     ) -> Result<Applied, sqlx::Error> {
         let order_id = &request.order_id;
-        let lines = self.lines_of(order_id).await?;
+        let mut lines = self.lines_of(order_id).await?;
         if lines.is_empty() {
             // Orders reach allocation through order-intake; a cancellation sent right after its order may
             // overtake it, by any length of time when intake is down. Kept until the order comes.
-            self.keep_for_order(
-                order_id,
-                cause,
-                "cancel",
-                request.encode_to_vec(),
-                &request.request_id,
-            )
-            .await?;
-            return Ok(Applied::Done);
+            let payload = request.encode_to_vec();
+            if self
+                .keep_for_order(order_id, cause, "cancel", payload, &request.request_id)
+                .await?
+            {
+                return Ok(Applied::Done);
+            }
+            // The order committed meanwhile: cancelled now, its SKUs locked first (nobody else holds them).
+            lines = self.lines_of(order_id).await?;
+            self.lock_skus_of(&lines).await?;
         }
         let units: BTreeMap<i32, rules::LineUnits> =
             lines.iter().map(|l| (l.line_no, l.units())).collect();
@@ -120,7 +121,13 @@ impl Work<'_> {
 }
 
 impl Work<'_> {
-    /// Keeps a request for an order not seen yet (a cancellation, a delay answer) until the order arrives.
+    /// Keeps a request for an order not seen yet (a cancellation, a delay answer) until the order arrives;
+    /// false when the order committed meanwhile (then the caller carries the request out at once).
+    ///
+    /// The order's lock ([`lock_order_id`](Self::lock_order_id)) is taken first, as the transaction that
+    /// accepts an order takes it before it reads what was kept: either that one committed before (the order
+    /// is seen here) or it waits for this one's commit (and sees what is kept). Without it, a request kept
+    /// while its order was being accepted was never applied.
     pub(super) async fn keep_for_order(
         &mut self,
         order_id: &str,
@@ -128,7 +135,17 @@ impl Work<'_> {
         kind: &str,
         payload: Vec<u8>,
         request_id: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
+        self.lock_order_id(order_id).await?;
+        let known: bool =
+            sqlx::query_scalar("select exists (select 1 from orders where order_id = $1)")
+                .bind(order_id)
+                .fetch_one(&mut *self.tx)
+                .await?;
+        if known {
+            tracing::info!(request_id, "the order arrived meanwhile: applied at once");
+            return Ok(false);
+        }
         sqlx::query(
             "insert into pending_requests (message_id, order_id, kind, payload, received_at)
              values ($1, $2, $3, $4, $5) on conflict do nothing",
@@ -144,6 +161,15 @@ impl Work<'_> {
             request_id,
             "order not known yet: the request is kept and applied when it arrives"
         );
+        Ok(true)
+    }
+
+    /// A lock on an order id for the rest of the transaction, also for an order that does not exist yet.
+    async fn lock_order_id(&mut self, order_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended('order/' || $1, 0))")
+            .bind(order_id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -151,6 +177,7 @@ impl Work<'_> {
     /// came, in the transaction that accepts the order: a cancelled order is accepted and cancelled at once,
     /// and nothing of it reaches the WMS.
     pub(super) async fn apply_kept(&mut self, order_id: &str) -> Result<(), sqlx::Error> {
+        self.lock_order_id(order_id).await?;
         let kept: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
             "delete from pending_requests where order_id = $1 returning message_id, kind, payload, received_at",
         )

@@ -365,28 +365,34 @@ impl Work<'_> {
         let order_id = &answer.order_id;
         // Locked (after the stock rows, see the engine's lock order): the deadline's timer cannot act on the
         // order between this look and the commit.
-        let awaited: Option<Option<DateTime<Utc>>> =
-            sqlx::query_scalar("select consent_due from orders where order_id = $1 for update")
-                .bind(order_id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        match awaited {
-            None => {
-                // The answer overtook its order (a customer answering that fast is unlikely, an OMS replaying
-                // its outbox is not): kept until the order comes.
-                let payload = prost::Message::encode_to_vec(answer);
-                self.keep_for_order(order_id, cause, "delay-answer", payload, &answer.answer_id)
+        let awaited: Option<DateTime<Utc>> = loop {
+            let awaited: Option<Option<DateTime<Utc>>> =
+                sqlx::query_scalar("select consent_due from orders where order_id = $1 for update")
+                    .bind(order_id)
+                    .fetch_optional(&mut *self.tx)
                     .await?;
+            if let Some(awaited) = awaited {
+                break awaited;
+            }
+            // The answer overtook its order (a customer answering that fast is unlikely, an OMS replaying
+            // its outbox is not): kept until the order comes, or judged now if it came meanwhile.
+            let payload = prost::Message::encode_to_vec(answer);
+            if self
+                .keep_for_order(order_id, cause, "delay-answer", payload, &answer.answer_id)
+                .await?
+            {
                 return Ok(Applied::Done);
             }
-            Some(None) => {
+        };
+        match awaited {
+            None => {
                 return Ok(Applied::Refused(format!(
                     "delay answer {}: no consent to a delay is awaited for order {order_id} \
                      (never asked, already answered, or the deadline passed)",
                     answer.answer_id
                 )));
             }
-            Some(Some(_)) => {}
+            Some(_) => {}
         }
         if answer.agree {
             self.accept_delay(order_id, "the customer agreed to the new dates", cause)
