@@ -361,7 +361,11 @@ async fn a_cancellation_kept_while_its_order_is_being_accepted_is_not_lost(pool:
         .unwrap();
     assert_eq!(accept.await.unwrap(), [Applied::Done]);
     assert_eq!(cancel.await.unwrap(), [Applied::Done]);
-    assert_eq!(line_in_full(&pool, "SO-1", 1).await.3, 4, "the order is cancelled");
+    assert_eq!(
+        line_in_full(&pool, "SO-1", 1).await.3,
+        4,
+        "the order is cancelled"
+    );
     let kept: i64 = sqlx::query_scalar("select count(*) from pending_requests")
         .fetch_one(&pool)
         .await

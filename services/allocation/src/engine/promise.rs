@@ -384,15 +384,12 @@ impl Work<'_> {
                 return Ok(Applied::Done);
             }
         };
-        match awaited {
-            None => {
-                return Ok(Applied::Refused(format!(
-                    "delay answer {}: no consent to a delay is awaited for order {order_id} \
-                     (never asked, already answered, or the deadline passed)",
-                    answer.answer_id
-                )));
-            }
-            Some(_) => {}
+        if awaited.is_none() {
+            return Ok(Applied::Refused(format!(
+                "delay answer {}: no consent to a delay is awaited for order {order_id} \
+                 (never asked, already answered, or the deadline passed)",
+                answer.answer_id
+            )));
         }
         if answer.agree {
             self.accept_delay(order_id, "the customer agreed to the new dates", cause)
