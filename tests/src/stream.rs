@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
-use futures::TryStreamExt;
+use futures::StreamExt;
 
 /// `NATS_URL`, as `make test` sets it, or the default port.
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
-/// Everything stored on `subject` in `kind`'s stream, oldest first.
+/// Everything stored on `subject` (wildcards allowed) in `kind`'s stream, oldest first, read in batches (a
+/// single fetch of thousands may come back short).
 pub async fn stored(
     bus: &Bus,
     kind: StreamKind,
@@ -24,25 +25,31 @@ pub async fn stored(
         .create_consumer(pull::Config {
             filter_subject: subject.to_string(),
             ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
+            inactive_threshold: Duration::from_secs(30),
             ..Default::default()
         })
         .await?;
     let pending = consumer.info().await?.num_pending as usize;
-    if pending == 0 {
-        return Ok(Vec::new());
+    let mut all = Vec::with_capacity(pending);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while all.len() < pending {
+        let mut batch = consumer
+            .fetch()
+            .max_messages((pending - all.len()).min(500))
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        while let Some(message) = batch.next().await {
+            all.push(message.map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "read only {} of {pending} messages on {subject}",
+            all.len()
+        );
     }
-    let batch = consumer
-        .fetch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    batch
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(all)
 }
 
 /// Waits (up to 20 s) until at least `count` messages are stored on `subject`; returns what is there.

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use backorder_e2e::infra::{Nats, Postgres, Scratch};
 use backorder_e2e::{System, messages, stream::message_id};
 use backorder_proto::v1::{
@@ -20,7 +19,6 @@ use backorder_proto::v1::{
 };
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
-use futures::StreamExt;
 use prost::Message;
 use tokio::time::Instant;
 
@@ -333,48 +331,12 @@ where
 // ---------------------------------------------------------------------------------------------------------
 // Reading what the streams stored.
 
-/// Everything stored on `subject` (wildcards allowed) in `kind`'s stream, oldest first, read in batches.
-async fn stored(
-    bus: &Bus,
-    kind: StreamKind,
-    subject: &str,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let stream = bus.js.get_stream(bus.subjects.stream(kind)).await?;
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_string(),
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            ..Default::default()
-        })
-        .await?;
-    let pending = consumer.info().await?.num_pending as usize;
-    let mut all = Vec::with_capacity(pending);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while all.len() < pending {
-        let mut batch = consumer
-            .fetch()
-            .max_messages((pending - all.len()).min(500))
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        while let Some(message) = batch.next().await {
-            all.push(message.map_err(|e| anyhow::anyhow!("{e}"))?);
-        }
-        if Instant::now() > deadline {
-            bail!("read only {} of {pending} messages on {subject}", all.len());
-        }
-    }
-    Ok(all)
-}
-
 async fn decoded<M: Message + Default>(
     bus: &Bus,
     kind: StreamKind,
     subject: &str,
 ) -> anyhow::Result<Vec<(String, M)>> {
-    stored(bus, kind, subject)
+    backorder_e2e::stream::stored(bus, kind, subject)
         .await?
         .into_iter()
         .map(|m| {
