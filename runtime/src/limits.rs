@@ -32,6 +32,8 @@ pub const PRIORITIES: std::ops::RangeInclusive<i32> = -1_000_000..=1_000_000;
 pub const YEARS: std::ops::RangeInclusive<i32> = 2000..=2199;
 /// How much of a refused value an error shows.
 pub const SHOWN: usize = 64;
+/// How many violations a one-line summary names.
+pub const SUMMARISED: usize = 16;
 
 /// One field out of bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,13 +280,21 @@ impl Check {
         }
     }
 
-    /// Every violation in one line, for logs, dead letters and `RequestRefused.reason`.
+    /// The violations in one line, for logs, dead letters and `RequestRefused.reason`: the first
+    /// [`SUMMARISED`] and how many more, so a message of a thousand bad lines gets a reason of a few KB.
     pub fn summary(&self) -> String {
-        self.violations
+        let mut summary = self
+            .violations
             .iter()
+            .take(SUMMARISED)
             .map(Violation::to_string)
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        let more = self.violations.len().saturating_sub(SUMMARISED);
+        if more > 0 {
+            summary.push_str(&format!("; and {more} more"));
+        }
+        summary
     }
 
     /// `Err(summary)` when anything failed.
@@ -416,6 +426,23 @@ mod tests {
             summary.contains("1000000001 is more than 1000000000"),
             "{summary}"
         );
+    }
+
+    #[test]
+    fn a_summary_names_the_first_violations_and_counts_the_rest() {
+        let mut check = Check::new();
+        for i in 0..1_000 {
+            check.quantity(&format!("lines[{i}].quantity"), 0, 1);
+        }
+        let summary = check.summary();
+        assert!(
+            summary.starts_with("lines[0].quantity: must be positive, got 0; "),
+            "{summary}"
+        );
+        assert!(summary.contains("lines[15].quantity"), "{summary}");
+        assert!(!summary.contains("lines[16].quantity"), "{summary}");
+        assert!(summary.ends_with("; and 984 more"), "{summary}");
+        assert!(summary.len() < 1_000, "{} bytes", summary.len());
     }
 
     #[test]
