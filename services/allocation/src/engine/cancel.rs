@@ -179,15 +179,13 @@ impl Work<'_> {
     pub(super) async fn apply_kept(&mut self, order_id: &str) -> Result<(), sqlx::Error> {
         self.lock_order_id(order_id).await?;
         let kept: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
-            "delete from pending_requests where order_id = $1 returning message_id, kind, payload, received_at",
+            "with kept as (delete from pending_requests where order_id = $1
+                           returning message_id, kind, payload, received_at)
+             select message_id, kind, payload from kept order by received_at, message_id",
         )
         .bind(order_id)
         .fetch_all(&mut *self.tx)
-        .await
-        .map(|mut rows: Vec<(String, String, Vec<u8>, chrono::DateTime<chrono::Utc>)>| {
-            rows.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
-            rows.into_iter().map(|(id, kind, payload, _)| (id, kind, payload)).collect()
-        })?;
+        .await?;
         for (id, kind, payload) in kept {
             // Stored by this service from a message it decoded and checked: it decodes.
             let (command, applied) = match kind.as_str() {
