@@ -328,9 +328,7 @@ impl Allocator {
             }
         }
     }
-}
 
-impl Allocator {
     /// [`Engine::apply_traced`], waiting out a database that is down instead of failing the batch: an
     /// outage is no fault of the messages, so it must not spend their deliveries (they would be parked as
     /// failing after `BO_MAX_DELIVER`). The consume loop keeps them in progress meanwhile.
