@@ -1,7 +1,7 @@
 //! Compiles `backorder/v1/*.proto` with protox (pure Rust), so building needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["backorder/v1/backorder.proto"];
+    let files = ["backorder/v1/backorder.proto", "backorder/v1/api.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -94,6 +94,9 @@ impl Subjects {
     pub fn customer_preferences(&self) -> String {
         self.subject("in.customer.preferences")
     }
+    pub fn order_priority(&self) -> String {
+        self.subject("in.order.priority")
+    }
     pub fn clock(&self) -> String {
         self.subject("ctl.clock")
     }
@@ -135,6 +138,12 @@ impl Subjects {
     }
     pub fn notify_sms(&self) -> String {
         self.subject("out.notify.sms")
+    }
+
+    /// The query API's subjects: `<p>.api.<endpoint>`, e.g. `api("order.get")`. Core NATS request/reply: no
+    /// stream captures them.
+    pub fn api(&self, endpoint: &str) -> String {
+        self.subject(&format!("api.{endpoint}"))
     }
 
     /// Where `service` parks the messages it could not handle.
@@ -199,6 +208,8 @@ mod tests {
         assert_eq!(s.order_accepted(), "bo.order.accepted");
         assert_eq!(s.notify_sms(), "bo.out.notify.sms");
         assert_eq!(s.dead_letter("allocation"), "bo.dlq.allocation");
+        assert_eq!(s.api("order.get"), "bo.api.order.get");
+        assert_eq!(s.order_priority(), "bo.in.order.priority");
         assert_eq!(s.stream(StreamKind::Inbound), "BO_IN");
         assert_eq!(s.stream(StreamKind::DeadLetter), "BO_DLQ");
     }

@@ -2,6 +2,7 @@
 //! backorders the rest, gives incoming stock to the backorder queue, books shipments and closes finished
 //! orders; every change and the events it causes commit in one transaction and leave through the outbox.
 
+pub mod api;
 pub mod command;
 pub mod engine;
 pub mod eta;
@@ -155,8 +156,8 @@ impl Application {
     }
 
     /// Runs until `shutdown`: the two consumers (accepted orders; what the WMS, the OMS, purchasing and the
-    /// product master send), the outbox relay, the timers, the clock follower and the health and metrics
-    /// server. Each finishes what it holds first.
+    /// product master send), the outbox relay, the timers, the clock follower, the query API and the health
+    /// and metrics server. Each finishes what it holds first.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -212,6 +213,11 @@ impl Application {
             clock: self.common.clock.clone(),
             wake: Arc::new(Notify::new()),
         };
+        let api = api::Api {
+            pool: self.pool.clone(),
+            engine: engine.clone(),
+            bus: self.bus.clone(),
+        };
         let mut on_orders = Allocator {
             engine: engine.clone(),
             relay: wake.clone(),
@@ -246,6 +252,7 @@ impl Application {
             relay.run(shutdown.clone()),
             timers.run(shutdown.clone()),
             self.common.clock.follow(&self.bus, shutdown.clone()),
+            api.serve(shutdown.clone()),
             ops::serve(self.common.http_addr(SERVICE), checks, shutdown),
         )?;
         Ok(())
@@ -354,7 +361,7 @@ impl Allocator {
 }
 
 /// A database that cannot be reached or is shutting down (as opposed to a statement that failed).
-fn is_unavailable(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed

@@ -135,9 +135,13 @@ impl Work<'_> {
 
         sqlx::query(
             "insert into order_lines (order_id, line_no, sku, priority, placed_at, ordered, allocated, backordered,
-                                      cancelled, preorder, allocated_at)
+                                      cancelled, preorder, allocated_at, placed_allocated, placed_backordered,
+                                      backordered_since, first_backordered_at, ready_at)
              select $1, line_no, sku, $2, $3, ordered, allocated, backordered, cancelled, preorder,
-                    case when allocated > 0 then $10::timestamptz end
+                    case when allocated > 0 then $10::timestamptz end, allocated, backordered,
+                    case when backordered > 0 then $10::timestamptz end,
+                    case when backordered > 0 then $10::timestamptz end,
+                    case when backordered = 0 and allocated > 0 then $10::timestamptz end
              from unnest($4::int[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $11::bool[])
                   as l(line_no, sku, ordered, allocated, backordered, cancelled, preorder)",
         )

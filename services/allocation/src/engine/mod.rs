@@ -746,7 +746,17 @@ impl Work<'_> {
                  shipped = l.shipped + d.shipped, cancelled = l.cancelled + d.cancelled,
                  released = l.released + d.released,
                  allocated_at = case when d.allocated > 0 then $8 else l.allocated_at end,
-                 eta = case when l.backordered + d.backordered = 0 then null else l.eta end
+                 eta = case when l.backordered + d.backordered = 0 then null else l.eta end,
+                 backordered_since = case when l.backordered + d.backordered = 0 then null
+                                          when l.backordered = 0 then $8
+                                          else l.backordered_since end,
+                 first_backordered_at = case when l.backordered + d.backordered > 0
+                                             then coalesce(l.first_backordered_at, $8)
+                                             else l.first_backordered_at end,
+                 ready_at = case when l.backordered + d.backordered > 0 then null
+                                 when l.backordered > 0
+                                      and l.allocated + d.allocated + l.shipped + d.shipped > 0 then $8
+                                 else l.ready_at end
              from unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
                   as d(order_id, line_no, allocated, backordered, shipped, cancelled, released)
              where l.order_id = d.order_id and l.line_no = d.line_no
