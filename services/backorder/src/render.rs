@@ -60,6 +60,9 @@ pub enum Body {
 pub struct Section {
     pub name: &'static str,
     pub body: Body,
+    /// A record whose fields are the reply's own: in JSON they stand beside the other sections instead of
+    /// under the section's name (`{"order_id": .., "lines": [..]}`).
+    pub inline: bool,
 }
 
 /// What a command prints on stdout, and notes for a person on stderr (never mixed into the data).
@@ -71,7 +74,21 @@ pub struct Output {
 
 impl Output {
     pub fn section(mut self, name: &'static str, body: Body) -> Self {
-        self.sections.push(Section { name, body });
+        self.sections.push(Section {
+            name,
+            body,
+            inline: false,
+        });
+        self
+    }
+
+    /// The reply's own fields, as a record titled `name` in text and CSV and at the top level of the JSON.
+    pub fn fields(mut self, name: &'static str, fields: Vec<(&'static str, Value)>) -> Self {
+        self.sections.push(Section {
+            name,
+            body: Body::Record(fields),
+            inline: true,
+        });
         self
     }
 
@@ -245,16 +262,23 @@ fn write_csv(output: &Output, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-/// JSON: one section is its body; several are an object by section name. A table is an array of objects
-/// with the columns in order, a record an object.
+/// JSON: one section is its body; several are one object, with the fields of inline records and the other
+/// sections by name. A table is an array of objects with the columns in order, a record an object.
 impl Serialize for Output {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.sections.as_slice() {
             [only] => only.body.serialize(serializer),
             sections => {
-                let mut map = serializer.serialize_map(Some(sections.len()))?;
+                let mut map = serializer.serialize_map(None)?;
                 for section in sections {
-                    map.serialize_entry(section.name, &section.body)?;
+                    match &section.body {
+                        Body::Record(fields) if section.inline => {
+                            for (key, value) in fields {
+                                map.serialize_entry(key, value)?;
+                            }
+                        }
+                        body => map.serialize_entry(section.name, body)?,
+                    }
                 }
                 map.end()
             }
@@ -370,27 +394,29 @@ mod tests {
     #[test]
     fn several_sections_are_titled_in_text_and_one_object_in_json() {
         let output = Output::default()
-            .section(
+            .fields(
                 "order",
-                Body::Record(vec![("order_id", json!("SO-1")), ("priority", json!(-3))]),
+                vec![("order_id", json!("SO-1")), ("priority", json!(-3))],
             )
             .section("lines", Body::Table(Table::new(&["line_no", "sku"])))
+            .section("stock", Body::Record(vec![("on_hand", json!(2))]))
             .section("payload", Body::Document(json!({"sku": "W"})))
             .note("a note for a person");
         assert_eq!(
             render(&output, Format::Table),
             "order:\norder_id  SO-1\npriority  -3\n\nlines:\nLINE_NO  SKU\n(none)\n\n\
-             payload:\n{\n  \"sku\": \"W\"\n}\n"
+             stock:\non_hand  2\n\npayload:\n{\n  \"sku\": \"W\"\n}\n"
         );
         let value: Value = serde_json::from_str(&render(&output, Format::Json)).unwrap();
         assert_eq!(
             value,
-            json!({"order": {"order_id": "SO-1", "priority": -3}, "lines": [], "payload": {"sku": "W"}})
+            json!({"order_id": "SO-1", "priority": -3, "lines": [], "stock": {"on_hand": 2},
+                   "payload": {"sku": "W"}})
         );
         assert_eq!(
             render(&output, Format::Csv),
             "order\nfield,value\norder_id,SO-1\npriority,-3\n\nlines\nline_no,sku\n\n\
-             payload\nvalue\n\"{\"\"sku\"\":\"\"W\"\"}\"\n"
+             stock\nfield,value\non_hand,2\n\npayload\nvalue\n\"{\"\"sku\"\":\"\"W\"\"}\"\n"
         );
     }
 

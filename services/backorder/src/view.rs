@@ -1,7 +1,9 @@
 //! Replies of the query API as sections of rows: pure functions of the reply, one per command.
 //!
-//! Column names are the contract's field names (flattened: `eta`, `position`, `po`), so the JSON output reads
-//! like the contract. Timestamps are RFC 3339 in UTC, to the second; enums by their contract name.
+//! Column names are the contract's field names, flattened (a line's `promise.eta` is `eta`, its
+//! `queue.position` is `position`; a purchase-order line is `po`, `<po_id>/<line_no>` as the audit trail
+//! names it), so the JSON output reads like the contract. Timestamps are RFC 3339 in UTC, to the second;
+//! enums by their contract name; unset or empty is null.
 
 use backorder_proto::Timestamp;
 use backorder_proto::v1::{
@@ -124,13 +126,13 @@ pub fn backorders(reply: &ListBackordersReply) -> Output {
     let shown = reply.backorders.len() as u64;
     let mut output = Output::default()
         .section("backorders", Body::Table(table))
-        .section(
+        .fields(
             "summary",
-            Body::Record(vec![
+            vec![
                 ("total", json!(reply.total)),
                 ("total_units", json!(reply.total_units)),
                 ("shown", json!(shown)),
-            ]),
+            ],
         );
     if shown < reply.total {
         output = output.note(format!(
@@ -141,11 +143,11 @@ pub fn backorders(reply: &ListBackordersReply) -> Output {
     output
 }
 
-fn order_record(order: &GetOrderReply) -> Body {
+fn order_fields(order: &GetOrderReply) -> Vec<(&'static str, Value)> {
     let policy = ShipPolicy::try_from(order.ship_policy)
         .map(|p| json!(p.as_str_name()))
         .unwrap_or_else(|_| json!(order.ship_policy));
-    Body::Record(vec![
+    vec![
         ("order_id", json!(order.order_id)),
         ("customer_id", text(&order.customer_id)),
         ("status", status(order.status)),
@@ -157,7 +159,7 @@ fn order_record(order: &GetOrderReply) -> Body {
         ("updated_at", ts(order.updated_at.as_ref())),
         ("version", json!(order.version)),
         ("delay_consent_due", ts(order.delay_consent_due.as_ref())),
-    ])
+    ]
 }
 
 fn lines(lines: &[OrderLineView]) -> Body {
@@ -219,7 +221,7 @@ fn history(history: &[AuditEntry]) -> Body {
 
 pub fn order(reply: &GetOrderReply) -> Output {
     Output::default()
-        .section("order", order_record(reply))
+        .fields("order", order_fields(reply))
         .section("lines", lines(&reply.lines))
         .section("history", history(&reply.history))
 }
@@ -324,7 +326,7 @@ pub fn sku(reply: &GetSkuQueueReply) -> Output {
         ]);
     }
     Output::default()
-        .section("sku", Body::Record(record))
+        .fields("sku", record)
         .section("queue", queue(&reply.queue, false))
         .section("supply", Body::Table(supply))
 }
@@ -370,14 +372,14 @@ pub fn preview(reply: &PreviewReceiptReply, po_id: &str) -> Output {
         ]);
     }
     Output::default()
-        .section(
+        .fields(
             "preview",
-            Body::Record(vec![
+            vec![
                 ("sku", json!(reply.sku)),
                 ("quantity", json!(reply.quantity)),
                 ("po_id", text(po_id)),
                 ("as_of", ts(reply.as_of.as_ref())),
-            ]),
+            ],
         )
         .section("fills", Body::Table(fills))
         .section("orders", Body::Table(orders))
@@ -510,7 +512,7 @@ pub fn kpis(reply: &GetKpisReply, customer_id: &str, sku: &str) -> Output {
         ]);
     }
     Output::default()
-        .section("kpis", Body::Record(summary))
+        .fields("kpis", summary)
         .section("daily_fill_rate", Body::Table(daily))
         .section("aging", Body::Table(buckets))
         .section("eta_errors", Body::Table(errors))
@@ -519,14 +521,14 @@ pub fn kpis(reply: &GetKpisReply, customer_id: &str, sku: &str) -> Output {
 }
 
 pub fn priority(reply: &ChangePriorityReply, order_id: &str, priority: i32) -> Output {
-    let mut output = Output::default().section(
+    let mut output = Output::default().fields(
         "priority",
-        Body::Record(vec![
+        vec![
             ("order_id", json!(order_id)),
             ("priority", json!(priority)),
             ("request_id", json!(reply.request_id)),
             ("applied", json!(reply.applied)),
-        ]),
+        ],
     );
     if let Some(order) = &reply.order {
         output = output.section("lines", lines(&order.lines));
@@ -577,9 +579,9 @@ pub fn dead_letters(reply: &ListDeadLettersReply) -> Output {
     let shown = reply.dead_letters.len() as u64;
     let mut output = Output::default()
         .section("dead_letters", Body::Table(table))
-        .section(
+        .fields(
             "summary",
-            Body::Record(vec![("total", json!(reply.total)), ("shown", json!(shown))]),
+            vec![("total", json!(reply.total)), ("shown", json!(shown))],
         );
     if shown < reply.total {
         output = output.note(format!(
@@ -605,9 +607,9 @@ pub fn dead_letter(entry: &DeadLetterEntry, subjects: &Subjects) -> Output {
         replays.push(replay_fields(replay).into_iter().map(|(_, v)| v).collect());
     }
     Output::default()
-        .section(
+        .fields(
             "letter",
-            Body::Record(vec![
+            vec![
                 ("sequence", json!(entry.sequence)),
                 ("service", json!(letter.service)),
                 ("subject", json!(letter.subject)),
@@ -623,7 +625,7 @@ pub fn dead_letter(entry: &DeadLetterEntry, subjects: &Subjects) -> Output {
                     "payload_type",
                     decoded.message.map(Value::String).unwrap_or(json!("hex")),
                 ),
-            ]),
+            ],
         )
         .section("payload", Body::Document(decoded.body))
         .section("replays", Body::Table(replays))
@@ -632,7 +634,7 @@ pub fn dead_letter(entry: &DeadLetterEntry, subjects: &Subjects) -> Output {
 pub fn replay(reply: &ReplayDeadLetterReply, sequence: u64) -> Output {
     let mut fields = vec![("sequence", json!(sequence))];
     fields.extend(replay_fields(&reply.replay.clone().unwrap_or_default()));
-    Output::default().section("replay", Body::Record(fields))
+    Output::default().fields("replay", fields)
 }
 
 #[cfg(test)]
@@ -781,6 +783,10 @@ mod tests {
         assert_eq!(history.column("change"), vec![&json!("backordered")]);
         assert_eq!(history.column("detail"), vec![&Value::Null]);
         assert_eq!(history.column("at"), vec![&json!("2026-11-23T00:00:00Z")]);
+        let json = serde_json::to_value(&output).unwrap();
+        assert_eq!(json["order_id"], json!("SO-1"));
+        assert_eq!(json["lines"][0]["backordered"], json!(5));
+        assert_eq!(json["history"][0]["cause"], json!("order/SO-1"));
     }
 
     #[test]
