@@ -131,8 +131,8 @@ pub struct BackordersArgs {
     /// Reverse the order.
     #[arg(long)]
     pub desc: bool,
-    /// At most this many rows (1..=1000; default 100).
-    #[arg(long, conflicts_with = "all", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Rows per page (1..=1000; default 100, with --all 1000); without --all only the first page is shown.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: Option<u32>,
     /// Every row, page after page.
     #[arg(long)]
@@ -175,8 +175,8 @@ pub enum DlqCommand {
         /// Only those parked by this service (order-intake, allocation, replenishment-trigger, notifier, ...).
         #[arg(long)]
         service: Option<String>,
-        /// At most this many (1..=500; default 50).
-        #[arg(long, conflicts_with = "all", value_parser = clap::value_parser!(u32).range(1..=500))]
+        /// Per page (1..=500; default 50, with --all 500); without --all only the first page is shown.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: Option<u32>,
         /// Every one, page after page.
         #[arg(long)]
@@ -286,7 +286,6 @@ mod tests {
             cli.command,
             Command::Priority { priority: -5, .. }
         ));
-        assert!(parse(&["backorders", "--all", "--limit", "5"]).is_err());
         assert!(parse(&["backorders", "--limit", "0"]).is_err());
         assert!(parse(&["preview", "W", "lots"]).is_err());
     }

@@ -14,7 +14,7 @@ use crate::parse;
 use crate::render::Output;
 use crate::view;
 
-/// The largest pages the API gives, for --all.
+/// The largest pages the API gives, for --all without --limit.
 const BACKORDERS_PAGE_MAX: u32 = 1000;
 const DEAD_LETTERS_PAGE_MAX: u32 = 500;
 
@@ -33,16 +33,17 @@ pub fn backorders_request(args: &BackordersArgs, page_token: &str) -> ListBackor
         older_than: args.older_than.map(parse::to_proto_duration),
         late_only: args.late,
         estimated_only: args.estimated,
-        page_size: if args.all {
-            BACKORDERS_PAGE_MAX
-        } else {
-            args.limit.unwrap_or(0)
-        },
+        page_size: page_size(args.limit, args.all, BACKORDERS_PAGE_MAX),
         page_token: page_token.into(),
         order_by: order_by as i32,
         descending: args.desc,
         search: args.search.clone().unwrap_or_default(),
     }
+}
+
+/// --limit, else the largest page for --all, else 0: the API's default.
+fn page_size(limit: Option<u32>, all: bool, largest: u32) -> u32 {
+    limit.unwrap_or(if all { largest } else { 0 })
 }
 
 pub fn kpi_request(args: &KpiArgs) -> GetKpisRequest {
@@ -152,11 +153,7 @@ pub async fn run(api: &Api, command: &Command) -> Result<Output, Failure> {
             let request = |token: &str| ListDeadLettersRequest {
                 service: service.clone().unwrap_or_default(),
                 sequence: 0,
-                page_size: if *all {
-                    DEAD_LETTERS_PAGE_MAX
-                } else {
-                    limit.unwrap_or(0)
-                },
+                page_size: page_size(*limit, *all, DEAD_LETTERS_PAGE_MAX),
                 page_token: token.into(),
             };
             let reply: ListDeadLettersReply = pages(
@@ -272,6 +269,8 @@ mod tests {
             (request.page_size, request.page_token.as_str()),
             (1000, "tok")
         );
+        let request = backorders_request(&backorders_args(&["--all", "--limit", "2"]), "");
+        assert_eq!(request.page_size, 2);
     }
 
     #[test]
