@@ -24,20 +24,24 @@ pub struct Cli {
         long,
         env = "NATS_URL",
         default_value = "nats://127.0.0.1:4222",
-        global = true
+        global = true,
+        help_heading = GLOBAL
     )]
     pub nats_url: String,
     /// The services' subject prefix.
-    #[arg(long, env = "BO_PREFIX", default_value = "bo", value_parser = prefix, global = true)]
+    #[arg(long, env = "BO_PREFIX", default_value = "bo", value_parser = prefix, global = true, help_heading = GLOBAL)]
     pub prefix: Subjects,
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true, help_heading = GLOBAL)]
     pub format: Format,
     /// How long to wait for each reply (e.g. 10s, 1m).
-    #[arg(long, default_value = "10s", value_parser = parse::duration, global = true)]
+    #[arg(long, default_value = "10s", value_parser = parse::duration, global = true, help_heading = GLOBAL)]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
 }
+
+const GLOBAL: &str = "Global options";
 
 fn prefix(text: &str) -> Result<Subjects, String> {
     Subjects::new(text)
