@@ -13,7 +13,6 @@ use backorder_runtime::limits::{Check, MAX_ID_LEN};
 use backorder_runtime::time::to_proto;
 use chrono::{DateTime, Utc};
 
-use super::order::status;
 use super::view::{self, Dates, Waiter};
 use super::{Api, ApiError};
 
@@ -40,7 +39,8 @@ struct Row {
 }
 
 /// The waiting lines that match the filters: `$1` sku, `$2` customer, `$3` waiting since at most, `$4`
-/// late only, `$5` estimated only, `$6` search pattern (LIKE, escaped), `$7` now.
+/// late only, `$5` estimated only, `$6` search pattern (LIKE, escaped), `$7` now. Late is `view::late` (by
+/// UTC day against the first promise) or an ETA resting on an overdue purchase order.
 const MATCHING: &str = "select l.order_id, l.line_no, l.sku, o.customer_id, l.ordered, l.backordered,
            l.allocated, l.priority, l.placed_at, coalesce(l.backordered_since, l.placed_at) as backordered_since,
            l.preorder, o.status, l.eta, l.eta_estimated, l.eta_late, l.promised_eta
@@ -49,7 +49,9 @@ const MATCHING: &str = "select l.order_id, l.line_no, l.sku, o.customer_id, l.or
       and ($1 = '' or l.sku = $1)
       and ($2 = '' or o.customer_id = $2)
       and ($3::timestamptz is null or coalesce(l.backordered_since, l.placed_at) <= $3)
-      and (not $4 or LATE)
+      and (not $4 or l.eta_late or (l.promised_eta is not null and (
+           coalesce((l.eta at time zone 'UTC')::date > (l.promised_eta at time zone 'UTC')::date, false)
+           or ($7::timestamptz at time zone 'UTC')::date > (l.promised_eta at time zone 'UTC')::date)))
       and (not $5 or l.eta_estimated)
       and ($6 = '' or l.order_id ilike $6 escape '\\' or o.customer_id ilike $6 escape '\\'
            or l.sku ilike $6 escape '\\')";
@@ -142,13 +144,13 @@ impl Api {
         check.optional_id("sku", &request.sku);
         check.optional_id("customer_id", &request.customer_id);
         check.text("search", &request.search, MAX_ID_LEN);
-        let order = BackorderOrder::try_from(request.order_by);
-        if order.is_err() {
+        let order = BackorderOrder::try_from(request.order_by).unwrap_or_else(|_| {
             check.fail(
                 "order_by",
                 format!("{} is not a BackorderOrder", request.order_by),
             );
-        }
+            BackorderOrder::ByAge
+        });
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE,
             size if size > MAX_PAGE => {
@@ -185,12 +187,10 @@ impl Api {
             }
         };
         check.result().map_err(ApiError::BadRequest)?;
-        let order = order.expect("checked above");
         if !request.sku.is_empty() {
             tracing::Span::current().record("sku", request.sku.as_str());
         }
         let search = like_pattern(&request.search);
-        let matching = MATCHING.replace("LATE", &view::LATE_SQL.replace("$now", "$7"));
         // The filters' parameters, $1 to $7, the same for the count and the page.
         macro_rules! filtered {
             ($sql:expr) => {
@@ -207,12 +207,12 @@ impl Api {
 
         let mut tx = view::snapshot(&self.pool).await?;
         let (total, total_units): (i64, i64) = filtered!(format!(
-            "with m as ({matching}) select count(*), coalesce(sum(backordered), 0)::bigint from m"
+            "with m as ({MATCHING}) select count(*), coalesce(sum(backordered), 0)::bigint from m"
         ))
         .fetch_one(&mut *tx)
         .await?;
         let rows: Vec<Row> = filtered!(format!(
-            "with m as ({matching}) select * from m order by {} limit $8 offset $9",
+            "with m as ({MATCHING}) select * from m order by {} limit $8 offset $9",
             order_clause(order, request.descending)
         ))
         .bind(i64::from(page_size))
@@ -245,7 +245,7 @@ impl Api {
                 age_days: (now - r.backordered_since)
                     .num_days()
                     .clamp(0, i32::MAX.into()) as i32,
-                order_status: status(&r.status) as i32,
+                order_status: view::status(&r.status) as i32,
                 order_id: r.order_id,
                 line_no: r.line_no as u32,
                 sku: r.sku,

@@ -1,9 +1,7 @@
 //! `<p>.api.order.get`: an order as the desk sees it: its lines with their promises and queue places, and its
 //! audit trail.
 
-use backorder_proto::v1::{
-    AuditEntry, GetOrderReply, GetOrderRequest, OrderLineView, order_status::Status,
-};
+use backorder_proto::v1::{AuditEntry, GetOrderReply, GetOrderRequest, OrderLineView};
 use backorder_runtime::limits::Check;
 use backorder_runtime::time::to_proto;
 use chrono::{DateTime, Utc};
@@ -52,11 +50,6 @@ struct HistoryRow {
     quantity: i64,
     cause: String,
     detail: String,
-}
-
-/// `orders.status` holds the name of an `OrderStatus.Status` (`rules::Status::as_str`).
-pub(super) fn status(name: &str) -> Status {
-    Status::from_str_name(name).unwrap_or(Status::Unspecified)
 }
 
 impl Api {
@@ -141,7 +134,7 @@ impl Api {
             })
             .collect();
         Ok(GetOrderReply {
-            status: status(&order.status) as i32,
+            status: view::status(&order.status) as i32,
             order_id: order.order_id,
             customer_id: order.customer_id,
             priority: order.priority,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use backorder_proto::v1::{Promise, QueuePlace, SupplyCover};
+use backorder_proto::v1::{Promise, QueuePlace, SupplyCover, order_status::Status};
 use backorder_runtime::time::to_proto;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -46,11 +46,10 @@ pub(crate) fn late(
     waiting && (eta.is_some_and(|eta| eta.date_naive() > promised) || now.date_naive() > promised)
 }
 
-/// The SQL twin of [`late`] (with the overdue purchase order `late_only` also counts), over a line's columns
-/// and `now` as `$now`: the worklist filters by it.
-pub(crate) const LATE_SQL: &str = "(eta_late or (promised_eta is not null and (
-        coalesce((eta at time zone 'UTC')::date > (promised_eta at time zone 'UTC')::date, false)
-        or ($now::timestamptz at time zone 'UTC')::date > (promised_eta at time zone 'UTC')::date)))";
+/// `orders.status` holds the name of an `OrderStatus.Status` (`rules::Status::as_str`).
+pub(crate) fn status(name: &str) -> Status {
+    Status::from_str_name(name).unwrap_or(Status::Unspecified)
+}
 
 pub(crate) fn promise(now: DateTime<Utc>, waiting: bool, dates: &Dates) -> Promise {
     Promise {
@@ -228,6 +227,17 @@ pub(crate) struct Waiter<'a> {
     pub backordered: i64,
 }
 
+/// A waiting line's position in its SKU's queue.
+#[derive(sqlx::FromRow)]
+struct Position {
+    order_id: String,
+    line_no: i32,
+    sku: String,
+    position: i64,
+    ahead: i64,
+    backordered: i64,
+}
+
 /// The places of waiting lines, by (order id, line no): their positions in their SKUs' queues (one window
 /// query over those queues), and the supply covering each (the SKUs' supply and lead times, two more).
 pub(crate) async fn places(
@@ -243,10 +253,10 @@ pub(crate) async fn places(
     let mut skus: Vec<String> = lines.iter().map(|l| l.sku.to_string()).collect();
     skus.sort();
     skus.dedup();
-    let rows: Vec<(String, i32, String, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<Position> = sqlx::query_as(
         "select q.order_id, q.line_no, q.sku, q.position, q.ahead, q.backordered from (
              select order_id, line_no, sku, backordered, row_number() over queue as position,
-                    sum(backordered) over queue - backordered as ahead
+                    (sum(backordered) over queue - backordered)::bigint as ahead
              from order_lines where sku = any($1) and backordered > 0
              window queue as (partition by sku order by priority desc, placed_at, order_id, line_no)
          ) q join unnest($2::text[], $3::int[]) as w(order_id, line_no)
@@ -265,18 +275,19 @@ pub(crate) async fn places(
     .await?;
     let supply = open_supply(conn, &skus).await?;
     let settings = settings(conn, policy, &skus).await?;
-    let mut by_sku: BTreeMap<&str, Vec<&(String, i32, String, i64, i64, i64)>> = BTreeMap::new();
+    let mut by_sku: BTreeMap<&str, Vec<&Position>> = BTreeMap::new();
     for row in &rows {
-        by_sku.entry(row.2.as_str()).or_default().push(row);
+        by_sku.entry(row.sku.as_str()).or_default().push(row);
     }
     let mut places = HashMap::with_capacity(rows.len());
     for (sku, rows) in by_sku {
         let supply = supply.get(sku).map(Vec::as_slice).unwrap_or_default();
-        let walk: Vec<(i64, i64)> = rows.iter().map(|r| (r.4, r.5)).collect();
+        let walk: Vec<(i64, i64)> = rows.iter().map(|r| (r.ahead, r.backordered)).collect();
         let sources = covering(now, &walk, supply, &settings[sku]);
         for (row, source) in rows.into_iter().zip(sources) {
             let source = source.map(|i| &supply[i]);
-            places.insert((row.0.clone(), row.1), place(row.3 as usize, row.4, source));
+            let place = place(row.position as usize, row.ahead, source);
+            places.insert((row.order_id.clone(), row.line_no), place);
         }
     }
     Ok(places)
