@@ -8,11 +8,12 @@
 
 mod backorders;
 mod deadletters;
-mod kpi;
+pub mod kpi;
 mod order;
 mod preview;
 mod priority;
 mod queue;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
