@@ -32,7 +32,7 @@ use crate::events::{self, LineState, Outgoing};
 use crate::rules::{LineUnits, LineView};
 use backorder_runtime::Subjects;
 
-pub use preview::{OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
+pub use preview::{OpenSupply, OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
 
 /// What the record of handled messages says of a message's id.
 enum Claim {
