@@ -525,6 +525,23 @@ async fn a_priority_from_the_desk_is_applied_before_the_reply(pool: PgPool) {
         "{}",
         reply.request_id
     );
+    // The order as it is after: raised, first in its queue, the change in its trail.
+    let order = reply.order.expect("the order after the change");
+    assert_eq!((order.order_id.as_str(), order.priority), ("SO-2", 5));
+    let place = order.lines[0]
+        .queue
+        .as_ref()
+        .expect("a waiting line's place");
+    assert_eq!((place.position, place.units_ahead), (1, 0));
+    assert!(
+        order
+            .history
+            .iter()
+            .any(|h| h.change == "reprioritised"
+                && h.detail == "priority 0 -> 5: store order (by bob)"),
+        "{:?}",
+        order.history
+    );
     // Applied when the reply came: the store has it.
     assert_eq!(waiting().await, ["SO-2", "SO-1"]);
     let detail: String = sqlx::query_scalar(
