@@ -14,6 +14,7 @@ mod announce;
 mod cancel;
 mod intake;
 mod preview;
+mod priority;
 mod promise;
 mod ship;
 mod sku;
@@ -588,6 +589,7 @@ impl Work<'_> {
                     .await?
             }
             Command::AnswerDelay(answer) => self.answer_delay(answer, &id).await?,
+            Command::ChangePriority(change) => self.change_priority(change, &id).await?,
             Command::Refuse { reason, .. } => Applied::Refused(reason.clone()),
         };
         match &applied {
