@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use backorder_proto::v1::OrderCancelRequested;
 use prost::Message;
 
-use backorder_proto::v1::DelayAnswer;
+use backorder_proto::v1::{DelayAnswer, OrderPriorityChanged};
 
 use super::{Applied, Delta, LineRow, Work};
 use crate::command::Command;
@@ -195,8 +195,8 @@ impl Work<'_> {
 }
 
 impl Work<'_> {
-    /// Keeps a request for an order not seen yet (a cancellation, a delay answer) until the order arrives;
-    /// false when the order committed meanwhile (then the caller carries the request out at once).
+    /// Keeps a request for an order not seen yet (a cancellation, a delay answer, a priority change) until the
+    /// order arrives; false when the order committed meanwhile (then the caller carries the request out at once).
     ///
     /// The order's lock ([`lock_order_id`](Self::lock_order_id)) is taken first, as the transaction that
     /// accepts an order takes it before it reads what was kept: either that one committed before (the order
@@ -280,6 +280,16 @@ impl Work<'_> {
                     }
                     Err(error) => {
                         tracing::error!(%id, %error, "a kept delay answer does not decode");
+                        continue;
+                    }
+                },
+                "priority" => match OrderPriorityChanged::decode(payload.as_slice()) {
+                    Ok(change) => {
+                        let applied = self.change_priority(&change, &id).await?;
+                        (Command::ChangePriority(change), applied)
+                    }
+                    Err(error) => {
+                        tracing::error!(%id, %error, "a kept priority change does not decode");
                         continue;
                     }
                 },
