@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The demo: run the four services and the demo client against them, from a
-# clean slate, and stop everything afterwards.
+# The demo: run the four services, the console and the demo client against
+# them, from a clean slate; show the backorder desk (KPIs, worklist) with the
+# operator CLI; keep everything up for the console until Ctrl-C when run from a
+# terminal (BO_DEMO_EXIT=1: stop at once), and stop everything afterwards.
 #
 #   1. NATS and PostgreSQL via ensure-nats.sh / ensure-postgres.sh (they
 #      honour NATS_URL / DATABASE_URL from the caller; only the server part of
@@ -13,6 +15,9 @@
 #   4. target/release/backorder-demo runs and tells the story on stdout. The
 #      services and the demo share a simulated clock (BO_CLOCK=simulated,
 #      starting at the current hour), which the demo moves forward.
+#   5. `backorder kpi` and `backorder backorders` print the desk's view; the
+#      console's address and token are printed (BO_CONSOLE_ADDR, default
+#      127.0.0.1:8090).
 # Exit code: the demo binary's.
 #
 # Needs the release binaries: `make demo` builds them first.
@@ -42,7 +47,7 @@ export BO_BIN_DIR="$BIN_DIR"
 export BO_NOTIFY_COALESCE_SECS=0
 export BO_SMS_QUIET_HOURS=off
 
-for b in backorder-demo order-intake allocation replenishment-trigger notifier; do
+for b in backorder-demo order-intake allocation replenishment-trigger notifier console backorder; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b not found; build first: cargo build --release --bins (or run 'make demo')"
 done
 
@@ -71,7 +76,7 @@ SQL
 on_exit() {
     local rc=$?
     "$BO_ROOT/scripts/services.sh" down || true
-    log "service logs: $BO_RUN_DIR/{order-intake,allocation,replenishment-trigger,notifier}.log"
+    log "service logs: $BO_RUN_DIR/{order-intake,allocation,replenishment-trigger,notifier,console}.log"
     exit "$rc"
 }
 trap on_exit EXIT
@@ -82,12 +87,32 @@ trap 'exit 143' TERM
 sleep "${BO_DEMO_WARMUP:-2}" # let them create their streams and consumers
 
 # --- the story ----------------------------------------------------------------------
-log "running $DEMO_BIN (NATS_URL=$NATS_URL BO_PREFIX=$BO_PREFIX DATABASE_URL=$DATABASE_URL)"
+log "running $DEMO_BIN (NATS_URL=$NATS_URL BO_PREFIX=$BO_PREFIX DATABASE_URL=$(mask_url "$DATABASE_URL"))"
 rc=0
 "$DEMO_BIN" || rc=$?
+if [[ $rc -ne 0 ]]; then
+    log "demo exited with code $rc"
+    exit "$rc"
+fi
+
+# --- the backorder desk -------------------------------------------------------------
+echo
+echo "== The backorder desk (backorder kpi; backorder backorders) =="
+"$BIN_DIR/backorder" kpi || rc=$?
+echo
+"$BIN_DIR/backorder" backorders --all || rc=$?
+console_url="$(sed -n 's/.*console serving on \(http:[^ ]*\).*/\1/p' "$BO_RUN_DIR/console.log" | tail -n1)"
+echo
+echo "== The console: open ${console_url:-(see $BO_RUN_DIR/console.log)} in a browser =="
+echo "   token for replays and re-prioritising: $(cat "$BO_RUN_DIR/console-token" 2>/dev/null || echo "\$BO_CONSOLE_TOKEN")"
+echo "   the same from a shell: NATS_URL=$NATS_URL BO_PREFIX=$BO_PREFIX $BIN_DIR/backorder --help"
 if [[ $rc -eq 0 ]]; then
     log "demo finished successfully"
 else
-    log "demo exited with code $rc"
+    log "demo's desk view failed with code $rc"
+fi
+if [[ -t 0 && -z ${BO_DEMO_EXIT:-} ]]; then
+    log "the services and the console keep running for you; press Ctrl-C to stop them"
+    while true; do sleep 3600; done
 fi
 exit "$rc"

@@ -120,3 +120,6 @@ close_inherited_fds() {
         fi
     done
 }
+
+# mask_url URL: the URL with the password of its user part replaced by ***, for logs.
+mask_url() { sed -E 's#^([a-z+]+://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start / stop the four services in the background.
+# Start / stop the four services and the console (web dashboard) in the background.
 #
 #   scripts/services.sh up       start any that are not running (idempotent)
 #   scripts/services.sh down     SIGTERM them, wait, SIGKILL after a timeout
@@ -13,13 +13,16 @@
 #   BO_RUN_DIR     pid files and logs, default .local/run
 #   BO_BIN_DIR     where the binaries are, default target/release
 #   BO_STOP_TIMEOUT  seconds to wait after SIGTERM, default 15
+#   BO_CONSOLE_ADDR  where the console listens, default 127.0.0.1:8090
+#   BO_CONSOLE_TOKEN the console's token for replays and re-prioritising; unset: a new one is made and kept
+#                  in $BO_RUN_DIR/console-token (read it there)
 # Anything else in the environment (RUST_LOG, BO_LOG_FORMAT, ...) is passed on.
 set -euo pipefail
 BO_SCRIPT=services
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(order-intake allocation replenishment-trigger notifier)
+SERVICES=(order-intake allocation replenishment-trigger notifier console)
 RUN_DIR="${BO_RUN_DIR:-$BO_ROOT/.local/run}"
 BIN_DIR="${BO_BIN_DIR:-$BO_ROOT/target/release}"
 STOP_TIMEOUT="${BO_STOP_TIMEOUT:-15}"
@@ -91,6 +94,13 @@ cmd_up() {
     export BO_PREFIX="${BO_PREFIX:-bo}"
     mkdir -p "$RUN_DIR"
     ensure_gitignore
+    if [[ -z ${BO_CONSOLE_TOKEN:-} ]]; then
+        if [[ ! -s $RUN_DIR/console-token ]]; then
+            (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$RUN_DIR/console-token")
+        fi
+        BO_CONSOLE_TOKEN="$(cat "$RUN_DIR/console-token")"
+    fi
+    export BO_CONSOLE_TOKEN
 
     for svc in "${SERVICES[@]}"; do
         bin="$BIN_DIR/$svc"
@@ -105,8 +115,9 @@ cmd_up() {
         bin="$BIN_DIR/$svc"
         lf="$(log_file "$svc")"
         [[ -f $lf ]] && mv -f "$lf" "$lf.prev"
+        # The password stays out of the log.
         printf '=== %s: %s NATS_URL=%s BO_PREFIX=%s DATABASE_URL=%s\n' \
-            "$(date -Is)" "$bin" "$NATS_URL" "$BO_PREFIX" "$DATABASE_URL" >"$lf"
+            "$(date -Is)" "$bin" "$NATS_URL" "$BO_PREFIX" "$(mask_url "$DATABASE_URL")" >"$lf"
         (
             close_inherited_fds
             exec setsid "$bin"

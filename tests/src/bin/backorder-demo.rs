@@ -144,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
     ship_complete_and_cancellation(&bus, &db, &demo).await?;
     late_supplier(&bus, &db, &demo).await?;
     purchasing(&bus, &demo).await?;
+    desk(&bus).await?;
 
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
@@ -430,6 +431,128 @@ async fn purchasing(
     .await?;
     demo.purchase_request("CANDLE-WAX", 2).await?;
     Ok(())
+}
+
+/// The backorder desk at work, through the query API (`<p>.api.*`): a what-if receipt, and a retailer-contract
+/// order moved to the front of its queue by an `OrderPriorityChanged`.
+async fn desk(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
+    use backorder_proto::v1::{
+        GetOrderReply, GetOrderRequest, OrderPriorityChanged, PreviewReceiptReply,
+        PreviewReceiptRequest,
+    };
+    let s = &bus.subjects;
+    let museum = messages::customer("C-MUSEUM", "shop@museum.example", "", "en");
+    println!(
+        "\n[OMS] the Museum Shop orders SO-1301: 6 x VASE-CLAY (behind Hotel Adler and Cafe Luna)"
+    );
+    let order = messages::order("SO-1301", museum, &[("VASE-CLAY", 6)]);
+    bus.publish(s.order_placed(), "SO-1301", &order).await?;
+
+    let place = |order: &GetOrderReply| {
+        let line = &order.lines[0];
+        let queue = line.queue.clone().unwrap_or_default();
+        let promise = line.promise.clone().unwrap_or_default();
+        let eta = promise
+            .eta
+            .as_ref()
+            .and_then(backorder_runtime::time::from_proto)
+            .map_or("no date".to_string(), |at| {
+                at.format("%a %b %-d").to_string()
+            });
+        format!(
+            "position {} ({} units ahead), ETA {eta}{}",
+            queue.position,
+            queue.units_ahead,
+            if promise.eta_estimated {
+                " (estimate)"
+            } else {
+                ""
+            }
+        )
+    };
+    let get = || async {
+        let request = GetOrderRequest {
+            order_id: "SO-1301".into(),
+        };
+        api::<_, GetOrderReply>(bus, "order.get", &request).await
+    };
+    let mut waited = 0;
+    let before = loop {
+        match get().await {
+            Ok(order) if order.lines.first().is_some_and(|l| l.backordered > 0) => break order,
+            _ if waited < 100 => waited += 1,
+            Err(error) => return Err(error),
+            Ok(_) => anyhow::bail!("SO-1301 does not wait for VASE-CLAY"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!("  -> DESK   SO-1301 line 1: {}", place(&before));
+
+    let preview: PreviewReceiptReply = api(
+        bus,
+        "receipt.preview",
+        &PreviewReceiptRequest {
+            sku: "VASE-CLAY".into(),
+            quantity: 12,
+            po_id: String::new(),
+        },
+    )
+    .await?;
+    println!("[DESK] what if 12 x VASE-CLAY arrived now? (receipt.preview: nothing changes)");
+    for fill in &preview.fills {
+        println!(
+            "  -> would fill {} line {}: {} units (position {}, {} still waiting)",
+            fill.order_id, fill.line_no, fill.quantity, fill.position, fill.backordered_after
+        );
+    }
+
+    println!("[OMS] SO-1301 falls under a retailer contract: priority 10 (in.order.priority)");
+    let change = OrderPriorityChanged {
+        request_id: "PRIO-1301".into(),
+        order_id: "SO-1301".into(),
+        priority: 10,
+        reason: "retailer contract".into(),
+    };
+    bus.publish(s.order_priority(), "PRIO-1301", &change)
+        .await?;
+    let mut waited = 0;
+    let after = loop {
+        let order = get().await?;
+        if order.priority == 10 || waited == 100 {
+            break order;
+        }
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!("  -> DESK   SO-1301 line 1: {}", place(&after));
+    Ok(())
+}
+
+/// One request to the query API; its error headers become the error.
+async fn api<Req: prost::Message, Rep: prost::Message + Default>(
+    bus: &backorder_runtime::jetstream::Bus,
+    endpoint: &str,
+    request: &Req,
+) -> anyhow::Result<Rep> {
+    let reply = bus
+        .client
+        .request(bus.subjects.api(endpoint), request.encode_to_vec().into())
+        .await
+        .with_context(|| format!("asking {endpoint}"))?;
+    if let Some(code) = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+    {
+        let message = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error"))
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        anyhow::bail!("{endpoint}: {message} (code {code})");
+    }
+    Ok(Rep::decode(reply.payload)?)
 }
 
 /// The start of the services' simulated clock (`BO_CLOCK_START`); `None` on the wall clock.
