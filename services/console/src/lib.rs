@@ -67,24 +67,49 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    bind(config).await?.run(shutdown).await
+}
+
+/// The console bound to its address, not yet serving.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    console: Console,
+    prefix: String,
+}
+
+/// Connects to NATS in the background (the pages say 503 until it answers) and binds `config.addr`.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let api = Api::connect(&config.nats_url, config.subjects.clone(), config.timeout).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("listening on {} (BO_CONSOLE_ADDR)", config.addr))?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the console is reachable from the network: its pages need no token to read");
-    }
     if config.token.is_none() {
         tracing::info!("no BO_CONSOLE_TOKEN: replays and re-prioritisation are refused");
     }
-    let app = router(Console::new(api, config.token.clone()));
-    tracing::info!(prefix = config.subjects.prefix(), nats = %config.nats_url, "console serving on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!("console stopped");
-    Ok(())
+    Ok(Bound {
+        listener,
+        console: Console::new(api, config.token),
+        prefix: config.subjects.prefix().to_string(),
+    })
+}
+
+impl Bound {
+    pub fn addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let addr = self.addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the console is reachable from the network: its pages need no token to read");
+        }
+        tracing::info!(prefix = %self.prefix, "console serving on http://{addr}");
+        axum::serve(self.listener, router(self.console))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracing::info!("console stopped");
+        Ok(())
+    }
 }
 
 pub fn router(console: Console) -> Router {
