@@ -13,6 +13,7 @@
 mod announce;
 mod cancel;
 mod intake;
+mod preview;
 mod promise;
 mod ship;
 mod sku;
@@ -30,6 +31,8 @@ use crate::command::Command;
 use crate::events::{self, LineState, Outgoing};
 use crate::rules::{LineUnits, LineView};
 use backorder_runtime::Subjects;
+
+pub use preview::{OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
 
 /// What the record of handled messages says of a message's id.
 enum Claim {
@@ -850,17 +853,24 @@ impl Work<'_> {
         }
     }
 
-    /// Tells everyone what changed, writes the stock rows, the audit trail, the demand and the outbox, and
+    /// Decides what the batch leads to, writes the stock rows, the audit trail, the demand and the outbox, and
     /// commits.
     async fn finish(mut self) -> Result<(), sqlx::Error> {
-        self.project_etas().await?;
-        self.announce().await?;
-        self.emit_reorders().await?;
+        self.decide().await?;
         self.write_stock().await?;
         self.write_history().await?;
         self.write_demand().await?;
         self.write_outbox().await?;
         self.tx.commit().await
+    }
+
+    /// What the batch's changes lead to: the new ETAs, and what the WMS, the customers, the OMS and purchasing
+    /// are told (the lines' released units, promises and order statuses are stored in the transaction as they
+    /// are decided). A receipt preview stops here and rolls back (`preview.rs`).
+    async fn decide(&mut self) -> Result<(), sqlx::Error> {
+        self.project_etas().await?;
+        self.announce().await?;
+        self.emit_reorders().await
     }
 
     async fn write_stock(&mut self) -> Result<(), sqlx::Error> {
