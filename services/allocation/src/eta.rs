@@ -54,13 +54,13 @@ fn effective(supply: &Supply, now: DateTime<Utc>, settings: &Settings) -> (DateT
     }
 }
 
-/// The ETA of every waiting line, in queue order.
-pub fn project(
+/// The open supply lines in the order the projection counts them in: by the date each is counted at (an
+/// overdue one at now plus the grace), then by id. Each is `(date counted, late, index into supply)`.
+pub fn arrivals(
     now: DateTime<Utc>,
-    queue: &[Waiting],
     supply: &[Supply],
     settings: &Settings,
-) -> Vec<Eta> {
+) -> Vec<(DateTime<Utc>, bool, usize)> {
     let mut arrivals: Vec<(DateTime<Utc>, bool, usize)> = supply
         .iter()
         .enumerate()
@@ -71,6 +71,17 @@ pub fn project(
         })
         .collect();
     arrivals.sort_by(|a, b| (a.0, &supply[a.2].id).cmp(&(b.0, &supply[b.2].id)));
+    arrivals
+}
+
+/// The ETA of every waiting line, in queue order.
+pub fn project(
+    now: DateTime<Utc>,
+    queue: &[Waiting],
+    supply: &[Supply],
+    settings: &Settings,
+) -> Vec<Eta> {
+    let arrivals = arrivals(now, supply, settings);
     let last_arrival = arrivals.last().map(|a| a.0);
 
     let mut etas = Vec::with_capacity(queue.len());

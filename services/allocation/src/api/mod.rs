@@ -13,6 +13,7 @@ mod order;
 mod preview;
 mod priority;
 mod queue;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
