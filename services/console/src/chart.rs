@@ -107,7 +107,9 @@ pub fn rate_lines(x_labels: &[String], series: &[Series], empty_message: &str) -
             }
             @for (i, label) in x_labels.iter().enumerate() {
                 @if i % every == 0 || i + 1 == count {
-                    text class="axis" x=(n(x(i))) y=(n(HEIGHT - BOTTOM + 18.0)) text-anchor="middle" {
+                    // The ends are anchored inwards, so their labels stay inside the picture.
+                    @let anchor = if count == 1 { "middle" } else if i == 0 { "start" } else if i + 1 == count { "end" } else { "middle" };
+                    text class="axis" x=(n(x(i))) y=(n(HEIGHT - BOTTOM + 18.0)) text-anchor=(anchor) {
                         // "2026-11-23" → "11-23": the year is in the window above.
                         (label.get(5..).unwrap_or(label))
                     }

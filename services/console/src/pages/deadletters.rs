@@ -34,7 +34,7 @@ pub fn page(frame: &Frame, query: &DeadLetterQuery, reply: Result<&pb::ListDeadL
                 "; its replay is listed below."
             }))
         }
-        form class="filters" method="get" action="/deadletters" {
+        form class="filters tight" method="get" action="/deadletters" {
             label {
                 span { "Service" }
                 select name="service" {

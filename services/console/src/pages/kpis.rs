@@ -108,11 +108,13 @@ fn figures(r: &pb::GetKpisReply) -> Markup {
         @if !lost.rows.is_empty() {
             section {
                 h2 { "Lost demand by reason and SKU" }
-                table class="grid" {
-                    thead { tr { th { "Reason" } th { "SKU" } th class="num" { "Units" } th class="num" { "Lines" } } }
-                    tbody {
-                        @for row in &lost.rows {
-                            tr { td { (reason_label(&row.reason)) } td { (view::sku_link(&row.sku)) } td class="num" { (row.units) } td class="num" { (row.lines) } }
+                div class="table-wrap" {
+                    table class="grid" {
+                        thead { tr { th { "Reason" } th { "SKU" } th class="num" { "Units" } th class="num" { "Lines" } } }
+                        tbody {
+                            @for row in &lost.rows {
+                                tr { td { (reason_label(&row.reason)) } td { (view::sku_link(&row.sku)) } td class="num" { (row.units) } td class="num" { (row.lines) } }
+                            }
                         }
                     }
                 }

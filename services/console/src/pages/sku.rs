@@ -12,7 +12,7 @@ use crate::view;
 
 /// Colours of the purchase orders in the coverage bar, in turn.
 const SUPPLY_COLOURS: [&str; 4] = ["#1c7ed6", "#4dabf7", "#1864ab", "#74c0fc"];
-const UNCOVERED_COLOUR: &str = "#e03131";
+const UNCOVERED_COLOUR: &str = "#f03e3e";
 
 pub fn page(
     frame: &Frame,
@@ -27,15 +27,15 @@ pub fn page(
     };
     let body = html! {
         (heading(html! { "SKU " span class="mono" { (sku) } }, Some(rules(queue.rules.as_ref()))))
-        (stock_cards(queue.stock.as_ref()))
-        @if let Some(preview) = preview {
-            @match preview {
-                Ok(reply) => (preview_result(reply)),
-                Err(failure) => (notice("bad", "The preview could not be made:", html! { (failure.message) })),
-            }
-        }
         div class="columns" {
             div class="main" {
+                (stock_cards(queue.stock.as_ref()))
+                @if let Some(preview) = preview {
+                    @match preview {
+                        Ok(reply) => (preview_result(reply)),
+                        Err(failure) => (notice("bad", "The preview could not be made:", html! { (failure.message) })),
+                    }
+                }
                 section {
                     h2 { "Queue in fill order "
                         span class="count" { (queue.queue.len()) }
@@ -245,7 +245,7 @@ fn preview_result(p: &pb::PreviewReceiptReply) -> Markup {
                     @if p.fills.is_empty() {
                         p class="muted" { "No waiting line gets anything: the units go to stock." }
                     } @else {
-                        table class="grid fills" {
+                        div class="table-wrap" { table class="grid fills" {
                             thead { tr { th class="num" { "#" } th { "Order" } th class="num" { "Units" } th class="num" { "Still waiting" } } }
                             tbody {
                                 @for f in &p.fills {
@@ -257,7 +257,7 @@ fn preview_result(p: &pb::PreviewReceiptReply) -> Markup {
                                     }
                                 }
                             }
-                        }
+                        } }
                     }
                 }
                 div {
@@ -265,7 +265,7 @@ fn preview_result(p: &pb::PreviewReceiptReply) -> Markup {
                     @if p.orders.is_empty() {
                         p class="muted" { "No order is touched." }
                     } @else {
-                        table class="grid" {
+                        div class="table-wrap" { table class="grid" {
                             thead { tr { th { "Order" } th { "To the warehouse" } th { "Then" } } }
                             tbody {
                                 @for o in &p.orders {
@@ -286,7 +286,7 @@ fn preview_result(p: &pb::PreviewReceiptReply) -> Markup {
                                     }
                                 }
                             }
-                        }
+                        } }
                     }
                 }
             }
