@@ -1,7 +1,9 @@
 // The console in a real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core), against
 // running services seeded by tests/tests/console.rs, which runs this script and passes:
 //   CONSOLE_URL, CONSOLE_TOKEN, SCREENSHOTS (a directory), BO_ORDER (a backordered order of BO_SKU),
-//   BO_SKU, BO_OTHER_SKU (another backordered SKU), BO_DEAD_LETTER_ID (the message id of a parked message).
+//   BO_SKU, BO_OTHER_SKU (another backordered SKU), BO_DEAD_LETTER_ID (the message id of a parked message),
+//   BO_REPRIORITISE (an order behind BO_ORDER in BO_SKU's queue, to move to the front),
+//   BO_AGE_CLASSES (the aging colours the worklist's rows must show, e.g. age-b,age-d).
 // Exits 0 when every check holds; otherwise prints what failed, saves failed-<step>.png and exits 1.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +24,8 @@ const ORDER = env('BO_ORDER');
 const SKU = env('BO_SKU');
 const OTHER_SKU = env('BO_OTHER_SKU');
 const DEAD_LETTER_ID = env('BO_DEAD_LETTER_ID');
+const REPRIORITISE = env('BO_REPRIORITISE');
+const AGE_CLASSES = env('BO_AGE_CLASSES').split(',');
 const OPERATOR = 'Ada Browser';
 mkdirSync(SHOTS, { recursive: true });
 
@@ -78,6 +82,8 @@ try {
   check(await orderRow.count() >= 1, `${ORDER} is not in the worklist`);
   check(await rowsOf(OTHER_SKU).count() >= 1, `no row of ${OTHER_SKU} before filtering`);
   check(/age-[a-e]/.test(await orderRow.first().getAttribute('class')), 'the row has no aging colour');
+  const classes = await page.locator('table.worklist tbody tr').evaluateAll((rows) => rows.map((r) => r.className));
+  for (const age of AGE_CLASSES) check(classes.includes(age), `no row coloured ${age}: ${classes.join(', ')}`);
   const allRows = await page.locator('table.worklist tbody tr').count();
   await shot('worklist');
   passed.push(`worklist: ${allRows} rows, ${ORDER} among them`);
@@ -168,6 +174,25 @@ try {
   await page.locator(`table.deadletters tbody tr[data-sequence="${sequence}"] summary`).click();
   check(await page.locator(`table.deadletters tbody tr[data-sequence="${sequence}"] input[name="token"]`).count() === 0,
     'the token is asked for again after a successful action');
+
+  // 7. Re-prioritising an order moves it to the front of its queue; the browser remembers who and the token.
+  step = 'reprioritise';
+  await go(`/orders/${encodeURIComponent(REPRIORITISE)}`);
+  const form = page.locator('form[action$="/priority"]');
+  check(await form.locator('input[name="operator"]').inputValue() === OPERATOR, 'the operator is not remembered');
+  check(await form.locator('input[name="token"]').count() === 0, 'the remembered token is asked for');
+  await form.locator('input[name="priority"]').fill('50');
+  await form.locator('input[name="reason"]').fill('retailer contract');
+  await submit(form.locator('button[type="submit"]'));
+  const done = page.locator('.notice.good, .notice.info');
+  check(await done.count() >= 1, `no confirmation: ${(await page.locator('main').innerText()).slice(0, 400)}`);
+  check((await page.locator('aside .card').first().innerText()).includes('50') || (await done.first().innerText()).includes('on its way'),
+    'the new priority is not shown');
+  await shot('reprioritised');
+  await go(`/skus/${encodeURIComponent(SKU)}`);
+  const first = await page.locator('main section table.grid tbody tr').first().innerText();
+  check(first.includes(REPRIORITISE), `${REPRIORITISE} is not first in the queue after re-prioritising: ${first}`);
+  passed.push(`${REPRIORITISE} re-prioritised to 50 and first in ${SKU}'s queue`);
 
   step = 'no foreign requests';
   check(foreign.length === 0, `requests left the console: ${foreign.join(', ')}`);

@@ -130,10 +130,9 @@ pub fn authorize(
 /// Whether the browser's cookie holds the configured token (then forms need not ask for it).
 pub fn is_remembered(configured: Option<&str>, remembered: Option<&str>) -> bool {
     match (configured, remembered) {
-        (Some(configured), Some(remembered)) => constant_time_eq(
-            &digest(remembered),
-            &digest(&cookie_value(configured)),
-        ),
+        (Some(configured), Some(remembered)) => {
+            constant_time_eq(&digest(remembered), &digest(&cookie_value(configured)))
+        }
         _ => false,
     }
 }
@@ -279,10 +278,7 @@ mod tests {
             format!("other=1; {}", pairs.join("; ")).parse().unwrap(),
         );
         assert_eq!(operator(&headers), "Ann O'Neil");
-        assert_eq!(
-            cookie(&headers, TOKEN_COOKIE),
-            Some(cookie_value(TOKEN))
-        );
+        assert_eq!(cookie(&headers, TOKEN_COOKIE), Some(cookie_value(TOKEN)));
         assert_eq!(cookie(&headers, "missing"), None);
         assert!(forget().contains("Max-Age=0"));
     }

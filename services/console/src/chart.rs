@@ -83,21 +83,20 @@ pub fn label_every(count: usize, max: usize) -> usize {
     }
 }
 
-/// Shares over time (a fill rate per day): x labels are the days, y runs 0 to 100%.
-pub fn rate_lines(x_labels: &[String], series: &[Series], empty_message: &str) -> Markup {
-    let count = x_labels.len();
-    if count == 0 || series.iter().all(|s| s.values.is_empty()) {
+/// Shares over time (a fill rate per day) on a time axis: each point at `at` (0 = the window's start, 1 = its
+/// end) with `labels` naming it in tooltips, y from 0 to 100%, the x axis labelled at `ticks` (same scale).
+pub fn rate_lines(
+    at: &[f64],
+    labels: &[String],
+    ticks: &[(f64, String)],
+    series: &[Series],
+    empty_message: &str,
+) -> Markup {
+    if at.is_empty() || series.iter().all(|s| s.values.is_empty()) {
         return empty(empty_message);
     }
-    let x = |i: usize| {
-        if count == 1 {
-            LEFT + plot_width() / 2.0
-        } else {
-            LEFT + plot_width() * i as f64 / (count - 1) as f64
-        }
-    };
+    let x = |frac: f64| LEFT + plot_width() * frac.clamp(0.0, 1.0);
     let y = |share: f64| TOP + plot_height() * (1.0 - share.clamp(0.0, 1.0));
-    let every = label_every(count, 8);
     html! {
         svg class="chart" viewBox={"0 0 " (n(WIDTH)) " " (n(HEIGHT))} role="img" aria-label="line chart" {
             rect class="plot-bg" x=(n(LEFT)) y=(n(TOP)) width=(n(plot_width())) height=(n(plot_height())) {}
@@ -105,24 +104,20 @@ pub fn rate_lines(x_labels: &[String], series: &[Series], empty_message: &str) -
                 line class="grid" x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(y(tick))) y2=(n(y(tick))) {}
                 text class="axis" x=(n(LEFT - 6.0)) y=(n(y(tick) + 4.0)) text-anchor="end" { (n(tick * 100.0)) "%" }
             }
-            @for (i, label) in x_labels.iter().enumerate() {
-                @if i % every == 0 || i + 1 == count {
-                    // The ends are anchored inwards, so their labels stay inside the picture.
-                    @let anchor = if count == 1 { "middle" } else if i == 0 { "start" } else if i + 1 == count { "end" } else { "middle" };
-                    text class="axis" x=(n(x(i))) y=(n(HEIGHT - BOTTOM + 18.0)) text-anchor=(anchor) {
-                        // "2026-11-23" → "11-23": the year is in the window above.
-                        (label.get(5..).unwrap_or(label))
-                    }
-                }
+            @for (frac, label) in ticks {
+                // Labels at the ends are anchored inwards, so they stay inside the picture.
+                @let anchor = if *frac <= 0.02 { "start" } else if *frac >= 0.98 { "end" } else { "middle" };
+                line class="tick" x1=(n(x(*frac))) x2=(n(x(*frac))) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM + 4.0)) {}
+                text class="axis" x=(n(x(*frac))) y=(n(HEIGHT - BOTTOM + 18.0)) text-anchor=(anchor) { (label) }
             }
             @for s in series {
-                @let points: Vec<String> = s.values.iter().enumerate().map(|(i, v)| format!("{},{}", n(x(i)), n(y(*v)))).collect();
+                @let points: Vec<String> = s.values.iter().zip(at).map(|(v, a)| format!("{},{}", n(x(*a)), n(y(*v)))).collect();
                 @if points.len() > 1 {
                     polyline class={"line " (s.class)} points=(points.join(" ")) {}
                 }
-                @for (i, v) in s.values.iter().enumerate() {
-                    circle class={"dot " (s.class)} cx=(n(x(i))) cy=(n(y(*v))) r="3" {
-                        title { (x_labels.get(i).map(String::as_str).unwrap_or("")) ": " (s.name) " " (crate::view::percent(*v)) }
+                @for (i, (v, a)) in s.values.iter().zip(at).enumerate() {
+                    circle class={"dot " (s.class)} cx=(n(x(*a))) cy=(n(y(*v))) r="3" {
+                        title { (labels.get(i).map(String::as_str).unwrap_or("")) ": " (s.name) " " (crate::view::percent(*v)) }
                     }
                 }
             }
@@ -237,7 +232,9 @@ mod tests {
             .skip(1)
             .filter_map(|rest| {
                 let rest = &rest[..rest.find('>')?];
-                let start = rest.find(&format!(" {name}=\"")).or_else(|| rest.starts_with(&format!("{name}=\"")).then_some(0))?;
+                let start = rest
+                    .find(&format!(" {name}=\""))
+                    .or_else(|| rest.starts_with(&format!("{name}=\"")).then_some(0))?;
                 let value = rest[start..].split('"').nth(1)?;
                 value.parse().ok()
             })
@@ -273,46 +270,81 @@ mod tests {
     #[test]
     fn nothing_to_draw_says_so() {
         let svg = bars(&[bar("a", 0.0)], "No lost demand").into_string();
-        assert!(svg.contains("No lost demand") && !svg.contains("class=\"bar\""), "{svg}");
-        let svg = rate_lines(&[], &[], "No orders").into_string();
+        assert!(
+            svg.contains("No lost demand") && !svg.contains("class=\"bar\""),
+            "{svg}"
+        );
+        let svg = rate_lines(&[], &[], &[], &[], "No orders").into_string();
         assert!(svg.contains("No orders"));
     }
 
     #[test]
     fn labels_are_escaped() {
         let svg = bars(&[bar("<script>x</script>", 1.0)], "none").into_string();
-        assert!(!svg.contains("<script>") && svg.contains("&lt;script&gt;"), "{svg}");
+        assert!(
+            !svg.contains("<script>") && svg.contains("&lt;script&gt;"),
+            "{svg}"
+        );
     }
 
     #[test]
-    fn a_line_runs_through_every_day_from_0_to_100_percent() {
-        let days: Vec<String> = ["2026-11-01", "2026-11-02", "2026-11-03"].map(String::from).to_vec();
-        let svg = rate_lines(
-            &days,
-            &[Series {
-                name: "line fill rate",
-                class: "s1",
-                values: vec![0.0, 0.5, 1.0],
-            }],
-            "none",
-        )
-        .into_string();
-        let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        let ys: Vec<f64> = points.split(' ').map(|p| p.split(',').nth(1).unwrap().parse().unwrap()).collect();
-        assert_eq!(ys, vec![TOP + plot_height(), TOP + plot_height() / 2.0, TOP]);
+    fn a_line_runs_through_its_points_from_0_to_100_percent_at_their_times() {
+        let labels: Vec<String> = ["2026-11-01", "2026-11-02", "2026-11-11"]
+            .map(String::from)
+            .to_vec();
+        let ticks = vec![(0.0, "11-01".to_string()), (1.0, "11-11".to_string())];
+        let series = [Series {
+            name: "line fill rate",
+            class: "s1",
+            values: vec![0.0, 0.5, 1.0],
+        }];
+        let svg = rate_lines(&[0.0, 0.1, 1.0], &labels, &ticks, &series, "none").into_string();
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let xy: Vec<(f64, f64)> = points
+            .split(' ')
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        let ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
+        assert_eq!(
+            ys,
+            vec![TOP + plot_height(), TOP + plot_height() / 2.0, TOP]
+        );
+        // A day a tenth into the window is a tenth along the axis, not a third.
+        assert!(
+            (xy[1].0 - (LEFT + plot_width() * 0.1)).abs() < 0.1,
+            "{xy:?}"
+        );
         assert_eq!(attr(&svg, "circle", "cy").len(), 3);
-        assert!(svg.contains(">11-02<") && svg.contains("100%"), "{svg}");
+        assert!(svg.contains(">11-11<") && svg.contains("100%"), "{svg}");
         assert!(svg.contains("2026-11-02: line fill rate 50.0%"), "{svg}");
+        // The last tick's label is anchored inwards.
+        assert!(svg.contains("text-anchor=\"end\">11-11"), "{svg}");
         // One day: a dot, no line.
-        let one = rate_lines(&days[..1], &[Series { name: "x", class: "s1", values: vec![0.3] }], "none").into_string();
-        assert!(!one.contains("polyline") && one.contains("circle"));
+        let one = Series {
+            name: "x",
+            class: "s1",
+            values: vec![0.3],
+        };
+        let svg = rate_lines(&[0.5], &labels[..1], &ticks, &[one], "none").into_string();
+        assert!(!svg.contains("polyline") && svg.contains("circle"));
     }
 
     #[test]
     fn at_most_a_few_x_labels_show_first_and_last_included() {
         assert_eq!(label_every(5, 8), 1);
         assert_eq!(label_every(30, 8), 5);
-        let shown: Vec<usize> = (0..30).filter(|i| i % label_every(30, 8) == 0 || *i == 29).collect();
+        let shown: Vec<usize> = (0..30)
+            .filter(|i| i % label_every(30, 8) == 0 || *i == 29)
+            .collect();
         assert!(shown.len() <= 8, "{shown:?}");
     }
 

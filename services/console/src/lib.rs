@@ -98,7 +98,10 @@ impl Bound {
         self.listener.local_addr()
     }
 
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.addr()?;
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "the console is reachable from the network: its pages need no token to read");
@@ -153,7 +156,13 @@ async fn observe(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    span.in_scope(|| tracing::debug!(status, took_ms = started.elapsed().as_millis() as u64, "served"));
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            took_ms = started.elapsed().as_millis() as u64,
+            "served"
+        )
+    });
     metrics::counter!("bo_console_requests_total", "page" => page.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("bo_console_request_seconds", "page" => page)
@@ -165,8 +174,14 @@ async fn observe(request: Request, next: Next) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -179,7 +194,12 @@ fn html_page(code: u16, markup: Markup) -> Response {
     (status(code), markup).into_response()
 }
 
-fn failure_page(console: &Console, headers: &HeaderMap, section: Section, failure: &Failure) -> Response {
+fn failure_page(
+    console: &Console,
+    headers: &HeaderMap,
+    section: Section,
+    failure: &Failure,
+) -> Response {
     html_page(
         failure.status,
         pages::failure_page(&console.frame(headers), section, failure),
@@ -187,12 +207,30 @@ fn failure_page(console: &Console, headers: &HeaderMap, section: Section, failur
 }
 
 /// A query string or form axum could not read at all, as a 400 page.
-fn unreadable(console: &Console, headers: &HeaderMap, section: Section, error: impl std::fmt::Display) -> Response {
-    failure_page(console, headers, section, &Failure::new(400, format!("The address or form could not be read: {error}")))
+fn unreadable(
+    console: &Console,
+    headers: &HeaderMap,
+    section: Section,
+    error: impl std::fmt::Display,
+) -> Response {
+    failure_page(
+        console,
+        headers,
+        section,
+        &Failure::new(
+            400,
+            format!("The address or form could not be read: {error}"),
+        ),
+    )
 }
 
 async fn not_found(State(console): State<Console>, headers: HeaderMap) -> Response {
-    failure_page(&console, &headers, Section::None, &Failure::new(404, "There is no such page in the console."))
+    failure_page(
+        &console,
+        &headers,
+        Section::None,
+        &Failure::new(404, "There is no such page in the console."),
+    )
 }
 
 async fn ready(State(console): State<Console>) -> (StatusCode, &'static str) {
@@ -218,8 +256,13 @@ async fn worklist(
     };
     let frame = console.frame(&headers);
     match &reply {
-        Err(failure) if failure.is_unavailable() => failure_page(&console, &headers, Section::Worklist, failure),
-        Err(failure) => html_page(failure.status, pages::worklist::page(&frame, &query, Err(failure))),
+        Err(failure) if failure.is_unavailable() => {
+            failure_page(&console, &headers, Section::Worklist, failure)
+        }
+        Err(failure) => html_page(
+            failure.status,
+            pages::worklist::page(&frame, &query, Err(failure)),
+        ),
         Ok(reply) => html_page(200, pages::worklist::page(&frame, &query, Ok(reply))),
     }
 }
@@ -233,7 +276,10 @@ async fn order(
     let flash = query.map(|Query(q)| q).unwrap_or_default();
     let span = tracing::info_span!("order", order_id = %order_id);
     match console.api.order(&order_id).instrument(span).await {
-        Ok(reply) => html_page(200, pages::order::page(&console.frame(&headers), &reply, &flash)),
+        Ok(reply) => html_page(
+            200,
+            pages::order::page(&console.frame(&headers), &reply, &flash),
+        ),
         Err(failure) => failure_page(&console, &headers, Section::None, &failure),
     }
 }
@@ -282,7 +328,13 @@ async fn sku_page(console: &Console, headers: &HeaderMap, sku: &str, query: &Sku
             };
             html_page(
                 code,
-                pages::sku::page(&console.frame(headers), sku, &queue, query, preview.as_ref()),
+                pages::sku::page(
+                    &console.frame(headers),
+                    sku,
+                    &queue,
+                    query,
+                    preview.as_ref(),
+                ),
             )
         }
     }
@@ -303,8 +355,13 @@ async fn kpis(
     };
     let frame = console.frame(&headers);
     match &reply {
-        Err(failure) if failure.is_unavailable() => failure_page(&console, &headers, Section::Kpis, failure),
-        Err(failure) => html_page(failure.status, pages::kpis::page(&frame, &query, Err(failure))),
+        Err(failure) if failure.is_unavailable() => {
+            failure_page(&console, &headers, Section::Kpis, failure)
+        }
+        Err(failure) => html_page(
+            failure.status,
+            pages::kpis::page(&frame, &query, Err(failure)),
+        ),
         Ok(reply) => html_page(200, pages::kpis::page(&frame, &query, Ok(reply))),
     }
 }
@@ -321,8 +378,13 @@ async fn dead_letters(
     let reply = console.api.dead_letters(&query.to_request()).await;
     let frame = console.frame(&headers);
     match &reply {
-        Err(failure) if failure.is_unavailable() => failure_page(&console, &headers, Section::DeadLetters, failure),
-        Err(failure) => html_page(failure.status, pages::deadletters::page(&frame, &query, Err(failure))),
+        Err(failure) if failure.is_unavailable() => {
+            failure_page(&console, &headers, Section::DeadLetters, failure)
+        }
+        Err(failure) => html_page(
+            failure.status,
+            pages::deadletters::page(&frame, &query, Err(failure)),
+        ),
         Ok(reply) => html_page(200, pages::deadletters::page(&frame, &query, Ok(reply))),
     }
 }
@@ -336,29 +398,39 @@ struct Credentials {
 }
 
 /// Checks a form's token and operator; a refusal is its own page, with a way back.
-fn authorize(console: &Console, headers: &HeaderMap, credentials: &Credentials, back: &str) -> Result<auth::Grant, Response> {
+fn authorize(
+    console: &Console,
+    headers: &HeaderMap,
+    credentials: &Credentials,
+    back: &str,
+) -> Result<auth::Grant, Response> {
     let remembered = auth::cookie(headers, auth::TOKEN_COOKIE);
-    auth::authorize(console.token.as_deref(), &credentials.token, remembered.as_deref(), &credentials.operator)
-        .map_err(|refusal| {
-            tracing::info!(?refusal, "action refused");
-            let frame = console.frame(headers);
-            html_page(
-                refusal.status(),
-                pages::layout(
-                    &frame,
-                    Section::None,
-                    refusal.title(),
-                    html! {
-                        div class="error-page" {
-                            p class="code" { (refusal.status()) }
-                            h1 { (refusal.title()) }
-                            p class="message" { (refusal.message()) }
-                            p { a href=(back) { "← Back" } }
-                        }
-                    },
-                ),
-            )
-        })
+    auth::authorize(
+        console.token.as_deref(),
+        &credentials.token,
+        remembered.as_deref(),
+        &credentials.operator,
+    )
+    .map_err(|refusal| {
+        tracing::info!(?refusal, "action refused");
+        let frame = console.frame(headers);
+        html_page(
+            refusal.status(),
+            pages::layout(
+                &frame,
+                Section::None,
+                refusal.title(),
+                html! {
+                    div class="error-page" {
+                        p class="code" { (refusal.status()) }
+                        h1 { (refusal.title()) }
+                        p class="message" { (refusal.message()) }
+                        p { a href=(back) { "← Back" } }
+                    }
+                },
+            ),
+        )
+    })
 }
 
 /// 303 to `location`, remembering the operator (and the token when it was typed).
@@ -409,7 +481,13 @@ async fn change_priority(
             &console,
             &headers,
             Section::None,
-            &Failure::new(400, format!("The priority must be a whole number from -1000000 to 1000000, not {:?}.", form.priority.trim())),
+            &Failure::new(
+                400,
+                format!(
+                    "The priority must be a whole number from -1000000 to 1000000, not {:?}.",
+                    form.priority.trim()
+                ),
+            ),
         );
     };
     let request = pb::ChangePriorityRequest {
@@ -423,7 +501,13 @@ async fn change_priority(
         Ok(reply) => {
             tracing::info!(order_id = %order_id, priority, operator = %grant.operator, applied = reply.applied, "re-prioritised");
             let applied = if reply.applied { "1" } else { "" };
-            let location = query::link(&back, &[("reprioritised", &priority.to_string()), ("applied", applied)]);
+            let location = query::link(
+                &back,
+                &[
+                    ("reprioritised", &priority.to_string()),
+                    ("applied", applied),
+                ],
+            );
             done(&console, &grant, &location)
         }
         Err(failure) => failure_page(&console, &headers, Section::None, &failure),
@@ -456,7 +540,15 @@ async fn replay(
         Err(refused) => return refused,
     };
     let Some(sequence) = sequence.parse::<u64>().ok().filter(|s| *s > 0) else {
-        return failure_page(&console, &headers, Section::DeadLetters, &Failure::new(400, format!("{sequence:?} is not a dead letter's sequence number.")));
+        return failure_page(
+            &console,
+            &headers,
+            Section::DeadLetters,
+            &Failure::new(
+                400,
+                format!("{sequence:?} is not a dead letter's sequence number."),
+            ),
+        );
     };
     let request = pb::ReplayDeadLetterRequest {
         sequence,
@@ -470,7 +562,11 @@ async fn replay(
             tracing::info!(sequence, operator = %grant.operator, message_id = %id, "dead letter replayed");
             let location = query::link(
                 "/deadletters",
-                &[("service", form.service.trim()), ("replayed", &sequence.to_string()), ("id", &id)],
+                &[
+                    ("service", form.service.trim()),
+                    ("replayed", &sequence.to_string()),
+                    ("id", &id),
+                ],
             );
             done(&console, &grant, &location)
         }
@@ -498,7 +594,11 @@ async fn find(
     headers: HeaderMap,
     query: Result<Query<Find>, QueryRejection>,
 ) -> Response {
-    let text = query.map(|Query(f)| f.q).unwrap_or_default().trim().to_string();
+    let text = query
+        .map(|Query(f)| f.q)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     if text.is_empty() {
         return Redirect::to("/").into_response();
     }
@@ -512,7 +612,10 @@ async fn find(
     if let Ok(queue) = console.api.sku_queue(&text).await {
         let known = queue.rules.as_ref().is_some_and(|r| r.known)
             || !queue.queue.is_empty()
-            || queue.stock.as_ref().is_some_and(|s| s.on_hand != 0 || s.received != 0 || s.inbound != 0);
+            || queue
+                .stock
+                .as_ref()
+                .is_some_and(|s| s.on_hand != 0 || s.received != 0 || s.inbound != 0);
         if known {
             return Redirect::to(&query::sku_href(&text)).into_response();
         }

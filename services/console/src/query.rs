@@ -455,7 +455,10 @@ mod tests {
         assert!(request.late_only && request.estimated_only && request.descending);
         assert_eq!(request.search, "so-");
         assert_eq!(request.order_by, pb::BackorderOrder::ByEta as i32);
-        assert_eq!((request.page_size, request.page_token.as_str()), (25, "tok"));
+        assert_eq!(
+            (request.page_size, request.page_token.as_str()),
+            (25, "tok")
+        );
     }
 
     #[test]
@@ -490,7 +493,10 @@ mod tests {
         let by_eta = on_page_two.sorted_by("eta");
         assert_eq!(by_eta.href(), "/?sku=A&sort=eta");
         assert_eq!(by_eta.sorted_by("eta").href(), "/?sku=A&sort=eta&desc=on");
-        assert_eq!(by_eta.sorted_by("eta").sorted_by("eta").href(), "/?sku=A&sort=eta");
+        assert_eq!(
+            by_eta.sorted_by("eta").sorted_by("eta").href(),
+            "/?sku=A&sort=eta"
+        );
         // Age is the default order: its link has no sort at all.
         assert_eq!(by_eta.sorted_by("age").href(), "/?sku=A");
         assert_eq!(query("").sorted_by("age").href(), "/?desc=on");
@@ -503,7 +509,10 @@ mod tests {
         assert_eq!(next.offset(), 50);
         assert_eq!(next.next_page("t2", 20).offset(), 70);
         assert_eq!(next.first_page().href(), "/?late=on");
-        assert_eq!(next.only("customer", "C 1").href(), "/?customer=C%201&late=on");
+        assert_eq!(
+            next.only("customer", "C 1").href(),
+            "/?customer=C%201&late=on"
+        );
     }
 
     #[test]
@@ -525,12 +534,23 @@ mod tests {
         };
         let request = q.to_request().unwrap();
         let day = |ts: &prost_types::Timestamp| {
-            backorder_runtime::time::from_proto(ts).unwrap().to_rfc3339()
+            backorder_runtime::time::from_proto(ts)
+                .unwrap()
+                .to_rfc3339()
         };
-        assert_eq!(day(request.from.as_ref().unwrap()), "2026-11-01T00:00:00+00:00");
-        assert_eq!(day(request.to.as_ref().unwrap()), "2026-12-01T00:00:00+00:00");
+        assert_eq!(
+            day(request.from.as_ref().unwrap()),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            day(request.to.as_ref().unwrap()),
+            "2026-12-01T00:00:00+00:00"
+        );
         assert_eq!(request.customer_id, "C-1");
-        assert_eq!(KpiQuery::default().to_request().unwrap(), pb::GetKpisRequest::default());
+        assert_eq!(
+            KpiQuery::default().to_request().unwrap(),
+            pb::GetKpisRequest::default()
+        );
         let backwards = KpiQuery {
             from: "2026-11-30".into(),
             to: "2026-11-01".into(),
@@ -555,7 +575,14 @@ mod tests {
         };
         assert_eq!(ask(""), None);
         let request = ask(" 12 ").unwrap().unwrap();
-        assert_eq!((request.sku.as_str(), request.quantity, request.po_id.as_str()), ("WIDGET", 12, "PO-1"));
+        assert_eq!(
+            (
+                request.sku.as_str(),
+                request.quantity,
+                request.po_id.as_str()
+            ),
+            ("WIDGET", 12, "PO-1")
+        );
         for bad in ["0", "-4", "1.5", "ten"] {
             assert!(ask(bad).unwrap().is_err(), "{bad}");
         }

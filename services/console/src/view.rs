@@ -91,6 +91,15 @@ pub fn percent(share: f64) -> String {
     }
 }
 
+/// "1 line", "3 lines".
+pub fn count(n: i64, singular: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {singular}s")
+    }
+}
+
 /// A number of days with a sign, e.g. "+2", "0", "−1".
 pub fn signed_days(days: i32) -> String {
     match days {
@@ -188,6 +197,15 @@ pub fn sku_link(sku: &str) -> Markup {
     html! { a href=(sku_href(sku)) class="mono" { (sku) } }
 }
 
+/// A small funnel, for "filter by this": drawn, so no font needs the glyph.
+pub fn funnel() -> Markup {
+    html! {
+        svg class="icon" viewBox="0 0 16 16" width="11" height="11" aria-hidden="true" {
+            path d="M1 2h14l-5.5 6.5V14l-3-1.6V8.5z" fill="currentColor" {}
+        }
+    }
+}
+
 /// The age badge of a worklist row.
 pub fn age_badge(days: i32) -> Markup {
     let bucket = age_bucket(days);
@@ -207,7 +225,9 @@ mod tests {
         let label = |d| age_bucket(d).label;
         assert_eq!(
             [0, 2, 3, 7, 8, 14, 15, 30, 31, 400].map(label),
-            ["0-2", "0-2", "3-7", "3-7", "8-14", "8-14", "15-30", "15-30", "31+", "31+"]
+            [
+                "0-2", "0-2", "3-7", "3-7", "8-14", "8-14", "15-30", "15-30", "31+", "31+"
+            ]
         );
         assert_eq!(label(-1), "0-2");
         assert_eq!(age_bucket(20).class, "age-d");
@@ -221,8 +241,15 @@ mod tests {
     #[test]
     fn numbers_and_dates_read_as_people_write_them() {
         assert_eq!(percent(0.875), "87.5%");
+        assert_eq!(
+            [count(1, "line"), count(0, "line"), count(3, "unit")],
+            ["1 line", "0 lines", "3 units"]
+        );
         assert_eq!(percent(f64::NAN), "–");
-        assert_eq!([signed_days(2), signed_days(0), signed_days(-3)], ["+2", "0", "−3"]);
+        assert_eq!(
+            [signed_days(2), signed_days(0), signed_days(-3)],
+            ["+2", "0", "−3"]
+        );
         let ts = Timestamp {
             seconds: 1_795_453_500,
             nanos: 0,
@@ -240,7 +267,10 @@ mod tests {
             ..Default::default()
         };
         let text = eta(Some(&p)).into_string();
-        assert!(text.contains("no date") && text.contains("late") && text.contains("estimate"), "{text}");
+        assert!(
+            text.contains("no date") && text.contains("late") && text.contains("estimate"),
+            "{text}"
+        );
         assert!(!text.contains("PO overdue"));
     }
 }

@@ -17,7 +17,11 @@ const SERVICES: [&str; 5] = [
     "notifier",
 ];
 
-pub fn page(frame: &Frame, query: &DeadLetterQuery, reply: Result<&pb::ListDeadLettersReply, &Failure>) -> Markup {
+pub fn page(
+    frame: &Frame,
+    query: &DeadLetterQuery,
+    reply: Result<&pb::ListDeadLettersReply, &Failure>,
+) -> Markup {
     let sub = reply.ok().map(|r| {
         html! {
             strong data-total=(r.total) { (r.total) } " parked " (if r.total == 1 { "message" } else { "messages" })
@@ -73,7 +77,7 @@ fn table(frame: &Frame, query: &DeadLetterQuery, reply: &pb::ListDeadLettersRepl
                             td class="nowrap" { (view::datetime(entry.parked_at.as_ref().or(letter.failed_at.as_ref()))) }
                             td { span class="badge" { (letter.service) } }
                             td {
-                                div class="mono" { (letter.subject) }
+                                div class="mono nowrap" { (letter.subject) }
                                 div class="muted small" {
                                     (letter.payload.len()) " bytes"
                                     @if !letter.message_id.is_empty() { " · id " span class="mono" { (letter.message_id) } }

@@ -2,6 +2,7 @@
 //! error, lost demand, and the per-customer compliance table.
 
 use backorder_proto::v1 as pb;
+use chrono::NaiveDate;
 use maud::{Markup, html};
 
 use super::{Frame, Section, cards, heading, layout, notice};
@@ -70,21 +71,25 @@ fn figures(r: &pb::GetKpisReply) -> Markup {
     let lost = r.lost_demand.clone().unwrap_or_default();
     html! {
         (cards(&[
-            ("line fill rate", html! { (rate_or_dash(fill.line_fill_rate, fill.lines)) small { (fill.lines_filled) " of " (fill.lines) " lines" } }),
-            ("unit fill rate", html! { (rate_or_dash(fill.unit_fill_rate, fill.units as u64)) small { (fill.units_filled) " of " (fill.units) " units" } }),
-            ("on time in full", html! { (rate_or_dash(otif.rate, otif.lines)) small { (otif.lines_on_time) " of " (otif.lines) " backordered lines" } }),
-            ("open backorders", html! { (aging.open_lines) small { (aging.open_units) " units" } }),
+            ("line fill rate", html! { (rate_or_dash(fill.line_fill_rate, fill.lines)) small { (fill.lines_filled) " of " (view::count(fill.lines as i64, "line")) } }),
+            ("unit fill rate", html! { (rate_or_dash(fill.unit_fill_rate, fill.units as u64)) small { (fill.units_filled) " of " (view::count(fill.units, "unit")) } }),
+            ("on time in full", html! { (rate_or_dash(otif.rate, otif.lines)) small { (otif.lines_on_time) " of " (view::count(otif.lines as i64, "backordered line")) } }),
+            ("open backorders", html! { (aging.open_lines) small { (view::count(aging.open_units, "unit")) } }),
             ("oldest", html! {
                 @if aging.oldest_since.is_some() { (aging.oldest_age_days) "d" small { (view::order_link(&aging.oldest_order_id)) " · " (aging.oldest_line_no) } }
                 @else { "–" small { "nothing waits" } }
             }),
-            ("ETA within a day", html! { (rate_or_dash(eta.within_one_day, eta.lines)) small { "p90 " (format!("{:.1}", eta.p90_abs_error_days)) " d · mean " (format!("{:+.1}", eta.mean_error_days)) " d" } }),
-            ("lost demand", html! { (lost.units) small { "units on " (lost.lines) " lines" } }),
+            ("ETA within a day", html! {
+                (rate_or_dash(eta.within_one_day, eta.lines))
+                @if eta.lines > 0 { small { "p90 " (format!("{:.1}", eta.p90_abs_error_days)) " d · mean " (format!("{:+.1}", eta.mean_error_days)) " d" } }
+                @else { small { "no backorder line ready yet" } }
+            }),
+            ("lost demand", html! { (lost.units) small { (if lost.units == 1 { "unit" } else { "units" }) " on " (view::count(lost.lines as i64, "line")) } }),
         ]))
         div class="charts" {
             figure class="chart-card" {
                 figcaption { "Fill rate at order time, per day" }
-                (fill_rate_chart(&r.daily_fill_rate))
+                (fill_rate_chart(r))
                 div class="chart-legend" { span class="key s1" {} "lines" span class="key s2" {} "units" }
             }
             figure class="chart-card" {
@@ -124,7 +129,11 @@ fn figures(r: &pb::GetKpisReply) -> Markup {
 }
 
 fn rate_or_dash(rate: f64, of: u64) -> String {
-    if of == 0 { "–".into() } else { view::percent(rate) }
+    if of == 0 {
+        "–".into()
+    } else {
+        view::percent(rate)
+    }
 }
 
 pub fn reason_label(reason: &str) -> &str {
@@ -135,16 +144,83 @@ pub fn reason_label(reason: &str) -> &str {
         .unwrap_or(reason)
 }
 
-pub fn fill_rate_chart(days: &[pb::DailyFillRate]) -> Markup {
-    let labels: Vec<String> = days.iter().map(|d| d.day.clone()).collect();
+/// Up to `max` dates to label a time axis from `first` to `last` (both shown), as (share of the span, "MM-DD").
+pub fn time_ticks(first: NaiveDate, last: NaiveDate, max: usize) -> Vec<(f64, String)> {
+    let span = (last - first).num_days().max(1);
+    let step = (span as f64 / (max.max(2) - 1) as f64).ceil().max(1.0) as i64;
+    let label = |d: NaiveDate| d.format("%m-%d").to_string();
+    let mut offsets: Vec<i64> = (0..).map(|k| k * step).take_while(|o| *o < span).collect();
+    // The last day always shows; a tick closer to it than half a step gives way.
+    if offsets.len() > 1 && offsets.last().is_some_and(|o| 2 * (span - o) < step) {
+        offsets.pop();
+    }
+    let mut ticks: Vec<(f64, String)> = offsets
+        .into_iter()
+        .map(|o| {
+            (
+                o as f64 / span as f64,
+                label(first + chrono::Duration::days(o)),
+            )
+        })
+        .collect();
+    ticks.push((1.0, label(last)));
+    ticks
+}
+
+fn day_of(ts: Option<&prost_types::Timestamp>) -> Option<NaiveDate> {
+    ts.and_then(backorder_runtime::time::from_proto)
+        .map(|at| at.date_naive())
+}
+
+/// The daily fill rates on the window's time axis: a day without orders is a gap in time, not a point.
+pub fn fill_rate_chart(r: &pb::GetKpisReply) -> Markup {
+    let days: Vec<(NaiveDate, &pb::DailyFillRate)> = r
+        .daily_fill_rate
+        .iter()
+        .filter_map(|d| {
+            NaiveDate::parse_from_str(&d.day, "%Y-%m-%d")
+                .ok()
+                .map(|day| (day, d))
+        })
+        .collect();
+    let first = day_of(r.from.as_ref()).or(days.first().map(|d| d.0));
+    let last =
+        r.to.as_ref()
+            .map(|t| prost_types::Timestamp {
+                seconds: t.seconds - 1,
+                nanos: 0,
+            })
+            .and_then(|t| day_of(Some(&t)))
+            .or(days.last().map(|d| d.0));
+    let (Some(first), Some(last)) = (first, last) else {
+        return chart::rate_lines(&[], &[], &[], &[], "No orders placed in this window");
+    };
+    let span = (last - first).num_days().max(1) as f64;
+    let at: Vec<f64> = days
+        .iter()
+        .map(|(day, _)| (*day - first).num_days() as f64 / span)
+        .collect();
+    let labels: Vec<String> = days.iter().map(|(_, d)| d.day.clone()).collect();
     let rate = |pick: fn(&pb::FillRate) -> f64| -> Vec<f64> {
-        days.iter().map(|d| d.fill_rate.as_ref().map(pick).unwrap_or(0.0)).collect()
+        days.iter()
+            .map(|(_, d)| d.fill_rate.as_ref().map(pick).unwrap_or(0.0))
+            .collect()
     };
     chart::rate_lines(
+        &at,
         &labels,
+        &time_ticks(first, last, 7),
         &[
-            Series { name: "line fill rate", class: "s1", values: rate(|f| f.line_fill_rate) },
-            Series { name: "unit fill rate", class: "s2", values: rate(|f| f.unit_fill_rate) },
+            Series {
+                name: "line fill rate",
+                class: "s1",
+                values: rate(|f| f.line_fill_rate),
+            },
+            Series {
+                name: "unit fill rate",
+                class: "s2",
+                values: rate(|f| f.unit_fill_rate),
+            },
         ],
         "No orders placed in this window",
     )
@@ -155,7 +231,9 @@ pub fn aging_chart(aging: &pb::Aging) -> Markup {
         .buckets
         .iter()
         .map(|b| {
-            let colour = view::bucket_by_label(&b.label).map(|x| x.colour).unwrap_or("#868e96");
+            let colour = view::bucket_by_label(&b.label)
+                .map(|x| x.colour)
+                .unwrap_or("#868e96");
             Bar {
                 label: format!("{} d", b.label),
                 value: b.lines as f64,
@@ -184,7 +262,11 @@ pub fn eta_error_bars(distribution: &[pb::ErrorCount]) -> Vec<Bar> {
     };
     days.into_iter()
         .map(|day| {
-            let lines: u64 = distribution.iter().filter(|e| e.error_days == day).map(|e| e.lines).sum();
+            let lines: u64 = distribution
+                .iter()
+                .filter(|e| e.error_days == day)
+                .map(|e| e.lines)
+                .sum();
             let colour = match day {
                 d if d < -1 => "#4dabf7",
                 d if d > 1 => "#f76707",
@@ -202,7 +284,10 @@ pub fn eta_error_bars(distribution: &[pb::ErrorCount]) -> Vec<Bar> {
 }
 
 pub fn eta_error_chart(eta: &pb::EtaAccuracy) -> Markup {
-    chart::bars(&eta_error_bars(&eta.distribution), "No backorder line became ready in this window")
+    chart::bars(
+        &eta_error_bars(&eta.distribution),
+        "No backorder line became ready in this window",
+    )
 }
 
 /// Units lost per reason, every reason shown (zero too), then any reason the API adds.
@@ -290,9 +375,18 @@ mod tests {
     #[test]
     fn the_error_histogram_fills_the_days_between_its_ends() {
         let dist = [
-            pb::ErrorCount { error_days: -2, lines: 1 },
-            pb::ErrorCount { error_days: 0, lines: 5 },
-            pb::ErrorCount { error_days: 3, lines: 2 },
+            pb::ErrorCount {
+                error_days: -2,
+                lines: 1,
+            },
+            pb::ErrorCount {
+                error_days: 0,
+                lines: 5,
+            },
+            pb::ErrorCount {
+                error_days: 3,
+                lines: 2,
+            },
         ];
         let bars = eta_error_bars(&dist);
         let labels: Vec<&str> = bars.iter().map(|b| b.label.as_str()).collect();
@@ -304,24 +398,121 @@ mod tests {
         assert_ne!(bars[2].colour, bars[5].colour);
         assert_eq!(bars[1].colour, bars[2].colour);
         // A long tail keeps the days that have lines only.
-        let tail = [pb::ErrorCount { error_days: 0, lines: 1 }, pb::ErrorCount { error_days: 90, lines: 1 }];
+        let tail = [
+            pb::ErrorCount {
+                error_days: 0,
+                lines: 1,
+            },
+            pb::ErrorCount {
+                error_days: 90,
+                lines: 1,
+            },
+        ];
         assert_eq!(eta_error_bars(&tail).len(), 2);
         assert!(eta_error_bars(&[]).is_empty());
     }
 
     #[test]
+    fn the_time_axis_is_labelled_from_the_first_day_to_the_last() {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let ticks = time_ticks(day("2026-11-02"), day("2026-12-01"), 7);
+        let labels: Vec<&str> = ticks.iter().map(|t| t.1.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "11-02", "11-07", "11-12", "11-17", "11-22", "11-27", "12-01"
+            ]
+        );
+        assert_eq!((ticks[0].0, ticks[6].0), (0.0, 1.0));
+        // A tick that would crowd the last one is left out: with a span of 10 and a step of 4, 11-09 is half a
+        // step from 11-11 and stays; with a span of 7 and a step of 3, 11-07 is a day from 11-08 and goes.
+        let labels = |last| -> Vec<String> {
+            time_ticks(day("2026-11-01"), day(last), 4)
+                .into_iter()
+                .map(|t| t.1)
+                .collect()
+        };
+        assert_eq!(labels("2026-11-11"), ["11-01", "11-05", "11-09", "11-11"]);
+        assert_eq!(labels("2026-11-10"), ["11-01", "11-04", "11-07", "11-10"]);
+        assert_eq!(labels("2026-11-08"), ["11-01", "11-04", "11-08"]);
+        // A one-day window still has both ends.
+        assert_eq!(time_ticks(day("2026-11-01"), day("2026-11-01"), 7).len(), 2);
+    }
+
+    #[test]
+    fn days_without_orders_are_gaps_in_time() {
+        let ts = |d: &str| {
+            let at = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc();
+            Some(backorder_runtime::time::to_proto(at))
+        };
+        let rate = |r: f64| {
+            Some(pb::FillRate {
+                lines: 1,
+                line_fill_rate: r,
+                unit_fill_rate: r,
+                ..Default::default()
+            })
+        };
+        let reply = pb::GetKpisReply {
+            from: ts("2026-11-01"),
+            to: ts("2026-11-11"),
+            daily_fill_rate: vec![
+                pb::DailyFillRate {
+                    day: "2026-11-01".into(),
+                    fill_rate: rate(1.0),
+                },
+                pb::DailyFillRate {
+                    day: "2026-11-10".into(),
+                    fill_rate: rate(0.5),
+                },
+            ],
+            ..Default::default()
+        };
+        let svg = fill_rate_chart(&reply).into_string();
+        let xs: Vec<f64> = svg
+            .split("<circle ")
+            .skip(1)
+            .filter_map(|c| c.split("cx=\"").nth(1)?.split('"').next()?.parse().ok())
+            .collect();
+        // Two series of two points: 11-01 at the left edge, 11-10 at the right edge (the window's last day).
+        assert_eq!(xs.len(), 4);
+        assert!(xs[0] < xs[1] && (xs[0] - xs[2]).abs() < 0.1, "{xs:?}");
+        assert!(svg.contains(">11-10<"), "{svg}");
+    }
+
+    #[test]
     fn lost_demand_sums_per_reason_and_shows_every_reason() {
-        let row = |reason: &str, sku: &str, units, lines| pb::LostDemandRow { reason: reason.into(), sku: sku.into(), units, lines };
+        let row = |reason: &str, sku: &str, units, lines| pb::LostDemandRow {
+            reason: reason.into(),
+            sku: sku.into(),
+            units,
+            lines,
+        };
         let lost = pb::LostDemand {
             units: 12,
             lines: 4,
-            rows: vec![row("over_cap", "A", 5, 1), row("over_cap", "B", 3, 2), row("customer_cancelled", "A", 2, 1), row("fraud", "A", 2, 1)],
+            rows: vec![
+                row("over_cap", "A", 5, 1),
+                row("over_cap", "B", 3, 2),
+                row("customer_cancelled", "A", 2, 1),
+                row("fraud", "A", 2, 1),
+            ],
         };
         let bars = lost_bars(&lost);
         let got: Vec<(&str, f64)> = bars.iter().map(|b| (b.label.as_str(), b.value)).collect();
         assert_eq!(
             got,
-            [("not backorderable", 0.0), ("over the cap", 8.0), ("no consent", 0.0), ("cancelled by customer", 2.0), ("fraud", 2.0)]
+            [
+                ("not backorderable", 0.0),
+                ("over the cap", 8.0),
+                ("no consent", 0.0),
+                ("cancelled by customer", 2.0),
+                ("fraud", 2.0)
+            ]
         );
         assert_eq!(bars[1].title, "over the cap: 8 units on 3 lines");
     }
@@ -332,7 +523,12 @@ mod tests {
             buckets: view::AGE_BUCKETS
                 .iter()
                 .enumerate()
-                .map(|(i, b)| pb::AgingBucket { label: b.label.into(), lines: i as u64, units: 2 * i as i64, ..Default::default() })
+                .map(|(i, b)| pb::AgingBucket {
+                    label: b.label.into(),
+                    lines: i as u64,
+                    units: 2 * i as i64,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         };

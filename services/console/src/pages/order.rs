@@ -45,7 +45,7 @@ pub fn page(frame: &Frame, order: &pb::GetOrderReply, flash: &OrderQuery) -> Mar
             aside {
                 (super::cards(&[
                     ("priority", html! { (order.priority) }),
-                    ("units waiting", html! { (waiting) }),
+                    ("waiting", html! { (waiting) }),
                     ("version", html! { (order.version) }),
                 ]))
                 dl class="facts" {
@@ -56,7 +56,12 @@ pub fn page(frame: &Frame, order: &pb::GetOrderReply, flash: &OrderQuery) -> Mar
             }
         }
     };
-    layout(frame, Section::None, &format!("Order {}", order.order_id), body)
+    layout(
+        frame,
+        Section::None,
+        &format!("Order {}", order.order_id),
+        body,
+    )
 }
 
 fn lines(order: &pb::GetOrderReply) -> Markup {
@@ -68,7 +73,7 @@ fn lines(order: &pb::GetOrderReply) -> Markup {
                         th { "Line" } th { "SKU" }
                         th class="num" { "Ordered" } th class="num" { "Allocated" } th class="num" { "Waiting" }
                         th class="num" { "Shipped" } th class="num" { "Cancelled" }
-                        th { "ETA" } th { "Promised" } th { "Queue" } th { "Covered by" } th { "Waiting since" }
+                        th { "ETA" } th { "Promised" } th { "Queue" } th { "Covered by" }
                     }
                 }
                 tbody {
@@ -89,9 +94,11 @@ fn lines(order: &pb::GetOrderReply) -> Markup {
                             td class="num" { (line.cancelled) }
                             td { @if line.backordered > 0 { (view::eta(line.promise.as_ref())) } @else if line.ready_at.is_some() { span class="badge good" title="Nothing of the line waits" { "ready " (view::date(line.ready_at.as_ref())) } } @else { span class="muted" { "–" } } }
                             td { (view::promised(line.promise.as_ref())) }
-                            td { (view::queue_place(line.queue.as_ref())) }
+                            td {
+                                (view::queue_place(line.queue.as_ref()))
+                                @if line.backordered > 0 && line.backordered_since.is_some() { div class="muted small nowrap" { "since " (view::date(line.backordered_since.as_ref())) } }
+                            }
                             td { @if line.backordered > 0 { (view::covering_po(line.queue.as_ref())) } @else { span class="muted" { "–" } } }
-                            td class="nowrap" { (view::date(line.backordered_since.as_ref())) }
                         }
                     }
                 }

@@ -71,7 +71,7 @@ fn rules(rules: Option<&pb::SkuRules>) -> Markup {
 
 fn stock_cards(stock: Option<&pb::StockFigures>) -> Markup {
     let s = stock.cloned().unwrap_or_default();
-    cards(&[
+    html! { div class="stock" { (cards(&[
         ("on hand", html! { (s.on_hand) }),
         ("allocated", html! { (s.allocated) }),
         ("available", html! { (s.available) }),
@@ -79,7 +79,7 @@ fn stock_cards(stock: Option<&pb::StockFigures>) -> Markup {
         ("inbound", html! { (s.inbound) }),
         ("received", html! { (s.received) }),
         ("shipped", html! { (s.shipped) }),
-    ])
+    ])) } }
 }
 
 /// The queue's waiting units as one bar: the part each purchase order covers, then what nothing covers.
@@ -109,7 +109,10 @@ fn coverage(queue: &pb::GetSkuQueueReply) -> Markup {
             units: queue.uncovered,
             colour: UNCOVERED_COLOUR.into(),
             label: "not covered".into(),
-            title: format!("{} waiting units no open purchase order covers", queue.uncovered),
+            title: format!(
+                "{} waiting units no open purchase order covers",
+                queue.uncovered
+            ),
         });
     }
     let waiting: i64 = segments.iter().map(|s| s.units).sum();

@@ -8,7 +8,11 @@ use crate::api::Failure;
 use crate::query::{PAGE_SIZES, WorklistQuery};
 use crate::view;
 
-pub fn page(frame: &Frame, query: &WorklistQuery, reply: Result<&pb::ListBackordersReply, &Failure>) -> Markup {
+pub fn page(
+    frame: &Frame,
+    query: &WorklistQuery,
+    reply: Result<&pb::ListBackordersReply, &Failure>,
+) -> Markup {
     let summary = match reply {
         Ok(reply) => Some(html! {
             strong data-total=(reply.total) { (reply.total) } " " (if reply.total == 1 { "line" } else { "lines" }) " waiting, "
@@ -124,7 +128,7 @@ fn table(query: &WorklistQuery, reply: &pb::ListBackordersReply) -> Markup {
                             td { a href=(query.only("customer", &row.customer_id).href()) title="Only this customer" { (row.customer_id) } }
                             td class="nowrap" {
                                 (view::sku_link(&row.sku))
-                                " " a class="filter" href=(query.only("sku", &row.sku).href()) title="Only this SKU" aria-label={"Only " (row.sku)} { "⧩" }
+                                " " a class="filter" href=(query.only("sku", &row.sku).href()) title="Only this SKU" aria-label={"Only " (row.sku)} { (view::funnel()) }
                                 @if row.preorder { " " span class="badge info" { "pre-order" } }
                             }
                             td class="num" { strong { (row.backordered) } span class="muted" { " / " (row.ordered) } }
