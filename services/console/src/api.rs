@@ -42,10 +42,11 @@ pub fn service_error(headers: Option<&async_nats::HeaderMap>) -> Option<Failure>
         .map(|v| v.as_str().to_string())
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("the query API answered with error {code}"));
-    let status = match code.parse::<u16>() {
-        Ok(status @ 400..=599) => status,
-        _ => 502,
-    };
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .filter(|status| (400..=599).contains(status))
+        .unwrap_or(502);
     Some(Failure { status, message })
 }
 

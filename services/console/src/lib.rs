@@ -397,13 +397,12 @@ struct Credentials {
     token: String,
 }
 
-/// Checks a form's token and operator; a refusal is its own page, with a way back.
+/// Checks a form's token and operator.
 fn authorize(
     console: &Console,
     headers: &HeaderMap,
     credentials: &Credentials,
-    back: &str,
-) -> Result<auth::Grant, Response> {
+) -> Result<auth::Grant, auth::Refusal> {
     let remembered = auth::cookie(headers, auth::TOKEN_COOKIE);
     auth::authorize(
         console.token.as_deref(),
@@ -411,26 +410,27 @@ fn authorize(
         remembered.as_deref(),
         &credentials.operator,
     )
-    .map_err(|refusal| {
-        tracing::info!(?refusal, "action refused");
-        let frame = console.frame(headers);
-        html_page(
-            refusal.status(),
-            pages::layout(
-                &frame,
-                Section::None,
-                refusal.title(),
-                html! {
-                    div class="error-page" {
-                        p class="code" { (refusal.status()) }
-                        h1 { (refusal.title()) }
-                        p class="message" { (refusal.message()) }
-                        p { a href=(back) { "← Back" } }
-                    }
-                },
-            ),
-        )
-    })
+    .inspect_err(|refusal| tracing::info!(?refusal, "action refused"))
+}
+
+/// A refused action as its own page, with the way back.
+fn refused(console: &Console, headers: &HeaderMap, refusal: auth::Refusal, back: &str) -> Response {
+    html_page(
+        refusal.status(),
+        pages::layout(
+            &console.frame(headers),
+            Section::None,
+            refusal.title(),
+            html! {
+                div class="error-page" {
+                    p class="code" { (refusal.status()) }
+                    h1 { (refusal.title()) }
+                    p class="message" { (refusal.message()) }
+                    p { a href=(back) { "← Back" } }
+                }
+            },
+        ),
+    )
 }
 
 /// 303 to `location`, remembering the operator (and the token when it was typed).
@@ -466,9 +466,9 @@ async fn change_priority(
         Err(error) => return unreadable(&console, &headers, Section::None, error),
     };
     let back = query::order_href(&order_id);
-    let grant = match authorize(&console, &headers, &form.credentials, &back) {
+    let grant = match authorize(&console, &headers, &form.credentials) {
         Ok(grant) => grant,
-        Err(refused) => return refused,
+        Err(refusal) => return refused(&console, &headers, refusal, &back),
     };
     let Some(priority) = form
         .priority
@@ -535,9 +535,9 @@ async fn replay(
         Err(error) => return unreadable(&console, &headers, Section::DeadLetters, error),
     };
     let back = query::link("/deadletters", &[("service", form.service.trim())]);
-    let grant = match authorize(&console, &headers, &form.credentials, &back) {
+    let grant = match authorize(&console, &headers, &form.credentials) {
         Ok(grant) => grant,
-        Err(refused) => return refused,
+        Err(refusal) => return refused(&console, &headers, refusal, &back),
     };
     let Some(sequence) = sequence.parse::<u64>().ok().filter(|s| *s > 0) else {
         return failure_page(

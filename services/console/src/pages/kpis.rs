@@ -64,8 +64,8 @@ fn filters(query: &KpiQuery) -> Markup {
 }
 
 fn figures(r: &pb::GetKpisReply) -> Markup {
-    let fill = r.fill_rate.clone().unwrap_or_default();
-    let otif = r.otif.clone().unwrap_or_default();
+    let fill = r.fill_rate.unwrap_or_default();
+    let otif = r.otif.unwrap_or_default();
     let aging = r.aging.clone().unwrap_or_default();
     let eta = r.eta_accuracy.clone().unwrap_or_default();
     let lost = r.lost_demand.clone().unwrap_or_default();
@@ -336,8 +336,8 @@ fn compliance(customers: &[pb::CustomerCompliance]) -> Markup {
                 }
                 tbody {
                     @for c in customers {
-                        @let otif = c.otif.clone().unwrap_or_default();
-                        @let fill = c.fill_rate.clone().unwrap_or_default();
+                        @let otif = c.otif.unwrap_or_default();
+                        @let fill = c.fill_rate.unwrap_or_default();
                         tr {
                             td { a href=(WorklistQuery { customer: c.customer_id.clone(), ..Default::default() }.href()) title="Open backorders of this customer" { (c.customer_id) } }
                             td class="meter-cell" {
