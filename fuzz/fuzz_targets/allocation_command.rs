@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let subjects = Subjects::new("fz").expect("a valid prefix");
-    let subject = match pick % 9 {
+    let subject = match pick % 10 {
         0 => subjects.order_accepted(),
         1 => subjects.stock_received(),
         2 => subjects.stock_adjusted(),
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         5 => subjects.sku_upserted(),
         6 => subjects.supply_updated(),
         7 => subjects.delay_answer(),
+        8 => subjects.order_priority(),
         // A subject allocation does not consume.
         _ => subjects.order_placed(),
     };
@@ -240,6 +241,10 @@ fn rules_on(command: &Command) {
             project(std::slice::from_ref(&line), &settings(None));
         }
         Command::AnswerDelay(_) => {}
+        // Bounded where it decodes; the engine only stores it and re-projects the queues it moves.
+        Command::ChangePriority(change) => {
+            assert!(limits::PRIORITIES.contains(&change.priority));
+        }
         // Refused by name: the engine records the refusal and runs no rule.
         Command::Refuse { reason, .. } => assert!(
             reason.len() <= MAX_REASON_LEN,

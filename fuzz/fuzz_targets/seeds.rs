@@ -9,8 +9,8 @@ use std::path::Path;
 use backorder_e2e::messages;
 use backorder_fuzz::{frame, now};
 use backorder_proto::v1::{
-    ClockAdvanced, CustomerPreferences, DeadLetter, DelayAnswer, OrderAccepted, ReorderNeeded,
-    ReorderRule, SkuUpserted, SupplyUpdated,
+    ClockAdvanced, CustomerPreferences, DeadLetter, DelayAnswer, OrderAccepted, OrderPriorityChanged,
+    ReorderNeeded, ReorderRule, SkuUpserted, SupplyUpdated,
 };
 use backorder_runtime::time;
 use chrono::Duration;
@@ -99,6 +99,13 @@ fn write_all() -> std::io::Result<()> {
         agree: true,
     };
     write(alloc, "delay-answer", &picked(7, &answer))?;
+    let priority = OrderPriorityChanged {
+        request_id: "desk/1".into(),
+        order_id: "SO-1042".into(),
+        priority: 10,
+        reason: "retailer contract (by ops)".into(),
+    };
+    write(alloc, "order-priority", &picked(8, &priority))?;
 
     // replenishment-trigger: a product-master upsert, then shortage reports, the second answered by a PO.
     let report =

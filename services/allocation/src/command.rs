@@ -1,8 +1,8 @@
 //! What allocation is asked to do, decoded and checked from the messages it consumes.
 
 use backorder_proto::v1::{
-    DelayAnswer, OrderAccepted, OrderCancelRequested, OrderPlaced, ShipmentConfirmed, SkuUpserted,
-    StockAdjusted, StockReceived, SupplyUpdated,
+    DelayAnswer, OrderAccepted, OrderCancelRequested, OrderPlaced, OrderPriorityChanged,
+    ShipmentConfirmed, SkuUpserted, StockAdjusted, StockReceived, SupplyUpdated,
 };
 use backorder_runtime::limits::{self, Check};
 use backorder_runtime::{Subjects, digest, time};
@@ -37,6 +37,8 @@ pub enum Command {
         sequence: u64,
     },
     AnswerDelay(DelayAnswer),
+    /// A new priority for an order's lines (from the OMS or the desk): its waiting lines move in their queues.
+    ChangePriority(OrderPriorityChanged),
     /// A message with a field out of bounds: refused by name, nothing else happens.
     Refuse {
         command: Box<Command>,
@@ -95,6 +97,8 @@ impl Command {
             }
         } else if subject == subjects.delay_answer() {
             Command::AnswerDelay(DelayAnswer::decode(payload).map_err(bad)?)
+        } else if subject == subjects.order_priority() {
+            Command::ChangePriority(OrderPriorityChanged::decode(payload).map_err(bad)?)
         } else {
             return Err(format!("allocation does not handle subject {subject}"));
         };
@@ -120,6 +124,7 @@ impl Command {
             Command::UpsertSku { sku, .. } => &sku.sku,
             Command::UpdateSupply { supply, .. } => &supply.po_id,
             Command::AnswerDelay(a) => &a.answer_id,
+            Command::ChangePriority(p) => &p.request_id,
             Command::Refuse { command, .. } => return command.has_id(),
         };
         let mut c = Check::new();
@@ -156,6 +161,7 @@ impl Command {
                 position(*published, *sequence)
             ),
             Command::AnswerDelay(a) => format!("delay-answer/{}", a.answer_id),
+            Command::ChangePriority(p) => format!("priority/{}", p.request_id),
             Command::Refuse { command, .. } => command.message_id(),
         }
     }
@@ -171,6 +177,7 @@ impl Command {
             Command::UpsertSku { .. } => subjects.sku_upserted(),
             Command::UpdateSupply { .. } => subjects.supply_updated(),
             Command::AnswerDelay(_) => subjects.delay_answer(),
+            Command::ChangePriority(_) => subjects.order_priority(),
             Command::Refuse { command, .. } => command.subject(subjects),
         }
     }
@@ -181,6 +188,7 @@ impl Command {
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
             Command::CancelOrder(c) => Some(&c.order_id),
             Command::AnswerDelay(a) => Some(&a.order_id),
+            Command::ChangePriority(p) => Some(&p.order_id),
             _ => None,
         }
     }
@@ -199,6 +207,7 @@ impl Command {
             Command::ConfirmShipment { .. }
             | Command::CancelOrder(_)
             | Command::AnswerDelay(_)
+            | Command::ChangePriority(_)
             | Command::Refuse { .. } => vec![],
         }
     }
@@ -210,6 +219,7 @@ impl Command {
             Command::ConfirmShipment { shipment, .. } => Some(&shipment.order_id),
             Command::CancelOrder(c) => Some(&c.order_id),
             Command::AnswerDelay(a) => Some(&a.order_id),
+            Command::ChangePriority(p) => Some(&p.order_id),
             Command::Refuse { command, .. } => command.order_id(),
             _ => None,
         }
@@ -298,6 +308,12 @@ impl Command {
                 c.id("answer_id", &a.answer_id);
                 c.id("order_id", &a.order_id);
             }
+            Command::ChangePriority(p) => {
+                c.id("request_id", &p.request_id);
+                c.id("order_id", &p.order_id);
+                c.priority("priority", p.priority);
+                c.text("reason", &p.reason, limits::MAX_TEXT_LEN);
+            }
             Command::UpsertSku { sku, .. } => {
                 c.id("sku", &sku.sku);
                 c.quantity("max_backorder_quantity", sku.max_backorder_quantity, 0);
@@ -333,6 +349,7 @@ impl Command {
             Command::UpsertSku { sku, .. } => ("SKU upsert", sku.sku.as_str()),
             Command::UpdateSupply { supply, .. } => ("supply update of PO", supply.po_id.as_str()),
             Command::AnswerDelay(a) => ("delay answer", a.answer_id.as_str()),
+            Command::ChangePriority(p) => ("priority change", p.request_id.as_str()),
             Command::Refuse { command, .. } => return command.what(),
         };
         format!("{kind} {}", limits::shown(id).trim_matches('"'))
@@ -350,6 +367,7 @@ impl Command {
             Command::UpsertSku { sku, .. } => digest::of(sku),
             Command::UpdateSupply { supply, .. } => digest::of(supply),
             Command::AnswerDelay(a) => digest::of(a),
+            Command::ChangePriority(p) => digest::of(p),
             Command::Refuse { command, .. } => command.digest(),
         }
     }
@@ -412,6 +430,7 @@ impl Command {
                 a.order_id,
                 if a.agree { "agreed" } else { "declined" }
             ),
+            Command::ChangePriority(p) => format!("order {}, priority {}", p.order_id, p.priority),
             Command::Refuse { command, .. } => command.summary(),
         }
     }

@@ -184,6 +184,7 @@ impl Application {
                     subjects.sku_upserted(),
                     subjects.supply_updated(),
                     subjects.delay_answer(),
+                    subjects.order_priority(),
                 ],
             )
             .await?;

@@ -8,7 +8,7 @@
 
 mod backorders;
 mod deadletters;
-mod kpi;
+pub mod kpi;
 mod order;
 mod preview;
 mod priority;

@@ -1,17 +1,18 @@
 //! `<p>.api.receipt.preview`: what a receipt would do, by the same rules, changing nothing. The engine runs
 //! the real receipt in a transaction it rolls back (`engine/preview.rs`); this checks the request as the
-//! consumer checks a `StockReceived` and shapes the outcome.
+//! consumer checks a `StockReceived` and shapes the outcome. The queue after it is shaped as `sku.queue` shapes
+//! a queue (`view`): the same places, covering supply and lateness, from the supply the receipt leaves.
 
 use backorder_proto::v1::{
-    AllocationLine, PreviewFill, PreviewOrder, PreviewReceiptReply, PreviewReceiptRequest, Promise,
-    QueueEntry, QueuePlace, StockFigures,
+    AllocationLine, PreviewFill, PreviewOrder, PreviewReceiptReply, PreviewReceiptRequest,
+    QueueEntry, StockFigures,
 };
 use backorder_runtime::limits::{self, Check};
 use backorder_runtime::time::to_proto;
-use chrono::{DateTime, Duration, NaiveTime, Utc};
 
+use super::view::{self, Dates, SupplyLine};
 use super::{Api, ApiError};
-use crate::engine::{QueuedAfter, ReceiptPreview};
+use crate::engine::ReceiptPreview;
 
 impl Api {
     pub async fn receipt_preview(
@@ -78,11 +79,7 @@ fn reply(preview: &ReceiptPreview) -> PreviewReceiptReply {
                 status_after: o.status as i32,
             })
             .collect(),
-        waiting: preview
-            .waiting
-            .iter()
-            .map(|q| entry(q, preview.as_of))
-            .collect(),
+        waiting: waiting(preview),
         stock_after: Some(StockFigures {
             on_hand: stock.on_hand,
             allocated: stock.allocated,
@@ -96,70 +93,51 @@ fn reply(preview: &ReceiptPreview) -> PreviewReceiptReply {
     }
 }
 
-fn entry(q: &QueuedAfter, now: DateTime<Utc>) -> QueueEntry {
-    let (po_id, po_line_no, po_expected_at) = match &q.covered_by {
-        Some((po_id, line_no, expected_at)) => {
-            (po_id.clone(), *line_no as u32, Some(to_proto(*expected_at)))
-        }
-        None => (String::new(), 0, None),
-    };
-    QueueEntry {
-        order_id: q.order_id.clone(),
-        line_no: q.line_no as u32,
-        customer_id: q.customer_id.clone(),
-        priority: q.priority,
-        placed_at: Some(to_proto(q.placed_at)),
-        backordered: q.backordered,
-        place: Some(QueuePlace {
-            position: q.position as u32,
-            units_ahead: q.units_ahead,
-            po_id,
-            po_line_no,
-            po_expected_at,
-        }),
-        promise: Some(Promise {
-            eta: q.eta.map(to_proto),
-            eta_estimated: q.eta_estimated,
-            eta_late: q.eta_late,
-            promised_eta: q.promised_eta.map(to_proto),
-            late: late(q.eta, q.promised_eta, now),
-        }),
-        preorder: q.preorder,
-        eta_before: q.eta_before.map(to_proto),
-    }
-}
-
-/// A waiting line is late against its first promise when its ETA falls after the promised (UTC) day, or that
-/// day has passed.
-fn late(eta: Option<DateTime<Utc>>, promised: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    let Some(promised) = promised else {
-        return false;
-    };
-    let day_after = limits::add(
-        promised.date_naive().and_time(NaiveTime::MIN).and_utc(),
-        Duration::days(1),
-    );
-    eta.is_some_and(|eta| eta >= day_after) || now >= day_after
+/// The queue after the receipt, as `sku.queue` would show it then.
+fn waiting(preview: &ReceiptPreview) -> Vec<QueueEntry> {
+    let supply: Vec<SupplyLine> = preview
+        .supply
+        .iter()
+        .map(|s| SupplyLine {
+            sku: preview.sku.clone(),
+            po_id: s.po_id.clone(),
+            line_no: s.line_no,
+            expected_at: s.expected_at,
+            quantity_open: s.quantity_open,
+        })
+        .collect();
+    let units: Vec<i64> = preview.waiting.iter().map(|q| q.backordered).collect();
+    let coverage = view::coverage(preview.as_of, &units, &supply, &preview.settings);
+    preview
+        .waiting
+        .iter()
+        .zip(coverage.places)
+        .map(|(q, place)| {
+            let dates = Dates {
+                eta: q.eta,
+                eta_estimated: q.eta_estimated,
+                eta_late: q.eta_late,
+                promised_eta: q.promised_eta,
+            };
+            QueueEntry {
+                order_id: q.order_id.clone(),
+                line_no: q.line_no as u32,
+                customer_id: q.customer_id.clone(),
+                priority: q.priority,
+                placed_at: Some(to_proto(q.placed_at)),
+                backordered: q.backordered,
+                place: Some(place),
+                promise: Some(view::promise(preview.as_of, true, &dates)),
+                preorder: q.preorder,
+                eta_before: q.eta_before.map(to_proto),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn a_line_is_late_when_its_eta_or_now_is_past_the_promised_day() {
-        let promised = Some(at("2026-12-10T15:00:00Z"));
-        let now = at("2026-12-01T00:00:00Z");
-        // Later the same day is still on the day promised.
-        assert!(!late(Some(at("2026-12-10T23:59:59Z")), promised, now));
-        assert!(late(Some(at("2026-12-11T00:00:00Z")), promised, now));
-        assert!(late(None, promised, at("2026-12-11T00:00:00Z")));
-        assert!(!late(Some(at("2027-01-01T00:00:00Z")), None, now));
-    }
 
     #[test]
     fn a_request_out_of_bounds_is_refused_by_field() {

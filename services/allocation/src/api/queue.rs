@@ -120,26 +120,20 @@ impl Api {
                 lead_time_days: settings.lead_time.num_days() as i32,
             },
         };
-        let mut ahead = 0;
         let entries = queue
             .into_iter()
-            .zip(&coverage.sources)
-            .enumerate()
-            .map(|(i, (q, source))| {
-                let place = view::place(i + 1, ahead, source.map(|s| &supply[s]));
-                ahead += q.backordered;
-                QueueEntry {
-                    place: Some(place),
-                    promise: Some(view::promise(now, true, &q.dates)),
-                    order_id: q.order_id,
-                    line_no: q.line_no as u32,
-                    customer_id: q.customer_id,
-                    priority: q.priority,
-                    placed_at: Some(to_proto(q.placed_at)),
-                    backordered: q.backordered,
-                    preorder: q.preorder,
-                    eta_before: None,
-                }
+            .zip(coverage.places)
+            .map(|(q, place)| QueueEntry {
+                place: Some(place),
+                promise: Some(view::promise(now, true, &q.dates)),
+                order_id: q.order_id,
+                line_no: q.line_no as u32,
+                customer_id: q.customer_id,
+                priority: q.priority,
+                placed_at: Some(to_proto(q.placed_at)),
+                backordered: q.backordered,
+                preorder: q.preorder,
+                eta_before: None,
             })
             .collect();
         Ok(GetSkuQueueReply {

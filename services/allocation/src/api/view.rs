@@ -114,11 +114,14 @@ pub(crate) fn covering(
     index.into_iter().map(|i| etas[i].source).collect()
 }
 
-/// A SKU's whole queue (each line's waiting units, in fill order) against its open supply.
+/// A SKU's whole queue (each line's waiting units, in fill order) against its open supply: what `sku.queue`
+/// and the receipt preview's queue after it show.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Coverage {
     /// Per line of the queue: the index into the supply of the line that covers its last unit.
     pub sources: Vec<Option<usize>>,
+    /// Per line of the queue: its place (position, units ahead, covering supply).
+    pub places: Vec<QueuePlace>,
     /// The open supply in the order it arrives, with the part of the queue each covers.
     pub supply: Vec<SupplyCover>,
     /// Waiting units no open supply covers.
@@ -164,8 +167,20 @@ pub(crate) fn coverage(
         before += line.quantity_open;
     }
     let covered: i64 = covers.iter().map(|c| c.covers_units).sum();
+    let mut ahead = 0;
+    let places = queue
+        .iter()
+        .zip(&sources)
+        .enumerate()
+        .map(|(i, (units, source))| {
+            let place = place(i + 1, ahead, source.map(|s| &supply[s]));
+            ahead += units;
+            place
+        })
+        .collect();
     Coverage {
         sources,
+        places,
         supply: covers,
         uncovered: needed - covered,
     }
@@ -370,6 +385,20 @@ mod tests {
             [("PO-2", false, 1, 1, 25), ("PO-1", false, 2, 3, 30)]
         );
         assert_eq!(all.uncovered, 5);
+        let places: Vec<(u32, i64, &str)> = all
+            .places
+            .iter()
+            .map(|p| (p.position, p.units_ahead, p.po_id.as_str()))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (1, 0, "PO-2"),
+                (2, 20, "PO-1"),
+                (3, 30, "PO-1"),
+                (4, 50, "")
+            ]
+        );
 
         // Lines picked out of the queue by their units ahead get the same sources as the whole walk.
         let picked = covering(day(0), &[(20, 10), (50, 10)], &supply, &settings());

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use backorder_proto::v1::OrderCancelRequested;
 use prost::Message;
 
-use backorder_proto::v1::DelayAnswer;
+use backorder_proto::v1::{DelayAnswer, OrderPriorityChanged};
 
 use super::{Applied, Delta, LineRow, Work};
 use crate::command::Command;
@@ -55,19 +55,28 @@ impl Work<'_> {
         } else {
             format!("cancelled: {}", request.reason.trim())
         };
-        self.cancel_units(order_id, &lines, &plan, &reason, cause)
-            .await?;
+        self.cancel_units(
+            order_id,
+            &lines,
+            &plan,
+            &reason,
+            Lost::CustomerCancelled,
+            cause,
+        )
+        .await?;
         Ok(Applied::Done)
     }
 
     /// Carries out a planned cancellation of `lines` (the order's lines as they are): backordered units leave
-    /// the queue, allocated ones go back to stock and on to the next backorders in line.
+    /// the queue, allocated ones go back to stock and on to the next backorders in line. The backordered ones
+    /// are demand lost for lack of stock, recorded as `lost`.
     pub(super) async fn cancel_units(
         &mut self,
         order_id: &str,
         lines: &[LineRow],
         plan: &[rules::Cancel],
         reason: &str,
+        lost: Lost,
         cause: &str,
     ) -> Result<(), sqlx::Error> {
         self.lock_skus_of(lines).await?;
@@ -75,8 +84,17 @@ impl Work<'_> {
         let by_line: BTreeMap<i32, &LineRow> = lines.iter().map(|l| (l.line_no, l)).collect();
         let mut freed = BTreeSet::new();
         let mut changes = Vec::with_capacity(plan.len());
+        let mut lost_units = Vec::new();
         for cancel in plan {
             let line = by_line[&cancel.line_no];
+            if cancel.from_backordered > 0 {
+                lost_units.push((
+                    cancel.line_no,
+                    line.sku.clone(),
+                    cancel.from_backordered,
+                    lost,
+                ));
+            }
             let withdrawn = (line.released - (line.allocated - cancel.from_allocated)).max(0);
             let delta = Delta {
                 allocated: -cancel.from_allocated,
@@ -106,6 +124,7 @@ impl Work<'_> {
             );
         }
         self.change_lines(&changes, cause).await?;
+        self.record_lost(order_id, &lost_units, cause).await?;
         tracing::info!(
             units = plan
                 .iter()
@@ -120,9 +139,64 @@ impl Work<'_> {
     }
 }
 
+/// Why units were cancelled for lack of stock (`lost_units.reason`; docs/kpis.md, lost demand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lost {
+    /// At intake: the SKU takes no backorders.
+    NotBackorderable,
+    /// At intake: the SKU takes no more backorders (its limit is reached).
+    OverCap,
+    /// Waiting units, when the customer declined a delay or did not answer in time.
+    NoConsent,
+    /// Waiting units the customer cancelled.
+    CustomerCancelled,
+}
+
+impl Lost {
+    pub(super) fn reason(self) -> &'static str {
+        match self {
+            Lost::NotBackorderable => "not_backorderable",
+            Lost::OverCap => "over_cap",
+            Lost::NoConsent => "no_consent",
+            Lost::CustomerCancelled => "customer_cancelled",
+        }
+    }
+}
+
 impl Work<'_> {
-    /// Keeps a request for an order not seen yet (a cancellation, a delay answer) until the order arrives;
-    /// false when the order committed meanwhile (then the caller carries the request out at once).
+    /// Records units of the order's lines (line, SKU, units, why) as lost demand, in this transaction, under
+    /// the order's customer and the message that caused it.
+    pub(super) async fn record_lost(
+        &mut self,
+        order_id: &str,
+        lost: &[(i32, String, i64, Lost)],
+        cause: &str,
+    ) -> Result<(), sqlx::Error> {
+        if lost.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into lost_units (order_id, line_no, sku, customer_id, reason, units, cause, at)
+             select o.order_id, l.line_no, l.sku, o.customer_id, l.reason, l.units, $6, $7
+             from unnest($2::int[], $3::text[], $4::bigint[], $5::text[]) as l(line_no, sku, units, reason)
+             join orders o on o.order_id = $1",
+        )
+        .bind(order_id)
+        .bind(lost.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.2).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.3.reason()).collect::<Vec<_>>())
+        .bind(cause)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Work<'_> {
+    /// Keeps a request for an order not seen yet (a cancellation, a delay answer, a priority change) until the
+    /// order arrives; false when the order committed meanwhile (then the caller carries the request out at once).
     ///
     /// The order's lock ([`lock_order_id`](Self::lock_order_id)) is taken first, as the transaction that
     /// accepts an order takes it before it reads what was kept: either that one committed before (the order
@@ -206,6 +280,16 @@ impl Work<'_> {
                     }
                     Err(error) => {
                         tracing::error!(%id, %error, "a kept delay answer does not decode");
+                        continue;
+                    }
+                },
+                "priority" => match OrderPriorityChanged::decode(payload.as_slice()) {
+                    Ok(change) => {
+                        let applied = self.change_priority(&change, &id).await?;
+                        (Command::ChangePriority(change), applied)
+                    }
+                    Err(error) => {
+                        tracing::error!(%id, %error, "a kept priority change does not decode");
                         continue;
                     }
                 },

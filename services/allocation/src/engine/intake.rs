@@ -1,11 +1,23 @@
 //! A new order: allocate what is free, backorder what the SKU rules allow, cancel the rest at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use backorder_proto::v1::OrderPlaced;
 
+use super::cancel::Lost;
 use super::{Applied, Work};
 use crate::rules::{self, Room};
+
+/// Per SKU of an order, what its product-master rules allow.
+struct Rules {
+    /// How many more units it may backorder.
+    room: HashMap<String, Room>,
+    /// It sells as a pre-order.
+    preorder: HashMap<String, bool>,
+    /// It takes backorders up to a limit: what does not fit is lost over the cap (not as unbackorderable),
+    /// also when earlier orders reached the limit already.
+    capped: HashSet<String>,
+}
 
 /// A SKU's product-master rules, as far as intake needs them.
 #[derive(sqlx::FromRow)]
@@ -55,7 +67,11 @@ impl Work<'_> {
         self.causes
             .insert(order.order_id.clone(), cause.to_string());
 
-        let (mut room, preorder) = self.sku_rules(order).await?;
+        let Rules {
+            mut room,
+            preorder,
+            capped,
+        } = self.sku_rules(order).await?;
         let limits = room.clone();
         let mut available: HashMap<String, i64> = self
             .stock
@@ -69,6 +85,7 @@ impl Work<'_> {
         );
 
         let day = placed_at.date_naive();
+        let mut lost = Vec::new();
         for (line, split) in order.lines.iter().zip(&splits) {
             let line_no = line.line_no as i32;
             let stock = self.stock_mut(&line.sku);
@@ -98,12 +115,20 @@ impl Work<'_> {
                 "backorder"
             };
             let why_cancelled = match limits.get(&line.sku) {
-                Some(Room::Limited(0)) | None => "the SKU takes no backorders".to_string(),
-                Some(Room::Limited(left)) => {
+                Some(Room::Limited(left)) if capped.contains(&line.sku) => {
                     format!("the SKU's backorder limit left room for {left} units")
                 }
+                Some(Room::Limited(_)) | None => "the SKU takes no backorders".to_string(),
                 Some(Room::Unlimited) => String::new(),
             };
+            if split.cancelled > 0 {
+                let reason = if capped.contains(&line.sku) {
+                    Lost::OverCap
+                } else {
+                    Lost::NotBackorderable
+                };
+                lost.push((line_no, line.sku.clone(), split.cancelled, reason));
+            }
             for (change, quantity, detail) in [
                 (
                     "allocated",
@@ -159,6 +184,7 @@ impl Work<'_> {
         .execute(&mut *self.tx)
         .await?;
 
+        self.record_lost(&order.order_id, &lost, cause).await?;
         self.apply_kept(&order.order_id).await?;
         tracing::info!(
             allocated = splits.iter().map(|s| s.allocated).sum::<i64>(),
@@ -169,11 +195,9 @@ impl Work<'_> {
         Ok(Applied::Done)
     }
 
-    /// Per SKU of the order: how many more units it may backorder, and whether it sells as a pre-order.
-    async fn sku_rules(
-        &mut self,
-        order: &OrderPlaced,
-    ) -> Result<(HashMap<String, Room>, HashMap<String, bool>), sqlx::Error> {
+    /// Per SKU of the order: how many more units it may backorder, whether it sells as a pre-order and
+    /// whether its backorders are capped.
+    async fn sku_rules(&mut self, order: &OrderPlaced) -> Result<Rules, sqlx::Error> {
         let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
         let known: Vec<SkuRule> = sqlx::query_as(
             "select sku, backorderable, max_backorder_quantity, preorder from skus where sku = any($1)",
@@ -188,6 +212,7 @@ impl Work<'_> {
         };
         let mut room: HashMap<String, Room> = skus.iter().map(|s| (s.clone(), default)).collect();
         let mut preorder: HashMap<String, bool> = skus.iter().map(|s| (s.clone(), false)).collect();
+        let mut capped = HashSet::new();
         for rule in known {
             preorder.insert(rule.sku.clone(), rule.preorder);
             let limit = if !rule.backorderable {
@@ -195,12 +220,17 @@ impl Work<'_> {
             } else if rule.max_backorder_quantity > 0 {
                 // The SKU's row is locked for this batch and counts its open backordered units.
                 let open = self.stock[&rule.sku].backordered;
+                capped.insert(rule.sku.clone());
                 Room::Limited((rule.max_backorder_quantity - open).max(0))
             } else {
                 Room::Unlimited
             };
             room.insert(rule.sku, limit);
         }
-        Ok((room, preorder))
+        Ok(Rules {
+            room,
+            preorder,
+            capped,
+        })
     }
 }

@@ -14,6 +14,7 @@ mod announce;
 mod cancel;
 mod intake;
 mod preview;
+mod priority;
 mod promise;
 mod ship;
 mod sku;
@@ -32,7 +33,7 @@ use crate::events::{self, LineState, Outgoing};
 use crate::rules::{LineUnits, LineView};
 use backorder_runtime::Subjects;
 
-pub use preview::{OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
+pub use preview::{OpenSupply, OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
 
 /// What the record of handled messages says of a message's id.
 enum Claim {
@@ -588,6 +589,7 @@ impl Work<'_> {
                     .await?
             }
             Command::AnswerDelay(answer) => self.answer_delay(answer, &id).await?,
+            Command::ChangePriority(change) => self.change_priority(change, &id).await?,
             Command::Refuse { reason, .. } => Applied::Refused(reason.clone()),
         };
         match &applied {

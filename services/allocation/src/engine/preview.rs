@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::{Applied, Engine, Work, is_retryable};
 use crate::command::Command;
-use crate::eta::{self, Supply, Waiting};
+use crate::eta::Settings;
 
 /// What a receipt would do, as read off before the rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,10 @@ pub struct ReceiptPreview {
     pub orders: Vec<OrderAfter>,
     /// The SKU's queue after the receipt, in fill order.
     pub waiting: Vec<QueuedAfter>,
+    /// The SKU's open purchase-order lines after the receipt, earliest first, and the projection's settings
+    /// for it: what the queue's places and covering supply are worked out from (`api::view`).
+    pub supply: Vec<OpenSupply>,
+    pub settings: Settings,
     pub stock: StockAfter,
 }
 
@@ -56,7 +60,7 @@ pub struct OrderAfter {
     pub status: order_status::Status,
 }
 
-/// A waiting line after the receipt: its place, its new promise and its ETA before.
+/// A waiting line after the receipt: its new promise and its ETA before.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct QueuedAfter {
     pub order_id: String,
@@ -72,15 +76,6 @@ pub struct QueuedAfter {
     pub promised_eta: Option<DateTime<Utc>>,
     #[sqlx(skip)]
     pub eta_before: Option<DateTime<Utc>>,
-    /// 1 is served first.
-    #[sqlx(skip)]
-    pub position: usize,
-    /// Waiting units of the SKU served before this line.
-    #[sqlx(skip)]
-    pub units_ahead: i64,
-    /// The open purchase-order line that covers the line's last unit: (PO, line, expected); none: an estimate.
-    #[sqlx(skip)]
-    pub covered_by: Option<(String, i32, DateTime<Utc>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +89,13 @@ pub struct StockAfter {
     pub inbound: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct OpenSupply {
-    po_id: String,
-    line_no: i32,
-    expected_at: DateTime<Utc>,
-    quantity_open: i64,
+/// An open purchase-order line of the SKU.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OpenSupply {
+    pub po_id: String,
+    pub line_no: i32,
+    pub expected_at: DateTime<Utc>,
+    pub quantity_open: i64,
 }
 
 impl Engine {
@@ -285,18 +281,7 @@ impl Work<'_> {
                 .fetch_optional(&mut *self.tx)
                 .await?;
         let mut waiting = self.queue(sku).await?;
-        let covers = coverage(
-            self.now,
-            &waiting,
-            &supply,
-            &self.policy.settings(lead_time),
-        );
-        let mut ahead = 0;
-        for (i, (line, cover)) in waiting.iter_mut().zip(covers).enumerate() {
-            line.position = i + 1;
-            line.units_ahead = ahead;
-            ahead += line.backordered;
-            line.covered_by = cover;
+        for line in &mut waiting {
             line.eta_before = before
                 .iter()
                 .find(|b| b.order_id == line.order_id && b.line_no == line.line_no)
@@ -314,6 +299,8 @@ impl Work<'_> {
             fills,
             orders,
             waiting,
+            supply,
+            settings: self.policy.settings(lead_time),
             stock: StockAfter {
                 on_hand: stock.on_hand,
                 allocated: stock.allocated,
@@ -324,38 +311,4 @@ impl Work<'_> {
             },
         })
     }
-}
-
-/// Per waiting line, the purchase-order line that covers its last unit, as the ETA projection walks the queue
-/// against the supply (the projection's `source`, which depends on the units and the supply only).
-fn coverage(
-    now: DateTime<Utc>,
-    queue: &[QueuedAfter],
-    supply: &[OpenSupply],
-    settings: &eta::Settings,
-) -> Vec<Option<(String, i32, DateTime<Utc>)>> {
-    let open: Vec<Supply> = supply
-        .iter()
-        .map(|s| Supply {
-            id: format!("{}/{}", s.po_id, s.line_no),
-            expected_at: s.expected_at,
-            open: s.quantity_open,
-        })
-        .collect();
-    let waiting: Vec<Waiting> = queue
-        .iter()
-        .map(|q| Waiting {
-            units: q.backordered,
-            current: None,
-        })
-        .collect();
-    eta::project(now, &waiting, &open, settings)
-        .into_iter()
-        .map(|eta| {
-            eta.source.map(|i| {
-                let s = &supply[i];
-                (s.po_id.clone(), s.line_no, s.expected_at)
-            })
-        })
-        .collect()
 }

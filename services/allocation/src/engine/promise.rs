@@ -8,6 +8,7 @@ use backorder_proto::v1::DelayAnswer;
 use backorder_runtime::limits::add;
 use chrono::{DateTime, Duration, Utc};
 
+use super::cancel::Lost;
 use super::{Appended, Applied, LineRow, Work};
 use crate::eta::{self, Eta, Settings, Supply, Waiting};
 use crate::rules;
@@ -449,7 +450,7 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Cancels every backordered unit of the order; what is allocated stays.
+    /// Cancels every backordered unit of the order, lost for want of consent; what is allocated stays.
     async fn cancel_waiting(
         &mut self,
         order_id: &str,
@@ -470,7 +471,7 @@ impl Work<'_> {
         if !waiting.is_empty() {
             let plan = rules::plan_cancel(&units, &waiting)
                 .expect("backordered units can always be cancelled");
-            self.cancel_units(order_id, &lines, &plan, reason, cause)
+            self.cancel_units(order_id, &lines, &plan, reason, Lost::NoConsent, cause)
                 .await?;
         }
         self.consent_settled.insert(order_id.to_string());
