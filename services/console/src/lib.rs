@@ -317,8 +317,9 @@ async fn sku_page(console: &Console, headers: &HeaderMap, sku: &str, query: &Sku
             Err(message) => Some(Err(Failure::new(400, message))),
         }
     };
-    let (queue, preview) = tokio::join!(console.api.sku_queue(sku), preview);
-    let _entered = span.enter();
+    let (queue, preview) = async { tokio::join!(console.api.sku_queue(sku), preview) }
+        .instrument(span)
+        .await;
     match queue {
         Err(failure) => failure_page(console, headers, Section::None, &failure),
         Ok(queue) => {
