@@ -30,6 +30,9 @@ pub const SERVICES: [&str; 4] = [
     "notifier",
 ];
 
+/// The web dashboard's binary, started on demand ([`System::start_console`]).
+pub const CONSOLE: &str = "console";
+
 /// How long a test waits for something before it fails: beyond the 30 s ack wait after which a message held
 /// by a killed service is redelivered.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -347,12 +350,23 @@ impl System {
     }
 
     fn launch(&self, service: &str, log: &str) -> anyhow::Result<Child> {
+        self.launch_with(service, log, &[])
+    }
+
+    /// Like [`launch`](Self::launch), with more environment for this process only.
+    fn launch_with(
+        &self,
+        service: &str,
+        log: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
         Command::new(self.bin_dir.join(service))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -367,15 +381,49 @@ impl System {
         Ok(())
     }
 
+    /// Starts the web dashboard (`console`) beside the services, on a port it picks (`BO_CONSOLE_ADDR=
+    /// 127.0.0.1:0`), with `token` as `BO_CONSOLE_TOKEN` (none: it only reads). [`console_url`]
+    /// (Self::console_url) says where it serves.
+    pub fn start_console(&mut self, token: Option<&str>) -> anyhow::Result<()> {
+        if !self.bin_dir.join(CONSOLE).exists() {
+            bail!(
+                "{} is missing: build it first (`cargo build -p console`)",
+                self.bin_dir.join(CONSOLE).display()
+            );
+        }
+        let mut env = vec![("BO_CONSOLE_ADDR", "127.0.0.1:0")];
+        if let Some(token) = token {
+            env.push(("BO_CONSOLE_TOKEN", token));
+        }
+        let child = self.launch_with(CONSOLE, &format!("{CONSOLE}.log"), &env)?;
+        self.children.retain(|(s, _)| *s != CONSOLE);
+        self.children.push((CONSOLE, child));
+        Ok(())
+    }
+
+    /// The console's address, `http://127.0.0.1:PORT`, from the line it logs when it starts.
+    pub async fn console_url(&self) -> anyhow::Result<String> {
+        let port = self.logged_port(CONSOLE, "console serving on").await?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
     /// Where `service` serves `/health`, `/ready` and `/metrics`: the port it was given, read from its log.
     pub async fn http_addr(&self, service: &str) -> anyhow::Result<std::net::SocketAddr> {
+        let port = self
+            .logged_port(service, "health and metrics served")
+            .await?;
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The port of the last `127.0.0.1:PORT` in a line of `service`'s log that contains `marker`, waited for.
+    async fn logged_port(&self, service: &str, marker: &str) -> anyhow::Result<u16> {
         let path = self.logs.join(format!("{service}.log"));
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let log = std::fs::read_to_string(&path).unwrap_or_default();
             let served = log
                 .lines()
-                .filter(|line| line.contains("health and metrics served"))
+                .filter(|line| line.contains(marker))
                 .filter_map(|line| line.split("127.0.0.1:").nth(1))
                 .filter_map(|rest| {
                     let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -383,11 +431,11 @@ impl System {
                 })
                 .next_back();
             if let Some(port) = served {
-                return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                return Ok(port);
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
-                    "{service} never said where it serves health and metrics; see {}",
+                    "{service} never logged \"{marker} 127.0.0.1:PORT\"; see {}",
                     path.display()
                 );
             }

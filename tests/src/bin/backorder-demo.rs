@@ -451,7 +451,7 @@ async fn desk(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
     let place = |order: &GetOrderReply| {
         let line = &order.lines[0];
         let queue = line.queue.clone().unwrap_or_default();
-        let promise = line.promise.clone().unwrap_or_default();
+        let promise = line.promise.unwrap_or_default();
         let eta = promise
             .eta
             .as_ref()
