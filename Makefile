@@ -67,6 +67,8 @@ test:
 	# The notifier's SMTP tests run a real local SMTP server (Python's aiosmtpd).
 	BO_SMTP_TEST_PYTHON="$$(scripts/ensure-smtp-test.sh | tail -n1)"
 	export BO_SMTP_TEST_PYTHON
+	# The console's browser test: Debian's chromium and playwright-core from npm (tests/browser).
+	scripts/ensure-chromium.sh --node >/dev/null
 	echo "NATS_URL=$$NATS_URL DATABASE_URL=$$DATABASE_URL" >&2
 	echo "+ $(CARGO) build --workspace --bins" >&2
 	$(CARGO) build --workspace --bins
