@@ -1,6 +1,6 @@
 //! Plumbing every backorder service shares, so no service carries its own copy: configuration, subject and
 //! stream names, the NATS/JetStream connection, the consume loop with its ack, retry and dead-letter rules,
-//! tracing across services, health and metrics, shutdown and the clock.
+//! tracing across services, health and metrics, shutdown and the clock, and asking a micro service endpoint.
 
 pub mod clock;
 pub mod config;
@@ -9,6 +9,7 @@ pub mod digest;
 pub mod jetstream;
 pub mod limits;
 pub mod ops;
+pub mod query;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;

@@ -15,6 +15,7 @@ use backorder_proto::v1::{
 };
 use backorder_proto::{Message, Timestamp};
 use backorder_runtime::jetstream::Bus;
+use backorder_runtime::query;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{Subjects, time};
 use chrono::{DateTime, Utc};
@@ -195,24 +196,10 @@ impl Service {
 
     /// A request that must be answered: the reply decoded.
     async fn ask<Rep: Message + Default>(&self, endpoint: &str, request: &impl Message) -> Rep {
-        let reply = self
-            .bus
-            .client
-            .request(
-                self.subjects().api(endpoint),
-                request.encode_to_vec().into(),
-            )
+        let subject = self.subjects().api(endpoint);
+        query::request(&self.bus.client, subject, request, Duration::from_secs(10))
             .await
-            .unwrap();
-        if let Some(headers) = &reply.headers {
-            assert!(
-                headers.get(NATS_SERVICE_ERROR_CODE).is_none(),
-                "{endpoint} failed: {:?} {:?}",
-                headers.get(NATS_SERVICE_ERROR_CODE),
-                headers.get(NATS_SERVICE_ERROR)
-            );
-        }
-        Rep::decode(reply.payload).unwrap()
+            .unwrap_or_else(|error| panic!("{endpoint} failed: {error}"))
     }
 
     /// A request that must be refused: its error code and message, from the micro service headers.

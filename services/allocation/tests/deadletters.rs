@@ -14,6 +14,7 @@ use backorder_proto::v1::{
     ReplayDeadLetterRequest, StockReceived,
 };
 use backorder_runtime::jetstream::Bus;
+use backorder_runtime::query::{self, QueryError};
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{Subjects, time};
 use sqlx::PgPool;
@@ -98,29 +99,12 @@ impl Running {
         endpoint: &str,
         request: &impl Message,
     ) -> Result<Rep, (u16, String)> {
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.bus
-                .client
-                .request(self.subjects.api(endpoint), request.encode_to_vec().into()),
-        )
-        .await
-        .expect("a reply, not a timeout")
-        .expect("a reply");
-        if let Some(code) = reply
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Service-Error-Code"))
-        {
-            let message = reply
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Service-Error"))
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_default();
-            return Err((code.as_str().parse().unwrap(), message));
+        let subject = self.subjects.api(endpoint);
+        match query::request(&self.bus.client, subject, request, Duration::from_secs(10)).await {
+            Ok(reply) => Ok(reply),
+            Err(QueryError::Refused { code, message }) => Err((code, message)),
+            Err(error) => panic!("{endpoint}: {error}"),
         }
-        Ok(Rep::decode(reply.payload).unwrap())
     }
 
     async fn list(&self, request: ListDeadLettersRequest) -> ListDeadLettersReply {

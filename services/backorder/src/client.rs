@@ -3,14 +3,9 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::client::RequestErrorKind;
 use backorder_runtime::Subjects;
+use backorder_runtime::query::{self, QueryError};
 use prost::Message;
-
-/// The NATS micro services protocol's error headers.
-pub const ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
-pub const ERROR_HEADER: &str = "Nats-Service-Error";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
@@ -61,36 +56,48 @@ impl Failure {
     }
 }
 
-/// The error a reply carries in its headers, if any: (code, message).
-pub fn service_error(headers: Option<&HeaderMap>) -> Option<(u16, String)> {
-    let headers = headers?;
-    let code = headers.get(ERROR_CODE_HEADER).map(|v| v.as_str().trim());
-    let message = headers.get(ERROR_HEADER).map(|v| v.as_str().to_string());
-    if code.is_none() && message.is_none() {
-        return None;
-    }
-    // A code that is not a number is still an error; 500 says so without inventing a reason.
-    let code = code.and_then(|c| c.parse().ok()).unwrap_or(500);
-    Some((code, message.unwrap_or_else(|| "no message".into())))
-}
-
-/// A reply as the endpoint's reply message, or the error it carries.
-pub fn decode_reply<Rep: Message + Default>(
+/// A [`QueryError`] of `endpoint` (asked on `subject`) as the failure the person at the terminal reads.
+pub fn failure(
+    error: QueryError,
     endpoint: &str,
-    headers: Option<&HeaderMap>,
-    payload: &[u8],
-) -> Result<Rep, Failure> {
-    if let Some((code, message)) = service_error(headers) {
-        return Err(Failure::Refused {
-            endpoint: endpoint.into(),
+    subject: String,
+    timeout: Duration,
+    nats_url: &str,
+    prefix: &str,
+) -> Failure {
+    let endpoint = endpoint.to_string();
+    match error {
+        QueryError::Refused { code, message } => Failure::Refused {
+            endpoint,
             code,
-            message,
-        });
+            message: if message.is_empty() {
+                "no message".into()
+            } else {
+                message
+            },
+        },
+        QueryError::Decode(detail) => Failure::BadReply {
+            endpoint,
+            detail: format!("the reply is not what the contract says: {detail}"),
+        },
+        QueryError::NoResponders => Failure::NoResponders {
+            endpoint,
+            subject,
+            nats_url: nats_url.into(),
+            prefix: prefix.into(),
+        },
+        QueryError::TimedOut => Failure::TimedOut {
+            endpoint,
+            subject,
+            timeout,
+            nats_url: nats_url.into(),
+            prefix: prefix.into(),
+        },
+        QueryError::Other(detail) => Failure::Unreachable {
+            nats_url: nats_url.into(),
+            detail: format!("{endpoint}: {detail}"),
+        },
     }
-    Rep::decode(payload).map_err(|e| Failure::BadReply {
-        endpoint: endpoint.into(),
-        detail: format!("the reply is not what the contract says: {e}"),
-    })
 }
 
 /// A connection to the query API of one prefix.
@@ -132,31 +139,18 @@ impl Api {
         request: &Req,
     ) -> Result<Rep, Failure> {
         let subject = self.subjects.api(endpoint);
-        let sent = async_nats::Request::new()
-            .payload(request.encode_to_vec().into())
-            .timeout(Some(self.timeout));
-        match self.client.send_request(subject.clone(), sent).await {
-            Ok(reply) => decode_reply(endpoint, reply.headers.as_ref(), &reply.payload),
-            Err(error) => Err(match error.kind() {
-                RequestErrorKind::NoResponders => Failure::NoResponders {
-                    endpoint: endpoint.into(),
+        query::request(&self.client, subject.clone(), request, self.timeout)
+            .await
+            .map_err(|error| {
+                failure(
+                    error,
+                    endpoint,
                     subject,
-                    nats_url: self.nats_url.clone(),
-                    prefix: self.subjects.prefix().into(),
-                },
-                RequestErrorKind::TimedOut => Failure::TimedOut {
-                    endpoint: endpoint.into(),
-                    subject,
-                    timeout: self.timeout,
-                    nats_url: self.nats_url.clone(),
-                    prefix: self.subjects.prefix().into(),
-                },
-                _ => Failure::Unreachable {
-                    nats_url: self.nats_url.clone(),
-                    detail: format!("{endpoint}: {error}"),
-                },
-            }),
-        }
+                    self.timeout,
+                    &self.nats_url,
+                    self.subjects.prefix(),
+                )
+            })
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -167,67 +161,63 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backorder_proto::v1::GetOrderReply;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, *v);
-        }
-        map
+    fn fail(error: QueryError) -> Failure {
+        failure(
+            error,
+            "order.get",
+            "shop.api.order.get".into(),
+            Duration::from_secs(3),
+            "nats://n:4222",
+            "shop",
+        )
     }
 
     #[test]
     fn an_error_reply_is_refused_with_its_code_and_message() {
-        let h = headers(&[
-            (ERROR_CODE_HEADER, "404"),
-            (ERROR_HEADER, "order SO-9 is not known"),
-        ]);
-        let failure = decode_reply::<GetOrderReply>("order.get", Some(&h), b"").unwrap_err();
+        let failure = fail(QueryError::Refused {
+            code: 404,
+            message: "order SO-9 is not known".into(),
+        });
         assert_eq!(
             failure.to_string(),
             "order.get: order SO-9 is not known (code 404)"
         );
         assert_eq!(failure.exit_code(), 1);
-        let h = headers(&[(ERROR_HEADER, "broken")]);
-        assert_eq!(service_error(Some(&h)), Some((500, "broken".into())));
-        let h = headers(&[(ERROR_CODE_HEADER, "503")]);
-        assert_eq!(service_error(Some(&h)), Some((503, "no message".into())));
+        let silent = fail(QueryError::Refused {
+            code: 503,
+            message: String::new(),
+        });
+        assert_eq!(silent.to_string(), "order.get: no message (code 503)");
     }
 
     #[test]
-    fn a_reply_without_error_headers_is_decoded() {
-        let reply = GetOrderReply {
-            order_id: "SO-1".into(),
-            ..Default::default()
-        };
-        let h = headers(&[("Nats-Msg-Id", "x")]);
+    fn a_reply_that_does_not_decode_is_a_bad_reply() {
+        let bad = fail(QueryError::Decode("buffer underflow".into()));
         assert_eq!(
-            decode_reply::<GetOrderReply>("order.get", Some(&h), &reply.encode_to_vec()),
-            Ok(reply.clone())
+            bad.to_string(),
+            "order.get: the reply is not what the contract says: buffer underflow"
         );
-        assert_eq!(
-            decode_reply::<GetOrderReply>("order.get", None, &reply.encode_to_vec()),
-            Ok(reply)
-        );
-        let bad = decode_reply::<GetOrderReply>("order.get", None, b"\xff\xff").unwrap_err();
-        assert!(matches!(bad, Failure::BadReply { .. }), "{bad}");
         assert_eq!(bad.exit_code(), 1);
     }
 
     #[test]
     fn nothing_answering_names_the_url_and_the_prefix_and_exits_2() {
-        let failure = Failure::NoResponders {
-            endpoint: "order.get".into(),
-            subject: "shop.api.order.get".into(),
-            nats_url: "nats://n:4222".into(),
-            prefix: "shop".into(),
-        };
+        let failure = fail(QueryError::NoResponders);
         assert_eq!(
             failure.to_string(),
             "order.get: nothing answers on shop.api.order.get (NATS_URL=nats://n:4222, BO_PREFIX=shop): \
              is allocation running?"
         );
         assert_eq!(failure.exit_code(), 2);
+        let late = fail(QueryError::TimedOut);
+        assert!(late.to_string().contains("within 3s"), "{late}");
+        assert_eq!(late.exit_code(), 2);
+        let closed = fail(QueryError::Other("connection closed".into()));
+        assert_eq!(
+            closed.to_string(),
+            "cannot reach NATS at nats://n:4222 (NATS_URL): order.get: connection closed"
+        );
+        assert_eq!(closed.exit_code(), 2);
     }
 }

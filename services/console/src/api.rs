@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use backorder_proto::v1 as pb;
 use backorder_runtime::Subjects;
+use backorder_runtime::query::{self, QueryError};
 use prost::Message;
 
 /// Why a page could not get what it asked for: the API's own error (its micro services error headers) or the
@@ -33,21 +34,43 @@ impl Failure {
     }
 }
 
-/// The micro services error headers of a reply, as a failure; `None` for a reply without them.
-pub fn service_error(headers: Option<&async_nats::HeaderMap>) -> Option<Failure> {
-    let headers = headers?;
-    let code = headers.get("Nats-Service-Error-Code")?.as_str().trim();
-    let message = headers
-        .get("Nats-Service-Error")
-        .map(|v| v.as_str().to_string())
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| format!("the query API answered with error {code}"));
-    let status = code
-        .parse::<u16>()
-        .ok()
-        .filter(|status| (400..=599).contains(status))
-        .unwrap_or(502);
-    Some(Failure { status, message })
+/// A [`QueryError`] on `subject` as the page's status and message: the API's own code when it refused (502 for
+/// a code that is no HTTP error), 502 for a reply that does not decode, 503 when nothing answers in time.
+pub fn failure<Rep>(error: QueryError, subject: &str, timeout: Duration, prefix: &str) -> Failure {
+    match error {
+        QueryError::Refused { code, message } => {
+            let message = if message.is_empty() {
+                format!("the query API answered with error {code}")
+            } else {
+                message
+            };
+            let status = Some(code)
+                .filter(|status| (400..=599).contains(status))
+                .unwrap_or(502);
+            Failure { status, message }
+        }
+        QueryError::Decode(e) => {
+            let name = std::any::type_name::<Rep>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("reply");
+            Failure::new(502, format!("The reply on {subject} is not a {name}: {e}"))
+        }
+        QueryError::NoResponders => Failure::new(
+            503,
+            format!(
+                "Nothing answers on {subject}: the query API is served by allocation; is it running with BO_PREFIX={prefix}?"
+            ),
+        ),
+        QueryError::TimedOut => Failure::new(
+            503,
+            format!(
+                "The query API did not answer on {subject} within {:.1} s; try again.",
+                timeout.as_secs_f64()
+            ),
+        ),
+        QueryError::Other(e) => Failure::new(503, format!("Asking {subject} failed: {e}")),
+    }
 }
 
 /// A client of the query API under one prefix.
@@ -107,41 +130,11 @@ impl Api {
             ));
         }
         let started = std::time::Instant::now();
-        let reply = self
-            .client
-            .send_request(
-                subject.clone(),
-                async_nats::Request::new()
-                    .payload(request.encode_to_vec().into())
-                    .timeout(Some(timeout)),
-            )
+        let reply = query::request(&self.client, subject.clone(), request, timeout)
             .await
-            .map_err(|error| {
-                use async_nats::client::RequestErrorKind;
-                let message = match error.kind() {
-                    RequestErrorKind::NoResponders => format!(
-                        "Nothing answers on {subject}: the query API is served by allocation; is it running with BO_PREFIX={}?",
-                        self.subjects.prefix()
-                    ),
-                    RequestErrorKind::TimedOut => format!(
-                        "The query API did not answer on {subject} within {:.1} s; try again.",
-                        timeout.as_secs_f64()
-                    ),
-                    _ => format!("Asking {subject} failed: {error}"),
-                };
-                Failure::new(503, message)
-            })?;
+            .map_err(|error| failure::<Rep>(error, &subject, timeout, self.subjects.prefix()));
         tracing::debug!(%subject, took_ms = started.elapsed().as_millis() as u64, "api call");
-        if let Some(failure) = service_error(reply.headers.as_ref()) {
-            return Err(failure);
-        }
-        Rep::decode(reply.payload.as_ref()).map_err(|e| {
-            let name = std::any::type_name::<Rep>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("reply");
-            Failure::new(502, format!("The reply on {subject} is not a {name}: {e}"))
-        })
+        reply
     }
 
     async fn read<Req: Message, Rep: Message + Default>(
@@ -210,29 +203,48 @@ impl Api {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> async_nats::HeaderMap {
-        let mut map = async_nats::HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, *v);
-        }
-        map
+    fn page(error: QueryError) -> Failure {
+        failure::<pb::GetOrderReply>(
+            error,
+            "shop.api.order.get",
+            Duration::from_millis(2500),
+            "shop",
+        )
     }
 
     #[test]
-    fn the_service_error_headers_become_the_pages_status_and_message() {
-        let found = headers(&[
-            ("Nats-Service-Error-Code", "404"),
-            ("Nats-Service-Error", "no order SO-9"),
-        ]);
-        assert_eq!(
-            service_error(Some(&found)),
-            Some(Failure::new(404, "no order SO-9"))
+    fn the_apis_refusal_becomes_the_pages_status_and_message() {
+        let found = page(QueryError::Refused {
+            code: 404,
+            message: "no order SO-9".into(),
+        });
+        assert_eq!(found, Failure::new(404, "no order SO-9"));
+        let odd = page(QueryError::Refused {
+            code: 7,
+            message: String::new(),
+        });
+        assert_eq!(odd.status, 502);
+        assert!(odd.message.contains('7'), "{}", odd.message);
+    }
+
+    #[test]
+    fn a_bus_that_does_not_answer_is_unavailable_and_a_bad_reply_is_502() {
+        let nobody = page(QueryError::NoResponders);
+        assert!(nobody.is_unavailable());
+        assert!(
+            nobody.message.contains("BO_PREFIX=shop"),
+            "{}",
+            nobody.message
         );
-        let odd = headers(&[("Nats-Service-Error-Code", "7")]);
-        let failure = service_error(Some(&odd)).unwrap();
-        assert_eq!(failure.status, 502);
-        assert!(failure.message.contains('7'), "{}", failure.message);
-        assert_eq!(service_error(Some(&headers(&[("Other", "x")]))), None);
-        assert_eq!(service_error(None), None);
+        let late = page(QueryError::TimedOut);
+        assert!(late.is_unavailable());
+        assert!(late.message.contains("within 2.5 s"), "{}", late.message);
+        assert!(page(QueryError::Other("closed".into())).is_unavailable());
+        let bad = page(QueryError::Decode("buffer underflow".into()));
+        assert_eq!(bad.status, 502);
+        assert_eq!(
+            bad.message,
+            "The reply on shop.api.order.get is not a GetOrderReply: buffer underflow"
+        );
     }
 }

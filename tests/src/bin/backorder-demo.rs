@@ -13,6 +13,7 @@ use backorder_proto::v1::{
     OrderRejected, OrderStatus, PurchaseRequest, RequestRefused, SmsMessage, customer_event::Kind,
 };
 use backorder_runtime::Subjects;
+use backorder_runtime::query;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -528,31 +529,19 @@ async fn desk(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the demo waits for the query API (async-nats' own default for a request).
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One request to the query API; its error headers become the error.
 async fn api<Req: prost::Message, Rep: prost::Message + Default>(
     bus: &backorder_runtime::jetstream::Bus,
     endpoint: &str,
     request: &Req,
 ) -> anyhow::Result<Rep> {
-    let reply = bus
-        .client
-        .request(bus.subjects.api(endpoint), request.encode_to_vec().into())
+    let subject = bus.subjects.api(endpoint);
+    query::request(&bus.client, subject, request, API_TIMEOUT)
         .await
-        .with_context(|| format!("asking {endpoint}"))?;
-    if let Some(code) = reply
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-    {
-        let message = reply
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Service-Error"))
-            .map(|m| m.to_string())
-            .unwrap_or_default();
-        anyhow::bail!("{endpoint}: {message} (code {code})");
-    }
-    Ok(Rep::decode(reply.payload)?)
+        .map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))
 }
 
 /// The start of the services' simulated clock (`BO_CLOCK_START`); `None` on the wall clock.
