@@ -30,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let db = sqlx::PgPool::connect(&database_url).await?;
     let seen = Seen::subscribe(&bus).await?;
     let s = bus.subjects.clone();
-    let demo = Demo { s: &s, seen: &seen };
+    let demo = Demo {
+        s: &s,
+        seen: &seen,
+        now: std::cell::Cell::new(clock_start()?),
+    };
 
     println!("== backorder demo: prefix {prefix}, NATS {nats_url} ==\n");
     let acme = messages::customer("C-ACME", "purchasing@acme.example", "+4915112345678", "en");
@@ -42,11 +46,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("\n[OMS] Acme Wholesale orders SO-1001: 100 x WIDGET-RED, 20 x GADGET-BLUE");
-    let so1001 = messages::order(
+    let so1001 = demo.placed(messages::order(
         "SO-1001",
         acme.clone(),
         &[("WIDGET-RED", 100), ("GADGET-BLUE", 20)],
-    );
+    ));
     bus.publish(s.order_placed(), "SO-1001", &so1001).await?;
     demo.allocation("SO-1001", 1).await?;
     demo.status("SO-1001", 1).await?;
@@ -60,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     bus.publish(
         s.order_placed(),
         "SO-1002",
-        &messages::order("SO-1002", bistro, &[("WIDGET-RED", 15)]),
+        &demo.placed(messages::order("SO-1002", bistro, &[("WIDGET-RED", 15)])),
     )
     .await?;
     demo.status("SO-1002", 1).await?;
@@ -145,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     ship_complete_and_cancellation(&bus, &db, &demo).await?;
     late_supplier(&bus, &db, &demo).await?;
     purchasing(&bus, &demo).await?;
-    desk(&bus).await?;
+    desk(&bus, &demo).await?;
 
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
@@ -207,11 +211,11 @@ async fn ship_complete_and_cancellation(
     load_stock(bus, db, "DESK-OAK", 10).await?;
 
     println!("\n[OMS] Hotel Adler orders SO-1004, ship complete: 4 x DESK-OAK, 2 x LAMP-BRASS");
-    let so1004 = messages::ship_complete(messages::order(
+    let so1004 = demo.placed(messages::ship_complete(messages::order(
         "SO-1004",
         adler,
         &[("DESK-OAK", 4), ("LAMP-BRASS", 2)],
-    ));
+    )));
     bus.publish(s.order_placed(), "SO-1004", &so1004).await?;
     demo.status("SO-1004", 1).await?;
     println!(
@@ -219,7 +223,7 @@ async fn ship_complete_and_cancellation(
     );
 
     println!("\n[OMS] Cafe Luna orders SO-1005: 8 x DESK-OAK (6 left)");
-    let so1005 = messages::order("SO-1005", luna, &[("DESK-OAK", 8)]);
+    let so1005 = demo.placed(messages::order("SO-1005", luna, &[("DESK-OAK", 8)]));
     bus.publish(s.order_placed(), "SO-1005", &so1005).await?;
     demo.status("SO-1005", 1).await?;
 
@@ -313,7 +317,11 @@ async fn late_supplier(
             "",
             "en",
         );
-        let order = messages::order(order_id, customer, &[("CHAIR-OAK", quantity)]);
+        let order = demo.placed(messages::order(
+            order_id,
+            customer,
+            &[("CHAIR-OAK", quantity)],
+        ));
         bus.publish(s.order_placed(), order_id, &order).await?;
         demo.event(order_id, Kind::Backordered, 1).await?;
     }
@@ -389,7 +397,7 @@ async fn purchasing(
         ("SO-1201", adler, vec![("VASE-CLAY", 10), ("BOWL-CLAY", 30)]),
         ("SO-1202", luna, vec![("VASE-CLAY", 4), ("CANDLE-WAX", 3)]),
     ] {
-        let order = messages::order(order_id, customer, &lines);
+        let order = demo.placed(messages::order(order_id, customer, &lines));
         bus.publish(s.order_placed(), order_id, &order).await?;
         demo.status(order_id, 1).await?;
     }
@@ -436,7 +444,7 @@ async fn purchasing(
 
 /// The backorder desk at work, through the query API (`<p>.api.*`): a what-if receipt, and a retailer-contract
 /// order moved to the front of its queue by an `OrderPriorityChanged`.
-async fn desk(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
+async fn desk(bus: &backorder_runtime::jetstream::Bus, demo: &Demo<'_>) -> anyhow::Result<()> {
     use backorder_proto::v1::{
         GetOrderReply, GetOrderRequest, OrderPriorityChanged, PreviewReceiptReply,
         PreviewReceiptRequest,
@@ -446,7 +454,7 @@ async fn desk(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
     println!(
         "\n[OMS] the Museum Shop orders SO-1301: 6 x VASE-CLAY (behind Hotel Adler and Cafe Luna)"
     );
-    let order = messages::order("SO-1301", museum, &[("VASE-CLAY", 6)]);
+    let order = demo.placed(messages::order("SO-1301", museum, &[("VASE-CLAY", 6)]));
     bus.publish(s.order_placed(), "SO-1301", &order).await?;
 
     let place = |order: &GetOrderReply| {
@@ -559,9 +567,23 @@ fn clock_start() -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
 struct Demo<'a> {
     s: &'a Subjects,
     seen: &'a Seen,
+    /// Where the services' simulated clock stands (as the demo last moved it); `None` on the wall clock.
+    now: std::cell::Cell<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Demo<'_> {
+    /// The order placed now by the services' clock: on a simulated clock the wall clock's time (which
+    /// `messages::order` gives) would place it days before what happens to it.
+    fn placed(
+        &self,
+        mut order: backorder_proto::v1::OrderPlaced,
+    ) -> backorder_proto::v1::OrderPlaced {
+        if let Some(now) = self.now.get() {
+            order.placed_at = Some(backorder_runtime::time::to_proto(now));
+        }
+        order
+    }
+
     /// The `nth` allocation of an order.
     async fn allocation(&self, order_id: &str, nth: usize) -> anyhow::Result<()> {
         let subject = self.s.allocation_created();
@@ -598,6 +620,7 @@ impl Demo<'_> {
         let advanced = ClockAdvanced {
             to: Some(backorder_runtime::time::to_proto(to)),
         };
+        self.now.set(Some(to));
         bus.publish(
             self.s.clock(),
             &format!("clock/{}", to.to_rfc3339()),
