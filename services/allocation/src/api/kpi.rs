@@ -41,11 +41,12 @@ pub struct Window {
 
 impl Api {
     pub async fn kpi_get(&self, request: GetKpisRequest) -> Result<GetKpisReply, ApiError> {
+        let now = self.engine.clock.now();
+        let window = window(&request, now).map_err(ApiError::BadRequest)?;
+        // Recorded once checked: a refused request's field may be any size.
         if !request.sku.is_empty() {
             tracing::Span::current().record("sku", request.sku.as_str());
         }
-        let now = self.engine.clock.now();
-        let window = window(&request, now).map_err(ApiError::BadRequest)?;
         Ok(kpis(&self.pool, now, window, &request.customer_id, &request.sku).await?)
     }
 }

@@ -21,9 +21,10 @@ impl Api {
         &self,
         request: ChangePriorityRequest,
     ) -> Result<ChangePriorityReply, ApiError> {
-        tracing::Span::current().record("order_id", request.order_id.as_str());
         let request_id = format!("desk/{}", uuid::Uuid::new_v4());
         let change = priority_change(&request, &request_id)?;
+        // Recorded once checked: a refused request's field may be any size.
+        tracing::Span::current().record("order_id", change.order_id.as_str());
         let known: bool =
             sqlx::query_scalar("select exists (select 1 from orders where order_id = $1)")
                 .bind(&change.order_id)
