@@ -47,6 +47,10 @@ impl Api {
                 order_id: change.order_id,
             })
             .await
+            // The change is applied either way; a reply without the order says so rather than failing.
+            .inspect_err(
+                |error| tracing::warn!(%error, "applied, but the order could not be read back"),
+            )
             .ok()
         } else {
             None
