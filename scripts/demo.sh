@@ -18,7 +18,8 @@
 #   5. `backorder kpi` and `backorder backorders` print the desk's view; the
 #      console's address and token are printed (BO_CONSOLE_ADDR, default
 #      127.0.0.1:8090).
-# Exit code: the demo binary's.
+# Exit code: the demo binary's, else the desk view's (Ctrl-C while the
+# console stays up does not count as a failure).
 #
 # Needs the release binaries: `make demo` builds them first.
 set -euo pipefail
@@ -113,6 +114,8 @@ else
 fi
 if [[ -t 0 && -z ${BO_DEMO_EXIT:-} ]]; then
     log "the services and the console keep running for you; press Ctrl-C to stop them"
+    # Ctrl-C is the way out here, not a failure: the exit code stays the demo's.
+    trap 'exit "$rc"' INT
     while true; do sleep 3600; done
 fi
 exit "$rc"

@@ -415,7 +415,7 @@ impl System {
         Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
-    /// The port of the last `127.0.0.1:PORT` in a line of `service`'s log that contains `marker`, waited for.
+    /// The port after `127.0.0.1:` in the last line of `service`'s log that contains `marker`, waited for.
     async fn logged_port(&self, service: &str, marker: &str) -> anyhow::Result<u16> {
         let path = self.logs.join(format!("{service}.log"));
         let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -73,6 +73,27 @@ pub fn failure<Rep>(error: QueryError, subject: &str, timeout: Duration, prefix:
     }
 }
 
+/// `url` (one NATS URL or several, comma-separated) with any `user:password@` dropped: the pages that show it
+/// are open to every reader.
+pub fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let (scheme, rest) = one.split_once("://").unwrap_or(("", one));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let rest = match rest[..authority_end].rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
+            };
+            if scheme.is_empty() {
+                rest.to_string()
+            } else {
+                format!("{scheme}://{rest}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A client of the query API under one prefix.
 #[derive(Clone)]
 pub struct Api {
@@ -98,7 +119,7 @@ impl Api {
         Ok(Self {
             client,
             subjects,
-            nats_url: nats_url.to_string(),
+            nats_url: without_credentials(nats_url),
             timeout,
         })
     }
@@ -210,6 +231,20 @@ mod tests {
             Duration::from_millis(2500),
             "shop",
         )
+    }
+
+    #[test]
+    fn the_url_shown_on_a_page_carries_no_credentials() {
+        assert_eq!(
+            without_credentials("nats://ann:s3cr@t@broker:4222"),
+            "nats://broker:4222"
+        );
+        assert_eq!(
+            without_credentials("tls://tok@a:4222,nats://b:4222"),
+            "tls://a:4222,nats://b:4222"
+        );
+        assert_eq!(without_credentials("127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(without_credentials("u:p@host"), "host");
     }
 
     #[test]
