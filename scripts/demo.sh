@@ -102,7 +102,7 @@ echo "== The backorder desk (backorder kpi; backorder backorders) =="
 "$BIN_DIR/backorder" kpi || rc=$?
 echo
 "$BIN_DIR/backorder" backorders --all || rc=$?
-console_url="$(sed -n 's/.*console serving on \(http:[^ ]*\).*/\1/p' "$BO_RUN_DIR/console.log" | tail -n1)"
+console_url="$(sed -n 's/.*console serving on \(http:[^ ]*\).*/\1/p' "$BO_RUN_DIR/console.log" 2>/dev/null | tail -n1 || true)"
 echo
 echo "== The console: open ${console_url:-(see $BO_RUN_DIR/console.log)} in a browser =="
 echo "   token for replays and re-prioritising: $(cat "$BO_RUN_DIR/console-token" 2>/dev/null || echo "\$BO_CONSOLE_TOKEN")"

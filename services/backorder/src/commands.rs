@@ -56,7 +56,7 @@ pub fn kpi_request(args: &KpiArgs) -> GetKpisRequest {
 }
 
 /// Asks page after page while `all` and the reply names a next page; the rows of every page in one reply.
-/// A token that comes back unchanged would loop for ever: that reply is refused.
+/// A token that comes back (at once or after other pages) would loop for ever: that reply is refused.
 async fn pages<Req, Rep>(
     api: &Api,
     endpoint: &'static str,
@@ -70,15 +70,18 @@ where
     Rep: prost::Message + Default,
 {
     let mut reply: Rep = api.call(endpoint, &request("")).await?;
+    let mut asked = std::collections::HashSet::new();
     while all && !next(&reply).is_empty() {
         let token = next(&reply).to_string();
-        let page: Rep = api.call(endpoint, &request(&token)).await?;
-        if next(&page) == token {
+        if !asked.insert(token.clone()) {
             return Err(Failure::BadReply {
                 endpoint: endpoint.into(),
-                detail: format!("the page after {token:?} names itself as the next"),
+                detail: format!(
+                    "the next page {token:?} was shown already: the pages go round in a circle"
+                ),
             });
         }
+        let page: Rep = api.call(endpoint, &request(&token)).await?;
         merge(&mut reply, page);
     }
     Ok(reply)

@@ -46,6 +46,9 @@ pub enum Refusal {
     WrongToken,
     /// The operator's name is missing or not a plain name.
     NoOperator,
+    /// The form was posted from another site (or another port of this host): the remembered token must not
+    /// let a page elsewhere act in the operator's name.
+    CrossSite,
 }
 
 impl Refusal {
@@ -62,6 +65,7 @@ impl Refusal {
             Refusal::NoToken => "The token is missing",
             Refusal::WrongToken => "The token does not match",
             Refusal::NoOperator => "Say who you are",
+            Refusal::CrossSite => "Posted from another site",
         }
     }
 
@@ -76,6 +80,9 @@ impl Refusal {
                 "Enter the console token (BO_CONSOLE_TOKEN) in the form; the browser then remembers it.".into()
             }
             Refusal::WrongToken => "The token entered is not the console's token (BO_CONSOLE_TOKEN). Nothing was changed.".into(),
+            Refusal::CrossSite => "This form was sent by a page that is not this console's own (its Origin or \
+                 Sec-Fetch-Site says so). Nothing was changed; use the console's own pages."
+                .into(),
             Refusal::NoOperator => format!(
                 "Enter your name in the operator field (up to {MAX_OPERATOR_LEN} characters): it goes into the record of the change."
             ),
@@ -288,5 +295,43 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
+
+/// Whether a state-changing request comes from the console's own pages. Browsers say where a request comes
+/// from (`Sec-Fetch-Site`, else `Origin`); SameSite cookies alone do not tell two ports of one host apart. A
+/// request with neither header (curl, a script holding the token) is not a browser's cross-site request.
+pub fn same_origin(sec_fetch_site: Option<&str>, origin: Option<&str>, host: Option<&str>) -> bool {
+    if let Some(site) = sec_fetch_site {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (origin, host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::same_origin;
+
+    #[test]
+    fn only_the_consoles_own_pages_may_post() {
+        let host = Some("127.0.0.1:8090");
+        assert!(same_origin(Some("same-origin"), None, host));
+        assert!(same_origin(Some("none"), None, host));
+        assert!(!same_origin(
+            Some("same-site"),
+            Some("http://127.0.0.1:3000"),
+            host
+        ));
+        assert!(!same_origin(Some("cross-site"), None, host));
+        assert!(same_origin(None, Some("http://127.0.0.1:8090"), host));
+        assert!(!same_origin(None, Some("http://127.0.0.1:3000"), host));
+        assert!(!same_origin(None, Some("null"), host));
+        assert!(same_origin(None, None, host));
     }
 }

@@ -121,7 +121,7 @@ pub fn router(console: Console) -> Router {
         .route("/", get(worklist))
         .route("/orders/{id}", get(order))
         .route("/orders/{id}/priority", post(change_priority))
-        .route("/skus/{sku}", get(sku).post(sku_posted))
+        .route("/skus/{sku}", get(sku))
         .route("/kpis", get(kpis))
         .route("/deadletters", get(dead_letters))
         .route("/deadletters/{sequence}/replay", post(replay))
@@ -296,19 +296,6 @@ async fn sku(
     }
 }
 
-/// The what-if form posted (no token: a preview changes nothing).
-async fn sku_posted(
-    State(console): State<Console>,
-    headers: HeaderMap,
-    Path(sku): Path<String>,
-    form: Result<Form<SkuQuery>, FormRejection>,
-) -> Response {
-    match form {
-        Ok(Form(query)) => sku_page(&console, &headers, &sku, &query).await,
-        Err(error) => unreadable(&console, &headers, Section::None, error),
-    }
-}
-
 async fn sku_page(console: &Console, headers: &HeaderMap, sku: &str, query: &SkuQuery) -> Response {
     let span = tracing::info_span!("sku", sku = %sku);
     let preview = async {
@@ -404,6 +391,15 @@ fn authorize(
     headers: &HeaderMap,
     credentials: &Credentials,
 ) -> Result<auth::Grant, auth::Refusal> {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if !auth::same_origin(
+        header(header::HeaderName::from_static("sec-fetch-site")),
+        header(header::ORIGIN),
+        header(header::HOST),
+    ) {
+        tracing::warn!("a state-changing form posted from another site refused");
+        return Err(auth::Refusal::CrossSite);
+    }
     let remembered = auth::cookie(headers, auth::TOKEN_COOKIE);
     auth::authorize(
         console.token.as_deref(),

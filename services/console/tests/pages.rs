@@ -180,6 +180,35 @@ async fn with_a_token_a_wrong_or_missing_one_is_refused_and_a_good_one_passes_to
     )
     .await;
     assert_eq!(remembered.status, 503, "{}", remembered.body);
+    // The remembered token does not let a page of another site (or another port of this host) act.
+    let cookie = format!("bo_console_token={}", console::auth::cookie_value(TOKEN));
+    for (name, value) in [
+        ("Sec-Fetch-Site", "same-site"),
+        ("Origin", "http://127.0.0.1:3000"),
+    ] {
+        let headers = [("Cookie", cookie.as_str()), (name, value)];
+        let r = request(
+            addr,
+            "POST",
+            "/deadletters/3/replay",
+            &headers,
+            "operator=ann",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{name}: {value}");
+        assert!(r.body.contains("another site"), "{}", r.body);
+    }
+    let own = format!("http://{addr}");
+    let headers = [("Cookie", cookie.as_str()), ("Origin", own.as_str())];
+    let r = request(
+        addr,
+        "POST",
+        "/deadletters/3/replay",
+        &headers,
+        "operator=ann",
+    )
+    .await;
+    assert_eq!(r.status, 503, "its own pages may: {}", r.body);
     // A priority that is not a number is refused before anything is sent.
     let r = request(
         addr,
