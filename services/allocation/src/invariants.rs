@@ -46,6 +46,13 @@ const CHECKS: &[&str] = &[
      from orders o join order_lines l using (order_id)
      group by o.order_id
      having sum(l.allocated - l.released) > 0 and (bool_or(o.ship_policy = 0) or sum(l.backordered) = 0)",
+    // Demand lost for lack of stock is demand that was cancelled: a line never loses more than it cancelled.
+    "select format('line %s/%s: %s units recorded as lost demand but %s cancelled', l.order_id, l.line_no,
+                   x.lost, l.cancelled)
+     from order_lines l
+     join (select order_id, line_no, sum(units) lost from lost_units group by order_id, line_no) x
+          using (order_id, line_no)
+     where x.lost > l.cancelled",
 ];
 
 /// Every violation of the invariants, in words; empty when the books are straight.

@@ -317,7 +317,8 @@ async fn run_case(pool: &PgPool, case: &[(Vec<Op>, bool)]) {
     sqlx::query(
         "truncate stock, orders, order_lines, allocations, allocation_lines, shipments, line_history,
                   processed_messages, outbox, skus, demand, allocation_cancellations,
-                  allocation_cancellation_lines restart identity cascade",
+                  allocation_cancellation_lines, supply, pending_requests, lost_units
+         restart identity cascade",
     )
     .execute(pool)
     .await
