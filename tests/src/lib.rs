@@ -227,7 +227,7 @@ pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
 /// is up).
 pub async fn connect(nats_url: &str, prefix: &str) -> anyhow::Result<Bus> {
     Bus::connect(
-        nats_url,
+        &stream::nats().with_url(nats_url),
         Subjects::new(prefix).map_err(anyhow::Error::msg)?,
         "backorder-client",
     )
@@ -304,6 +304,9 @@ impl System {
         std::fs::create_dir_all(&logs)?;
         let mut env: Vec<(String, String)> = vec![
             ("NATS_URL".into(), nats_url),
+            // The test provisioned the prefix (as the admin user); each service connects as its own role
+            // ([`launch_with`](Self::launch_with)), which may not create streams.
+            ("BO_PROVISION".into(), "false".into()),
             ("DATABASE_URL".into(), service_database_url),
             ("BO_PREFIX".into(), prefix),
             // Health and metrics on a port the system picks, so systems side by side do not collide.
@@ -364,8 +367,10 @@ impl System {
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
+        let creds = stream::role_creds(service).map(|path| ("NATS_CREDS", path));
         Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(creds)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
