@@ -383,3 +383,154 @@ impl Grants {
         self.publish([format!("{}.api.>", s.prefix()), "$SRV.>".into()]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NATS subject matching: `*` one token, `>` one or more at the end.
+    fn matches(pattern: &str, subject: &str) -> bool {
+        let (mut p, mut s) = (pattern.split('.'), subject.split('.'));
+        loop {
+            match (p.next(), s.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some("*"), Some(_)) => {}
+                (Some(a), Some(b)) if a == b => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    fn may(list: &[String], subject: &str) -> bool {
+        list.iter().any(|p| matches(p, subject))
+    }
+
+    fn of(role: &str) -> Permissions {
+        permissions(role, &[Subjects::new("bo").unwrap()], "_INBOX.UKEY").unwrap()
+    }
+
+    #[test]
+    fn the_matcher_follows_nats() {
+        assert!(matches("bo.in.>", "bo.in.order.placed"));
+        assert!(!matches("bo.in.>", "bo.in"));
+        assert!(matches("*.out.notify.>", "bo.out.notify.email"));
+        assert!(!matches("bo.out.notify.email", "bo.out.notify.sms"));
+    }
+
+    #[test]
+    fn only_admin_creates_changes_or_deletes_streams() {
+        for role in ROLES.iter().filter(|r| r.name != "admin") {
+            let p = of(role.name);
+            for verb in ["CREATE", "UPDATE", "DELETE", "PURGE"] {
+                for stream in ["BO_IN", "BO_OUT", "KV_BO_NOTIFIER"] {
+                    let subject = format!("$JS.API.STREAM.{verb}.{stream}");
+                    assert!(!may(&p.publish, &subject), "{} may {subject}", role.name);
+                }
+            }
+            assert!(
+                !may(&p.subscribe, "_INBOX.UOTHER.x"),
+                "{} reads another inbox",
+                role.name
+            );
+            assert!(
+                may(&p.subscribe, "_INBOX.UKEY.x"),
+                "{} cannot read its inbox",
+                role.name
+            );
+        }
+        assert!(may(&of("admin").publish, "$JS.API.STREAM.DELETE.BO_IN"));
+    }
+
+    #[test]
+    fn each_inbound_subject_has_the_publishers_the_contract_names() {
+        let s = Subjects::new("bo").unwrap();
+        let expected = [
+            (s.order_placed(), vec!["allocation", "oms"]),
+            (s.order_cancel(), vec!["allocation", "oms"]),
+            (s.stock_received(), vec!["allocation", "wms"]),
+            (s.shipment_confirmed(), vec!["allocation", "wms"]),
+            (s.supply_updated(), vec!["allocation", "purchasing"]),
+            (s.sku_upserted(), vec!["allocation", "product-master"]),
+            (
+                s.customer_preferences(),
+                vec!["allocation", "oms", "operator"],
+            ),
+            (s.notify_email(), vec!["notifier"]),
+            (s.purchase_request(), vec!["replenishment-trigger"]),
+            (s.order_accepted(), vec!["order-intake", "allocation"]),
+        ];
+        for (subject, roles) in expected {
+            let actual: Vec<&str> = ROLES
+                .iter()
+                .filter(|r| r.name != "admin" && may(&of(r.name).publish, &subject))
+                .map(|r| r.name)
+                .collect();
+            assert_eq!(actual, roles, "who publishes {subject}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_reads_notifications_only() {
+        let gateway = of("gateway");
+        assert!(may(&gateway.subscribe, "bo.out.notify.sms"));
+        for subject in [
+            "bo.in.order.placed",
+            "bo.order.accepted",
+            "bo.customer.event",
+            "bo.out.order.status",
+            ">",
+        ] {
+            assert!(
+                !may(&gateway.subscribe, subject),
+                "the gateway reads {subject}"
+            );
+        }
+        for api in [
+            "$JS.API.CONSUMER.CREATE.BO_IN.gateway-notify.bo.in.order.placed",
+            "$JS.API.CONSUMER.CREATE.BO_OUT.gateway-notify",
+            "$JS.API.CONSUMER.CREATE.BO_OUT.gateway-notify.bo.out.>",
+            "$JS.API.CONSUMER.MSG.NEXT.BO_IN.allocation",
+            "$JS.API.DIRECT.GET.BO_IN",
+            "$JS.API.STREAM.MSG.GET.BO_IN",
+        ] {
+            assert!(!may(&gateway.publish, api), "the gateway may {api}");
+        }
+        assert!(may(
+            &gateway.publish,
+            "$JS.API.CONSUMER.CREATE.BO_OUT.gateway-notify.bo.out.notify.>"
+        ));
+    }
+
+    #[test]
+    fn every_service_pulls_its_own_consumers_and_no_one_else_s() {
+        let s = Subjects::new("bo").unwrap();
+        for consumer in topology::consumers(&s) {
+            let next = format!(
+                "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+                s.stream(consumer.stream),
+                consumer.name
+            );
+            for role in ROLES.iter().filter(|r| r.name != "admin") {
+                assert_eq!(
+                    may(&of(role.name).publish, &next),
+                    role.name == consumer.role,
+                    "{} on {next}",
+                    role.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn readers_consumers_are_named_after_their_filter() {
+        assert_eq!(
+            reader_consumer("wms", "bo.out.allocation.cancelled"),
+            "wms-allocation-cancelled"
+        );
+        assert_eq!(
+            reader_consumer("gateway", "bo.out.notify.>"),
+            "gateway-notify"
+        );
+    }
+}

@@ -515,6 +515,24 @@ impl System {
         Ok(())
     }
 
+    /// The log lines in which the NATS server refused a service something (a permission its role lacks).
+    pub fn refusals(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.logs) else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for entry in entries.flatten() {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let name = entry.file_name().to_string_lossy().to_string();
+            lines.extend(
+                log.lines()
+                    .filter(|line| line.contains(backorder_runtime::nats::REFUSED))
+                    .map(|line| format!("{name}: {line}")),
+            );
+        }
+        lines
+    }
+
     /// Stops the services with SIGTERM (as an orchestrator would) and removes the prefix's streams and the
     /// database. Logs stay under `target/<profile>/e2e-logs/<prefix>/`.
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -529,6 +547,16 @@ impl System {
                 Ok(Err(error)) => return Err(error.into()),
                 Err(_) => bail!("{service} did not stop within 15 s of SIGTERM"),
             }
+        }
+        // Every test exercises the services' NATS permissions: a request the server refused is a test failure
+        // (the logs stay for a look).
+        let refused = self.refusals();
+        if !refused.is_empty() {
+            bail!(
+                "the NATS server refused requests of the services (see {}):\n{}",
+                self.logs.display(),
+                refused.join("\n")
+            );
         }
         delete_streams(&self.bus).await?;
         self.db.close().await;
