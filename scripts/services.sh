@@ -45,16 +45,6 @@ running() {
 
 cmd_status() {
     local svc pid
-    # With a user per role: the admin provisions the prefix, each service runs as its own role and creates
-    # nothing (BO_PROVISION=false). Otherwise each service provisions what it needs, with NATS_CREDS as given.
-    if [[ -n ${BO_NATS_CREDS_DIR:-} ]]; then
-        [[ -x $BIN_DIR/backorder-provision ]] || die "$BIN_DIR/backorder-provision not found; build first"
-        log "provisioning prefix $BO_PREFIX as admin (streams, buckets, consumers; ${BO_STREAM_REPLICAS:-1} replica(s))"
-        NATS_CREDS="$BO_NATS_CREDS_DIR/admin.creds" "$BIN_DIR/backorder-provision" streams >&2 ||
-            die "backorder-provision streams failed"
-        export BO_PROVISION=false
-    fi
-
     for svc in "${SERVICES[@]}"; do
         if pid="$(running "$svc")"; then
             printf '%-22s running (pid %s), log %s\n' "$svc" "$pid" "$(log_file "$svc")"
@@ -118,6 +108,16 @@ cmd_up() {
         bin="$BIN_DIR/$svc"
         [[ -x $bin ]] || die "$bin not found; build first: cargo build --release --bins (or make build)"
     done
+
+    # With a user per role: the admin provisions the prefix, each service runs as its own role and creates
+    # nothing (BO_PROVISION=false). Otherwise each service provisions what it needs, with NATS_CREDS as given.
+    if [[ -n ${BO_NATS_CREDS_DIR:-} ]]; then
+        [[ -x $BIN_DIR/backorder-provision ]] || die "$BIN_DIR/backorder-provision not found; build first"
+        log "provisioning prefix $BO_PREFIX as admin (streams, buckets, consumers; ${BO_STREAM_REPLICAS:-1} replica(s))"
+        NATS_CREDS="$BO_NATS_CREDS_DIR/admin.creds" "$BIN_DIR/backorder-provision" streams >&2 ||
+            die "backorder-provision streams failed"
+        export BO_PROVISION=false
+    fi
 
     for svc in "${SERVICES[@]}"; do
         if pid="$(running "$svc")"; then
