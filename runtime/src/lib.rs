@@ -19,6 +19,7 @@ pub mod telemetry;
 pub mod time;
 pub mod topology;
 pub mod trace;
+pub mod vars;
 
 pub use clock::Clock;
 pub use config::{CommonConfig, ConfigError, Source};
