@@ -15,6 +15,7 @@ pub mod subjects;
 pub mod telemetry;
 pub mod time;
 pub mod trace;
+pub mod vars;
 
 pub use clock::Clock;
 pub use config::{CommonConfig, ConfigError, Source};

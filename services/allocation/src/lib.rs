@@ -13,6 +13,7 @@ pub mod report;
 pub mod rules;
 pub mod timers;
 
+use backorder_runtime::vars::Var;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -30,6 +31,81 @@ use tokio::sync::Notify;
 
 use crate::command::Command;
 use crate::engine::{Applied, Engine, Policy};
+
+/// The environment variables this service reads besides [`backorder_runtime::vars::COMMON`].
+pub const ENV: &[Var] = &[
+    Var {
+        name: "DATABASE_URL",
+        default: Some("postgres://postgres:postgres@127.0.0.1:5432/backorder"),
+        about: "the PostgreSQL database (created if missing)",
+        secret: true,
+    },
+    Var {
+        name: "BO_DB_POOL_SIZE",
+        default: Some("8"),
+        about: "connections to the database",
+        secret: false,
+    },
+    Var {
+        name: "BO_UNKNOWN_SKU_BACKORDERABLE",
+        default: Some("true"),
+        about: "false: a SKU never upserted takes no backorders",
+        secret: false,
+    },
+    Var {
+        name: "BO_ETA_HANDLING_HOURS",
+        default: Some("24"),
+        about: "from receipt to ready to ship, added to a supply date",
+        secret: false,
+    },
+    Var {
+        name: "BO_OVERDUE_GRACE_DAYS",
+        default: Some("3"),
+        about: "how far an overdue purchase order slips from now",
+        secret: false,
+    },
+    Var {
+        name: "BO_DEFAULT_LEAD_TIME_DAYS",
+        default: Some("14"),
+        about: "the lead time of SKUs without one of their own, for estimated ETAs",
+        secret: false,
+    },
+    Var {
+        name: "BO_ETA_CHANGE_THRESHOLD_HOURS",
+        default: Some("24"),
+        about: "the least move of a date the customer is told about",
+        secret: false,
+    },
+    Var {
+        name: "BO_ETA_NOTIFY_INTERVAL_HOURS",
+        default: Some("24"),
+        about: "at most one ETA_CHANGED per order in this interval",
+        secret: false,
+    },
+    Var {
+        name: "BO_DELAY_CONSENT_DAYS",
+        default: Some("30"),
+        about: "a date this far past the first one promised needs the customer's consent",
+        secret: false,
+    },
+    Var {
+        name: "BO_DELAY_CONSENT_WAIT_DAYS",
+        default: Some("7"),
+        about: "how long the customer has to answer",
+        secret: false,
+    },
+    Var {
+        name: "BO_DELAY_CONSENT_TIMEOUT",
+        default: Some("cancel"),
+        about: "cancel or keep: what happens to the waiting units without an answer",
+        secret: false,
+    },
+];
+
+/// Every environment variable the binary reads: the shared ones, then [`ENV`].
+pub fn env_vars() -> Vec<Var> {
+    backorder_runtime::vars::service_vars(SERVICE, ENV)
+}
 
 pub const SERVICE: &str = "allocation";
 
@@ -380,5 +456,23 @@ fn outcome(applied: Applied) -> Outcome {
     match applied {
         Applied::Done | Applied::Duplicate => Outcome::Done,
         Applied::Refused(reason) => Outcome::Reject(reason),
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
     }
 }

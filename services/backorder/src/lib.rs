@@ -14,8 +14,55 @@ pub use cli::Cli;
 pub use client::{Api, Failure};
 pub use render::Output;
 
+use backorder_runtime::vars::Var;
+
+/// The environment variables the CLI reads (each also an option: the option wins).
+pub const ENV: &[Var] = &[
+    Var {
+        name: "NATS_URL",
+        default: Some("nats://127.0.0.1:4222"),
+        about: "the NATS server the services use (--nats-url)",
+        secret: false,
+    },
+    Var {
+        name: "BO_PREFIX",
+        default: Some("bo"),
+        about: "the services' subject prefix (--prefix)",
+        secret: false,
+    },
+    Var {
+        name: "USER",
+        default: None,
+        about: "who is recorded as asking for a priority change or a replay (--by)",
+        secret: false,
+    },
+];
+
+/// Every environment variable the binary reads (it needs nothing of the services' shared configuration).
+pub fn env_vars() -> Vec<Var> {
+    ENV.to_vec()
+}
+
 /// Connects and runs the command.
 pub async fn run(cli: &Cli) -> Result<Output, Failure> {
     let api = Api::connect(&cli.nats_url, cli.prefix.clone(), cli.timeout).await?;
     commands::run(&api, &cli.command).await
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
+    }
 }

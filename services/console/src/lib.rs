@@ -14,6 +14,7 @@ pub mod pages;
 pub mod query;
 pub mod view;
 
+use backorder_runtime::vars::Var;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -34,6 +35,33 @@ pub use config::Config;
 use api::{Api, Failure};
 use pages::{Frame, Section};
 use query::{DeadLetterQuery, KpiQuery, OrderQuery, SkuQuery, WorklistQuery};
+
+/// The environment variables this service reads besides [`backorder_runtime::vars::COMMON`].
+pub const ENV: &[Var] = &[
+    Var {
+        name: "BO_CONSOLE_ADDR",
+        default: Some(crate::config::DEFAULT_ADDR),
+        about: "where the pages, /health, /livez, /ready and /readyz are served; 0.0.0.0:<port> binds every interface (in a container)",
+        secret: false,
+    },
+    Var {
+        name: "BO_CONSOLE_TOKEN",
+        default: None,
+        about: "the token replays and re-prioritising ask for (at least 12 characters); unset: read-only",
+        secret: true,
+    },
+    Var {
+        name: "BO_CONSOLE_TIMEOUT_MS",
+        default: Some("5000"),
+        about: "how long a page waits for the query API",
+        secret: false,
+    },
+];
+
+/// Every environment variable the binary reads: the shared ones, then [`ENV`].
+pub fn env_vars() -> Vec<Var> {
+    backorder_runtime::vars::service_vars("console", ENV)
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -622,4 +650,22 @@ async fn find(
         ..Default::default()
     };
     Redirect::to(&search.href()).into_response()
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
+    }
 }

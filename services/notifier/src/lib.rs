@@ -21,6 +21,7 @@ pub mod smtp;
 pub mod store;
 pub mod templates;
 
+use backorder_runtime::vars::Var;
 use std::sync::Arc;
 
 use backorder_proto::v1::CustomerEvent;
@@ -37,6 +38,63 @@ use crate::store::{Buckets, Pending};
 use crate::templates::Templates;
 
 pub use config::Config;
+
+/// The environment variables this service reads besides [`backorder_runtime::vars::COMMON`].
+pub const ENV: &[Var] = &[
+    Var {
+        name: "BO_NOTIFY_COALESCE_SECS",
+        default: Some("60"),
+        about: "the events of an order within this long of the first become one message; 0: at once",
+        secret: false,
+    },
+    Var {
+        name: "BO_SMS_QUIET_HOURS",
+        default: Some("21:00-08:00"),
+        about: "an SMS due in this span of the customer's local time is held until it ends; off",
+        secret: false,
+    },
+    Var {
+        name: "BO_DEFAULT_TIME_ZONE",
+        default: Some("UTC"),
+        about: "the time zone of customers without a valid one (IANA name)",
+        secret: false,
+    },
+    Var {
+        name: "BO_TEMPLATES_DIR",
+        default: None,
+        about: "a directory of <locale>/<kind>.<part>.j2 templates over the shipped ones",
+        secret: false,
+    },
+    Var {
+        name: "BO_SMTP_URL",
+        default: None,
+        about: "deliver emails over SMTP, e.g. smtp://127.0.0.1:25 or smtps://user:pass@host; unset: no SMTP",
+        secret: true,
+    },
+    Var {
+        name: "BO_SMTP_FROM",
+        default: Some("backorder@localhost"),
+        about: "the sender of emails over SMTP",
+        secret: false,
+    },
+    Var {
+        name: "BO_SMTP_TIMEOUT_SECS",
+        default: Some("30"),
+        about: "per SMTP command",
+        secret: false,
+    },
+    Var {
+        name: "BO_SMTP_REPLAY_FROM",
+        default: None,
+        about: "where a new notifier-smtp consumer starts: all, or an RFC 3339 time; unset: new emails",
+        secret: false,
+    },
+];
+
+/// Every environment variable the binary reads: the shared ones, then [`ENV`].
+pub fn env_vars() -> Vec<Var> {
+    backorder_runtime::vars::service_vars(SERVICE, ENV)
+}
 
 pub const SERVICE: &str = "notifier";
 /// The durable consumer of `<p>.in.customer.preferences`.
@@ -405,6 +463,24 @@ impl PreferencesHandler {
             }
         }
         Outcome::Retry(format!("{key} kept changing"))
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
     }
 }
 

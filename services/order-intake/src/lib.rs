@@ -8,11 +8,25 @@ use backorder_runtime::config::{ConfigError, Source};
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
+use backorder_runtime::vars::Var;
 use backorder_runtime::{CommonConfig, time};
 use prost::Message as _;
 use tracing::Instrument;
 
 pub use validate::Limits;
+
+/// The environment variables this service reads besides [`backorder_runtime::vars::COMMON`].
+pub const ENV: &[Var] = &[Var {
+    name: "BO_MAX_ORDER_LINES",
+    default: Some("1000"),
+    about: "the most lines of one order (1..=1000000); an order with more is rejected",
+    secret: false,
+}];
+
+/// Every environment variable the binary reads: the shared ones, then [`ENV`].
+pub fn env_vars() -> Vec<Var> {
+    backorder_runtime::vars::service_vars(SERVICE, ENV)
+}
 
 pub const SERVICE: &str = "order-intake";
 
@@ -212,6 +226,24 @@ fn fit(rejected: &mut OrderRejected, stream: &str, room: usize) {
                 rejected.stream_sequence
             ),
         });
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
     }
 }
 

@@ -15,6 +15,7 @@ pub mod schedule;
 pub mod store;
 pub mod trigger;
 
+use backorder_runtime::vars::Var;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,6 +29,39 @@ use futures::FutureExt as _;
 
 use crate::policies::Policies;
 use crate::policy::Policy;
+
+/// The environment variables this service reads besides [`backorder_runtime::vars::COMMON`].
+pub const ENV: &[Var] = &[
+    Var {
+        name: "BO_DEFAULT_LEAD_TIME_DAYS",
+        default: Some("14"),
+        about: "the default reorder policy's lead time",
+        secret: false,
+    },
+    Var {
+        name: "BO_REORDER_POLICY_FILE",
+        default: None,
+        about: "a TOML file of reorder policies, re-read when it changes; unset: the built-in policy",
+        secret: false,
+    },
+    Var {
+        name: "BO_REORDER_WINDOW_SECS",
+        default: Some("300"),
+        about: "how long shortages are gathered into one request per supplier; 0: sent at once",
+        secret: false,
+    },
+    Var {
+        name: "BO_REORDER_RERAISE_HOURS",
+        default: Some("48"),
+        about: "a request with no answer after this long is re-raised once",
+        secret: false,
+    },
+];
+
+/// Every environment variable the binary reads: the shared ones, then [`ENV`].
+pub fn env_vars() -> Vec<Var> {
+    backorder_runtime::vars::service_vars(SERVICE, ENV)
+}
 
 pub const SERVICE: &str = "replenishment-trigger";
 
@@ -202,6 +236,24 @@ async fn open_bucket(
     })
     .await
     .map_err(|e| anyhow::anyhow!("creating key-value bucket {bucket}: {e}"))
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn every_variable_the_source_reads_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = backorder_runtime::vars::names_in_source(&src).unwrap();
+        assert!(
+            !read.is_empty(),
+            "no variable found under {}",
+            src.display()
+        );
+        let unlisted = backorder_runtime::vars::unlisted_in_source(&src, &super::env_vars());
+        let unread = backorder_runtime::vars::unread_in_source(&src, super::ENV);
+        // (read in src/ but not listed, listed in ENV but read nowhere)
+        assert_eq!((unlisted, unread), (vec![], vec![]));
+    }
 }
 
 #[cfg(test)]
