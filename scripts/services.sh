@@ -16,7 +16,8 @@
 #   BO_CONSOLE_ADDR  where the console listens, default 127.0.0.1:8090
 #   BO_CONSOLE_TOKEN the console's token for replays and re-prioritising; unset: a new one is made and kept
 #                  in $BO_RUN_DIR/console-token (read it there)
-# Anything else in the environment (RUST_LOG, BO_LOG_FORMAT, ...) is passed on.
+# Anything else in the environment (RUST_LOG, BO_LOG_FORMAT, ...) is passed on; of the BO_* variables each
+# binary gets those its --help lists.
 set -euo pipefail
 BO_SCRIPT=services
 # shellcheck source=scripts/lib.sh
@@ -26,6 +27,20 @@ SERVICES=(order-intake allocation replenishment-trigger notifier console)
 RUN_DIR="${BO_RUN_DIR:-$BO_ROOT/.local/run}"
 BIN_DIR="${BO_BIN_DIR:-$BO_ROOT/target/release}"
 STOP_TIMEOUT="${BO_STOP_TIMEOUT:-15}"
+
+# only_own_bo_vars BIN: unset every BO_* variable BIN does not read (its --help lists them, without
+# connecting anywhere): the scripts' own, and those of the other services, which it would warn about; the
+# console's token stays out of the services' environment.
+only_own_bo_vars() {
+    local own name
+    own="$("$1" --help | sed -n '/^Environment:/,$ s/^  \(BO_[A-Z0-9_]*\) .*/\1/p')"
+    [[ -n $own ]] || die "$1 --help lists no environment variables"
+    for name in $(compgen -e); do
+        if [[ $name == BO_* ]] && ! grep -qx "$name" <<<"$own"; then
+            unset "$name"
+        fi
+    done
+}
 
 pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 log_file() { printf '%s/%s.log' "$RUN_DIR" "$1"; }
@@ -120,6 +135,7 @@ cmd_up() {
             "$(date -Is)" "$bin" "$NATS_URL" "$BO_PREFIX" "$(mask_url "$DATABASE_URL")" >"$lf"
         (
             close_inherited_fds
+            only_own_bo_vars "$bin"
             exec setsid "$bin"
         ) </dev/null >>"$lf" 2>&1 &
         echo "$!" >"$(pid_file "$svc")"

@@ -20,7 +20,7 @@ pub const COMMON: &[Var] = &[
     Var {
         name: "NATS_URL",
         default: Some("nats://127.0.0.1:4222"),
-        about: "the NATS server (several: comma-separated)",
+        about: "the NATS server",
         secret: false,
     },
     Var {
@@ -172,6 +172,23 @@ pub fn help_section(vars: &[Var]) -> String {
         ));
     }
     text
+}
+
+/// `P`'s command with [`help_section`] of `vars` after its help (and after any text already there).
+pub fn command_with_env<P: clap::CommandFactory>(vars: &[Var]) -> clap::Command {
+    let command = P::command();
+    let after = match command.get_after_help() {
+        Some(text) => format!("{text}\n\n{}", help_section(vars)),
+        None => help_section(vars),
+    };
+    command.after_help(after)
+}
+
+/// Parses the process's arguments into `P`; `--help` (listing `vars`) and `--version` print and exit 0, a
+/// bad argument exits 2 with the usage. Call it before anything connects or exports.
+pub fn parse_args<P: clap::Parser>(vars: &[Var]) -> P {
+    let matches = command_with_env::<P>(vars).get_matches();
+    P::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 /// The `BO_*` names among `set` that `known` does not list, each with the closest known name when one is
@@ -422,6 +439,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("NATS_URL"), "{text}");
+    }
+
+    #[derive(clap::Parser)]
+    #[command(name = "svc", version, after_help = "Exit status: 0 done.")]
+    struct Svc {}
+
+    #[test]
+    fn the_help_ends_with_the_environment_and_keeps_what_was_there() {
+        let help = command_with_env::<Svc>(KNOWN).render_help().to_string();
+        let exit = help.find("Exit status: 0 done.").expect(&help);
+        let env = help.find("Environment:\n").expect(&help);
+        assert!(exit < env, "{help}");
+        assert!(
+            help[env..].contains("BO_BATCH_SIZE") && help.contains("[default: 256]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_argument_is_a_usage_error() {
+        let error = command_with_env::<Svc>(KNOWN)
+            .try_get_matches_from(["svc", "--frobnicate"])
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let version = command_with_env::<Svc>(KNOWN)
+            .try_get_matches_from(["svc", "--version"])
+            .unwrap_err();
+        assert_eq!(version.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(
+            version.to_string(),
+            format!("svc {}\n", env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]

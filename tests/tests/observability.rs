@@ -65,13 +65,18 @@ async fn an_order_keeps_its_trace_from_the_oms_to_the_email_and_every_service_re
 
     for service in SERVICES {
         let addr = system.http_addr(service).await?;
-        assert_eq!(http_get(addr, "/health").await?.0, 200, "{service} /health");
-        let (status, body) = http_get(addr, "/ready").await?;
-        assert_eq!(
-            (status, body.as_str()),
-            (200, "ready\n"),
-            "{service} /ready"
-        );
+        for path in ["/health", "/livez"] {
+            let (status, body) = http_get(addr, path).await?;
+            assert_eq!((status, body.as_str()), (200, "ok\n"), "{service} {path}");
+        }
+        for path in ["/ready", "/readyz"] {
+            let (status, body) = http_get(addr, path).await?;
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ready\n"),
+                "{service} {path}"
+            );
+        }
         let (status, metrics) = http_get(addr, "/metrics").await?;
         assert_eq!(status, 200, "{service} /metrics");
         assert!(

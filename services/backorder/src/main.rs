@@ -1,11 +1,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = backorder::Cli::parse();
+    let cli: backorder::Cli = backorder_runtime::vars::parse_args(&backorder::env_vars());
     let output = match backorder::run(&cli).await {
         Ok(output) => output,
         Err(failure) => {

@@ -156,7 +156,9 @@ pub fn router(console: Console) -> Router {
         .route("/find", get(find))
         .route("/forget", post(forget))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/livez", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
+        .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { metrics.render() }))
         .fallback(not_found)
         .layer(middleware::from_fn(observe))
@@ -177,7 +179,7 @@ async fn observe(request: Request, next: Next) -> Response {
         .to_string();
     let page = match page.as_str() {
         "worklist" | "orders" | "skus" | "kpis" | "deadletters" | "find" | "forget" | "health"
-        | "ready" | "metrics" => page,
+        | "livez" | "ready" | "readyz" | "metrics" => page,
         _ => "other".into(),
     };
     let span = tracing::info_span!("page", page = %page, method = %request.method(), path = %request.uri().path());

@@ -1,17 +1,18 @@
 use backorder_runtime::config::ProcessEnv;
-use backorder_runtime::{shutdown, telemetry};
+use backorder_runtime::{shutdown, telemetry, vars};
+
+/// Serves the backorder desk's web dashboard over the query API. Configured by the environment (below);
+/// pages and /health, /livez, /ready, /readyz on BO_CONSOLE_ADDR.
+#[derive(clap::Parser)]
+#[command(name = "console", version)]
+struct Cli {}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().len() > 1 {
-        eprintln!(
-            "usage: console    serve the backorder desk's web dashboard (configured by the environment: NATS_URL, \
-             BO_PREFIX, BO_CONSOLE_ADDR (default {}), BO_CONSOLE_TOKEN, BO_CONSOLE_TIMEOUT_MS)",
-            console::config::DEFAULT_ADDR
-        );
-        std::process::exit(2);
-    }
+    let known = console::env_vars();
+    let Cli {} = vars::parse_args(&known);
     let _telemetry = telemetry::init(&ProcessEnv, "console");
+    vars::warn_unknown(&known);
     // Listening from the start: SIGTERM during start-up still ends the process cleanly.
     let shutdown = shutdown::signal();
     let config = console::Config::from_source(&ProcessEnv)?;

@@ -104,9 +104,22 @@ async fn with_nats_down_pages_say_503_and_health_still_answers() {
             r.head
         );
     }
-    let health = request(addr, "GET", "/health", &[], "").await;
-    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
-    assert_eq!(request(addr, "GET", "/ready", &[], "").await.status, 503);
+    for path in ["/health", "/livez"] {
+        let health = request(addr, "GET", path, &[], "").await;
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (200, "ok\n"),
+            "{path}"
+        );
+    }
+    for path in ["/ready", "/readyz"] {
+        let ready = request(addr, "GET", path, &[], "").await;
+        assert_eq!(
+            (ready.status, ready.body.as_str()),
+            (503, "NATS is not connected\n"),
+            "{path}"
+        );
+    }
     let missing = request(addr, "GET", "/no/such/page", &[], "").await;
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("no such page"), "{}", missing.body);

@@ -1,26 +1,50 @@
 use backorder_runtime::config::ProcessEnv;
-use backorder_runtime::{Source as _, shutdown, telemetry};
+use backorder_runtime::{Source as _, shutdown, telemetry, vars};
 
-const USAGE: &str = "usage: notifier            run the service (configured by the environment)
-       notifier templates [LOCALE]
-                          check the templates (BO_TEMPLATES_DIR over the shipped ones) and print every
-                          kind of message rendered for a sample order in LOCALE (default: every locale)
-       notifier preferences CUSTOMER_ID email=in|out sms=in|out
-                          publish a CustomerPreferences for the customer (NATS_URL, BO_PREFIX), as of now";
+const USAGE: &str = "usage: notifier preferences CUSTOMER_ID email=in|out sms=in|out";
+
+/// Turns customer events into emails and SMS from templates in the customer's language, coalesced per
+/// order, held through quiet hours. Without a command it runs the service, configured by the environment
+/// (below); health and metrics on BO_HTTP_ADDR.
+#[derive(clap::Parser)]
+#[command(name = "notifier", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Check the templates (BO_TEMPLATES_DIR over the shipped ones) and print every kind of message rendered
+    /// for a sample order in LOCALE (default: every locale).
+    Templates { locale: Option<String> },
+    /// Publish a CustomerPreferences for the customer (NATS_URL, BO_PREFIX), as of now; name both channels.
+    #[command(after_help = "Example:\n  notifier preferences C-1 email=in sms=out")]
+    Preferences {
+        customer_id: String,
+        /// email=in|out and sms=in|out
+        #[arg(value_name = "CHANNEL=in|out")]
+        channels: Vec<String>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let known = notifier::env_vars();
+    let cli: Cli = vars::parse_args(&known);
+    match cli.command {
         None => {}
-        Some("templates") => return print_templates(args.get(1).map(String::as_str)),
-        Some("preferences") => return set_preferences(&args[1..]).await,
-        Some(_) => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
+        Some(Command::Templates { locale }) => return print_templates(locale.as_deref()),
+        Some(Command::Preferences {
+            customer_id,
+            channels,
+        }) => {
+            let args: Vec<String> = std::iter::once(customer_id).chain(channels).collect();
+            return set_preferences(&args).await;
         }
     }
     let _telemetry = telemetry::init(&ProcessEnv, "notifier");
+    vars::warn_unknown(&known);
     // Listening from the start: SIGTERM during start-up still ends the process cleanly.
     let shutdown = shutdown::signal();
     let config = notifier::Config::from_source(&ProcessEnv)?;
