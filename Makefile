@@ -48,6 +48,11 @@ demo:
 
 test:
 	@scripts/ensure-rust.sh
+	if [[ -z "$${NATS_URL:-}" ]]; then
+		# Our own secured server: the tests connect as admin, each service they start as its own role.
+		NATS_CREDS="$${NATS_CREDS:-$$PWD/.local/nats/admin.creds}"
+		export NATS_CREDS
+	fi
 	NATS_URL="$$(scripts/ensure-nats.sh | tail -n1)"
 	if [[ -n "$${DATABASE_URL:-}" ]]; then
 		# Given by the caller: used as-is.
@@ -69,7 +74,7 @@ test:
 	export BO_SMTP_TEST_PYTHON
 	# The console's browser test: Debian's chromium and playwright-core from npm (tests/browser).
 	scripts/ensure-chromium.sh --node >/dev/null
-	echo "NATS_URL=$$NATS_URL DATABASE_URL=$$DATABASE_URL" >&2
+	echo "NATS_URL=$$NATS_URL NATS_CREDS=$${NATS_CREDS:-} DATABASE_URL=$$DATABASE_URL" >&2
 	echo "+ $(CARGO) build --workspace --bins" >&2
 	$(CARGO) build --workspace --bins
 	if $(CARGO) nextest --version >/dev/null 2>&1; then
@@ -134,6 +139,7 @@ lint: fmt-check
 
 infra:
 	@echo "NATS_URL=$$(scripts/ensure-nats.sh | tail -n1)"
+	if [[ -z "$${NATS_URL:-}" ]]; then echo "NATS credentials (prefix bo, any prefix): $$PWD/.local/nats/<role>.creds"; fi
 	echo "PostgreSQL: $$(scripts/ensure-postgres.sh | tail -n1)"
 
 stop-infra:

@@ -48,11 +48,21 @@ export BO_BIN_DIR="$BIN_DIR"
 export BO_NOTIFY_COALESCE_SECS=0
 export BO_SMS_QUIET_HOURS=off
 
-for b in backorder-demo order-intake allocation replenishment-trigger notifier console backorder; do
+for b in backorder-demo order-intake allocation replenishment-trigger notifier console backorder backorder-provision; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b not found; build first: cargo build --release --bins (or run 'make demo')"
 done
 
-NATS_URL="$("$BO_ROOT/scripts/ensure-nats.sh" | tail -n1)"
+if [[ -z ${NATS_URL:-} ]]; then
+    NATS_URL="$("$BO_ROOT/scripts/ensure-nats.sh" | tail -n1)"
+    # Our own secured server: the demo's driver is the admin (it resets the streams), the CLI the operator,
+    # each service its own role (scripts/services.sh).
+    export BO_NATS_CREDS_DIR="$BO_ROOT/.local/nats"
+    export NATS_CREDS="$BO_NATS_CREDS_DIR/admin.creds"
+    OPERATOR_CREDS="$BO_NATS_CREDS_DIR/operator.creds"
+else
+    NATS_URL="$("$BO_ROOT/scripts/ensure-nats.sh" | tail -n1)"
+    OPERATOR_CREDS="${NATS_CREDS:-}"
+fi
 pg="$("$BO_ROOT/scripts/ensure-postgres.sh" | tail -n1)"
 PG_BASE="$(pg_base "$pg")"
 export NATS_URL
@@ -99,14 +109,14 @@ fi
 # --- the backorder desk -------------------------------------------------------------
 echo
 echo "== The backorder desk (backorder kpi; backorder backorders) =="
-"$BIN_DIR/backorder" kpi || rc=$?
+NATS_CREDS="$OPERATOR_CREDS" "$BIN_DIR/backorder" kpi || rc=$?
 echo
-"$BIN_DIR/backorder" backorders --all || rc=$?
+NATS_CREDS="$OPERATOR_CREDS" "$BIN_DIR/backorder" backorders --all || rc=$?
 console_url="$(sed -n 's/.*console serving on \(http:[^ ]*\).*/\1/p' "$BO_RUN_DIR/console.log" 2>/dev/null | tail -n1 || true)"
 echo
 echo "== The console: open ${console_url:-(see $BO_RUN_DIR/console.log)} in a browser =="
 echo "   token for replays and re-prioritising: $(cat "$BO_RUN_DIR/console-token" 2>/dev/null || echo "\$BO_CONSOLE_TOKEN")"
-echo "   the same from a shell: NATS_URL=$NATS_URL BO_PREFIX=$BO_PREFIX $BIN_DIR/backorder --help"
+echo "   the same from a shell: NATS_URL=$(mask_url "$NATS_URL") NATS_CREDS=${OPERATOR_CREDS:-} BO_PREFIX=$BO_PREFIX $BIN_DIR/backorder --help"
 if [[ $rc -eq 0 ]]; then
     log "demo finished successfully"
 else

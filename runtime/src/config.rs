@@ -67,8 +67,15 @@ pub fn millis_or(
 /// What every service reads: where NATS is and which subject prefix it lives under.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
-    /// `NATS_URL`, default `nats://127.0.0.1:4222`.
-    pub nats_url: String,
+    /// `NATS_URL`, `NATS_CREDS`, `NATS_TLS_CA`, `NATS_TLS_CERT`, `NATS_TLS_KEY`.
+    pub nats: crate::nats::NatsOptions,
+    /// `BO_PROVISION` (default `true`): create the prefix's missing streams and buckets at start. With `false`
+    /// they must exist (`backorder-provision streams`), and the service's NATS user needs no right to create
+    /// them.
+    pub provision: bool,
+    /// `BO_STREAM_REPLICAS` (default 1, at most 5): the replicas of every stream and bucket this service
+    /// provisions; 3 on a three-node cluster.
+    pub stream_replicas: usize,
     /// `BO_PREFIX`, default `bo`.
     pub subjects: crate::Subjects,
     /// `BO_BATCH_SIZE`: the most messages a consumer takes in one go, default 256.
@@ -113,10 +120,18 @@ impl CommonConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let stream_replicas = parse_or(source, "BO_STREAM_REPLICAS", 1usize)?;
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(ConfigError::Invalid {
+                key: "BO_STREAM_REPLICAS".into(),
+                value: stream_replicas.to_string(),
+                reason: "must be 1 to 5 (JetStream keeps at most 5 replicas)".into(),
+            });
+        }
         Ok(Self {
-            nats_url: source
-                .get("NATS_URL")
-                .unwrap_or_else(|| "nats://127.0.0.1:4222".to_string()),
+            nats: crate::nats::NatsOptions::from_source(source)?,
+            provision: parse_or(source, "BO_PROVISION", true)?,
+            stream_replicas,
             subjects,
             batch_size,
             max_deliver: parse_or(source, "BO_MAX_DELIVER", 5i64)?.max(1),
@@ -156,7 +171,9 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let config = CommonConfig::from_source(&HashMap::<&str, &str>::new()).unwrap();
-        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
+        assert!(config.provision);
+        assert_eq!(config.stream_replicas, 1);
         assert_eq!(config.subjects.prefix(), "bo");
         assert_eq!(config.batch_size, 256);
         assert_eq!(config.max_deliver, 5);
@@ -187,7 +204,25 @@ mod tests {
         let source = HashMap::from([("BO_PREFIX", "shop1"), ("NATS_URL", "nats://n:1")]);
         let config = CommonConfig::from_source(&source).unwrap();
         assert_eq!(config.subjects.order_placed(), "shop1.in.order.placed");
-        assert_eq!(config.nats_url, "nats://n:1");
+        assert_eq!(config.nats.url, "nats://n:1");
+    }
+
+    #[test]
+    fn provisioning_and_replicas_are_read_and_checked() {
+        let source = HashMap::from([("BO_PROVISION", "false"), ("BO_STREAM_REPLICAS", "3")]);
+        let config = CommonConfig::from_source(&source).unwrap();
+        assert!(!config.provision);
+        assert_eq!(config.stream_replicas, 3);
+        for (key, bad) in [
+            ("BO_STREAM_REPLICAS", "0"),
+            ("BO_STREAM_REPLICAS", "7"),
+            ("BO_PROVISION", "no"),
+        ] {
+            let error = CommonConfig::from_source(&HashMap::from([(key, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -108,31 +108,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Connects as `service` and opens its durable consumer on `kind`'s stream for `filters`.
+    /// Connects as `service` and opens the topology's durable consumer `consumer` on `kind`'s stream.
     pub async fn connect(
         config: &crate::CommonConfig,
         service: &'static str,
         kind: crate::subjects::StreamKind,
-        filters: Vec<String>,
+        consumer: &str,
     ) -> anyhow::Result<(Self, Messages)> {
-        Self::connect_with(config, service, kind, filters, 10_000).await
-    }
-
-    /// [`connect`](Self::connect) with a consumer that hands out at most `max_ack_pending` messages at once
-    /// (1: strictly in stream order, even across instances).
-    pub async fn connect_with(
-        config: &crate::CommonConfig,
-        service: &'static str,
-        kind: crate::subjects::StreamKind,
-        filters: Vec<String>,
-        max_ack_pending: i64,
-    ) -> anyhow::Result<(Self, Messages)> {
-        let bus = Bus::connect(&config.nats_url, config.subjects.clone(), service)
-            .await?
-            .configured(config);
-        let messages = bus
-            .durable_consumer_with(kind, service, filters, max_ack_pending)
-            .await?;
+        let bus = Bus::for_service(config, service).await?;
+        let spec = crate::topology::consumer_spec(&config.subjects, kind, consumer);
+        let messages = bus.consumer(&spec).await?;
         let worker = Self {
             bus,
             service,

@@ -7,10 +7,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::jetstream::{self, consumer::pull, kv};
 use prost::Message;
 
+use crate::nats::NatsOptions;
 use crate::subjects::{StreamKind, Subjects};
+use crate::topology;
 
 /// A JetStream context bound to one prefix.
 #[derive(Clone)]
@@ -20,6 +22,9 @@ pub struct Bus {
     pub subjects: Subjects,
     /// What the durable consumers this bus creates are given.
     pub consumers: ConsumerSettings,
+    /// `Some(replicas)`: this bus creates missing streams and buckets with that many replicas; `None`: they
+    /// are provisioned beforehand and the user may not create them.
+    provisioning: Option<usize>,
     /// The durable consumers found missing on the server and not recreated yet (`stream/name` → why), shared
     /// by every clone, for `/ready`.
     lost: Arc<Mutex<BTreeMap<String, String>>>,
@@ -61,23 +66,44 @@ pub fn server_max_deliver(max_deliver: i64) -> i64 {
 }
 
 impl Bus {
-    /// Connects (retrying while the server is not up yet) and makes sure the prefix's streams exist.
-    pub async fn connect(url: &str, subjects: Subjects, name: &str) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name(name)
-            .retry_on_initial_connect()
-            .connect(url)
-            .await
-            .with_context(|| format!("connecting to NATS at {url}"))?;
+    /// Connects (retrying while the server is not up yet) without touching any stream: what a service with
+    /// `BO_PROVISION=false` does, with a user that may not create streams.
+    pub async fn open(nats: &NatsOptions, subjects: Subjects, name: &str) -> anyhow::Result<Self> {
+        let client = nats.connect_retrying(name).await?;
         let js = jetstream::new(client.clone());
-        let bus = Self {
+        Ok(Self {
             client,
             js,
             subjects,
             consumers: ConsumerSettings::default(),
+            provisioning: None,
             lost: Arc::default(),
-        };
+        })
+    }
+
+    /// Connects and makes sure the prefix's streams and buckets exist, one replica each (tests and tools,
+    /// connected as a user that may create them).
+    pub async fn connect(
+        nats: &NatsOptions,
+        subjects: Subjects,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let mut bus = Self::open(nats, subjects, name).await?;
+        bus.provisioning = Some(1);
         bus.ensure_streams().await?;
+        Ok(bus)
+    }
+
+    /// Connects as the service `name` would with `config`: its consumer settings, and, with
+    /// `BO_PROVISION=true`, the prefix's streams and buckets made with `BO_STREAM_REPLICAS` replicas.
+    pub async fn for_service(config: &crate::CommonConfig, name: &str) -> anyhow::Result<Self> {
+        let mut bus = Self::open(&config.nats, config.subjects.clone(), name)
+            .await?
+            .configured(config);
+        if config.provision {
+            bus.provisioning = Some(config.stream_replicas);
+            bus.ensure_streams().await?;
+        }
         Ok(bus)
     }
 
@@ -87,42 +113,103 @@ impl Bus {
         self
     }
 
-    /// Creates the four streams of this prefix if they are missing. Every service calls it, so start-up order
-    /// does not matter and an OMS can publish before any consumer exists.
+    /// Creates the prefix's streams and buckets that are missing; a stream made by an older release gets the
+    /// subjects added since and the replicas asked for now. Only on a bus that provisions (see
+    /// [`for_service`](Self::for_service)); on one that does not, it checks that the streams exist.
     pub async fn ensure_streams(&self) -> anyhow::Result<()> {
+        let Some(replicas) = self.provisioning else {
+            for kind in StreamKind::ALL {
+                let name = self.subjects.stream(kind);
+                self.js.get_stream(&name).await.with_context(|| {
+                    format!("stream {name} is missing: run backorder-provision streams (or start with BO_PROVISION=true)")
+                })?;
+            }
+            return Ok(());
+        };
         for kind in StreamKind::ALL {
-            let name = self.subjects.stream(kind);
-            let subjects = self.subjects.stream_subjects(kind);
+            let wanted = topology::stream_config(&self.subjects, kind, replicas);
+            let name = wanted.name.clone();
             let stream = self
                 .js
-                .get_or_create_stream(stream::Config {
-                    name: name.clone(),
-                    subjects: subjects.clone(),
-                    storage: stream::StorageType::File,
-                    max_age: Duration::from_secs(30 * 24 * 3600),
-                    // Long enough to cover a publisher's retries after a reconnect.
-                    duplicate_window: Duration::from_secs(10 * 60),
-                    // Control messages are states (the clock reads ...): only the latest matters.
-                    max_messages_per_subject: if kind == StreamKind::Control { 1 } else { 0 },
-                    ..Default::default()
-                })
+                .get_or_create_stream(wanted.clone())
                 .await
                 .with_context(|| format!("creating stream {name}"))?;
-            // A stream made by an older release may lack a subject added since.
             let mut config = stream.cached_info().config.clone();
-            if subjects.iter().any(|s| !config.subjects.contains(s)) {
-                for subject in subjects {
-                    if !config.subjects.contains(&subject) {
-                        config.subjects.push(subject);
-                    }
-                }
-                self.js
-                    .update_stream(&config)
-                    .await
-                    .with_context(|| format!("adding subjects to stream {name}"))?;
+            let missing: Vec<String> = wanted
+                .subjects
+                .iter()
+                .filter(|s| !config.subjects.contains(s))
+                .cloned()
+                .collect();
+            if !missing.is_empty() || config.num_replicas != replicas {
+                config.subjects.extend(missing);
+                config.num_replicas = replicas;
+                self.js.update_stream(&config).await.with_context(|| {
+                    format!("updating stream {name} (subjects, {replicas} replicas)")
+                })?;
             }
         }
+        for bucket in topology::buckets(&self.subjects) {
+            self.key_value(&bucket).await?;
+        }
         Ok(())
+    }
+
+    /// The bucket `spec`, made (with this bus's replicas) when it is missing and this bus provisions.
+    pub async fn key_value(&self, spec: &topology::BucketSpec) -> anyhow::Result<kv::Store> {
+        if let Ok(store) = self.js.get_key_value(&spec.name).await {
+            return Ok(store);
+        }
+        let Some(replicas) = self.provisioning else {
+            anyhow::bail!(
+                "key-value bucket {} is missing: run backorder-provision streams (or start with BO_PROVISION=true)",
+                spec.name
+            );
+        };
+        self.js
+            .create_key_value(spec.config(replicas))
+            .await
+            .map_err(|e| anyhow::anyhow!("creating key-value bucket {}: {e}", spec.name))
+    }
+
+    /// Creates (or updates to today's settings) every durable consumer of the prefix, as provisioning does
+    /// before the services start.
+    pub async fn ensure_consumers(&self) -> anyhow::Result<()> {
+        for spec in topology::consumers(&self.subjects) {
+            let recipe = self.recipe(&spec);
+            let stream = self.js.get_stream(&recipe.stream).await?;
+            let _: jetstream::consumer::PullConsumer = stream
+                .create_consumer(recipe.config.clone())
+                .await
+                .with_context(|| format!("creating consumer {} on {}", spec.name, recipe.stream))?;
+        }
+        Ok(())
+    }
+
+    /// The durable consumer of the topology, opened for pulling.
+    pub async fn consumer(&self, spec: &topology::ConsumerSpec) -> anyhow::Result<Messages> {
+        let recipe = self.recipe(spec);
+        let inner = recipe.open().await?;
+        Ok(Messages {
+            inner,
+            recipe: Some(recipe),
+        })
+    }
+
+    fn recipe(&self, spec: &topology::ConsumerSpec) -> Recipe {
+        Recipe {
+            bus: self.clone(),
+            stream: self.subjects.stream(spec.stream),
+            config: pull::Config {
+                durable_name: Some(spec.name.to_string()),
+                filter_subjects: spec.filters.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: self.consumers.ack_wait,
+                max_deliver: server_max_deliver(self.consumers.max_deliver),
+                max_ack_pending: spec.max_ack_pending,
+                ..Default::default()
+            },
+        }
     }
 
     /// A durable pull consumer (explicit ack) on `kind`'s stream for `filters`. Redelivery is bounded by our
@@ -146,18 +233,19 @@ impl Bus {
         filters: Vec<String>,
         max_ack_pending: i64,
     ) -> anyhow::Result<Messages> {
+        let recipe = self.recipe(&topology::ConsumerSpec {
+            role: "",
+            stream: kind,
+            name: "",
+            filters,
+            max_ack_pending,
+        });
         let recipe = Recipe {
-            bus: self.clone(),
-            stream: self.subjects.stream(kind),
             config: pull::Config {
                 durable_name: Some(name.to_string()),
-                filter_subjects: filters,
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: self.consumers.ack_wait,
-                max_deliver: server_max_deliver(self.consumers.max_deliver),
-                max_ack_pending,
-                ..Default::default()
+                ..recipe.config
             },
+            ..recipe
         };
         let inner = recipe.open().await?;
         Ok(Messages {

@@ -8,12 +8,16 @@ pub mod consume;
 pub mod digest;
 pub mod jetstream;
 pub mod limits;
+pub mod nats;
 pub mod ops;
+pub mod permissions;
 pub mod query;
+pub mod secret;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;
 pub mod time;
+pub mod topology;
 pub mod trace;
 pub mod vars;
 

@@ -59,8 +59,28 @@ impl Subjects {
         })
     }
 
+    /// Every prefix at once, for NATS permissions: subjects start with the wildcard `*`, and stream and bucket
+    /// names (which embed the prefix inside a token, where a wildcard cannot stand) are `*` as a whole.
+    pub fn any() -> Self {
+        Self {
+            prefix: "*".to_string(),
+        }
+    }
+
+    pub fn is_any(&self) -> bool {
+        self.prefix == "*"
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// `<PREFIX>_<suffix>`, or `*` for [`any`](Self::any).
+    fn upper(&self, suffix: &str) -> String {
+        if self.is_any() {
+            return "*".into();
+        }
+        format!("{}_{suffix}", self.prefix.to_ascii_uppercase())
     }
 
     fn subject(&self, rest: &str) -> String {
@@ -153,17 +173,17 @@ impl Subjects {
 
     /// replenishment-trigger's key-value bucket, e.g. `BO_REPLENISHMENT`: one per prefix, like the streams.
     pub fn replenishment_bucket(&self) -> String {
-        format!("{}_REPLENISHMENT", self.prefix.to_ascii_uppercase())
+        self.upper("REPLENISHMENT")
     }
 
     /// notifier's key-value bucket, e.g. `BO_NOTIFIER`: messages waiting to be sent, customer preferences.
     pub fn notifier_bucket(&self) -> String {
-        format!("{}_NOTIFIER", self.prefix.to_ascii_uppercase())
+        self.upper("NOTIFIER")
     }
 
     /// notifier's record of what it sent, e.g. `BO_NOTIFIER_SENT`, so a replayed event is not sent again.
     pub fn notifier_sent_bucket(&self) -> String {
-        format!("{}_NOTIFIER_SENT", self.prefix.to_ascii_uppercase())
+        self.upper("NOTIFIER_SENT")
     }
 
     /// Every key-value bucket the services keep under the prefix.
@@ -177,7 +197,7 @@ impl Subjects {
 
     /// The stream's name, e.g. `BO_IN` for prefix `bo`.
     pub fn stream(&self, kind: StreamKind) -> String {
-        format!("{}_{}", self.prefix.to_ascii_uppercase(), kind.suffix())
+        self.upper(kind.suffix())
     }
 
     /// The subjects a stream captures.

@@ -28,7 +28,7 @@ async fn bus(ack_wait: Duration, max_deliver: i64) -> anyhow::Result<Bus> {
     );
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let mut bus = Bus::connect(
-        &url,
+        &backorder_runtime::nats::NatsOptions::env_with_url(&url).unwrap(),
         Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
         "rt-test",
     )

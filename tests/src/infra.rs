@@ -79,6 +79,8 @@ pub struct Nats {
     bin: PathBuf,
     store: PathBuf,
     log: PathBuf,
+    /// A configuration file of the test's, instead of command-line flags.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -91,10 +93,42 @@ impl Nats {
             bin: nats_binary().await?,
             store,
             log: scratch.dir.join("nats.log"),
+            config: None,
             child: None,
         };
         nats.restart().await?;
         Ok(nats)
+    }
+
+    /// A server with `extra` in its configuration file (`nats.conf` in the scratch folder, so an `include`
+    /// of a file there works), besides its port, store and name.
+    pub async fn start_configured(scratch: &Scratch, extra: &str) -> anyhow::Result<Self> {
+        let store = scratch.dir.join("nats-store");
+        std::fs::create_dir_all(&store)?;
+        let port = free_port()?;
+        let config = scratch.dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "server_name: bo-test-{port}\nlisten: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n}}\n{extra}\n",
+                store.display().to_string()
+            ),
+        )?;
+        let mut nats = Self {
+            port,
+            bin: nats_binary().await?,
+            store,
+            log: scratch.dir.join("nats.log"),
+            config: Some(config),
+            child: None,
+        };
+        nats.restart().await?;
+        Ok(nats)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -115,17 +149,22 @@ impl Nats {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .args(["-n", &format!("bo-fault-{}", self.port)])
+        let mut command = Command::new(&self.bin);
+        match &self.config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(&self.store)
+                .args(["-n", &format!("bo-fault-{}", self.port)]),
+        };
+        let child = command
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

@@ -227,7 +227,7 @@ pub async fn delete_streams(bus: &Bus) -> anyhow::Result<()> {
 /// is up).
 pub async fn connect(nats_url: &str, prefix: &str) -> anyhow::Result<Bus> {
     Bus::connect(
-        nats_url,
+        &stream::nats().with_url(nats_url),
         Subjects::new(prefix).map_err(anyhow::Error::msg)?,
         "backorder-client",
     )
@@ -304,6 +304,9 @@ impl System {
         std::fs::create_dir_all(&logs)?;
         let mut env: Vec<(String, String)> = vec![
             ("NATS_URL".into(), nats_url),
+            // The test provisioned the prefix (as the admin user); each service connects as its own role
+            // ([`launch_with`](Self::launch_with)), which may not create streams.
+            ("BO_PROVISION".into(), "false".into()),
             ("DATABASE_URL".into(), service_database_url),
             ("BO_PREFIX".into(), prefix),
             // Health and metrics on a port the system picks, so systems side by side do not collide.
@@ -364,8 +367,10 @@ impl System {
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
+        let creds = stream::role_creds(service).map(|path| ("NATS_CREDS", path));
         Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(creds)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -510,6 +515,24 @@ impl System {
         Ok(())
     }
 
+    /// The log lines in which the NATS server refused a service something (a permission its role lacks).
+    pub fn refusals(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.logs) else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for entry in entries.flatten() {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let name = entry.file_name().to_string_lossy().to_string();
+            lines.extend(
+                log.lines()
+                    .filter(|line| line.contains(backorder_runtime::nats::REFUSED))
+                    .map(|line| format!("{name}: {line}")),
+            );
+        }
+        lines
+    }
+
     /// Stops the services with SIGTERM (as an orchestrator would) and removes the prefix's streams and the
     /// database. Logs stay under `target/<profile>/e2e-logs/<prefix>/`.
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -524,6 +547,16 @@ impl System {
                 Ok(Err(error)) => return Err(error.into()),
                 Err(_) => bail!("{service} did not stop within 15 s of SIGTERM"),
             }
+        }
+        // Every test exercises the services' NATS permissions: a request the server refused is a test failure
+        // (the logs stay for a look).
+        let refused = self.refusals();
+        if !refused.is_empty() {
+            bail!(
+                "the NATS server refused requests of the services (see {}):\n{}",
+                self.logs.display(),
+                refused.join("\n")
+            );
         }
         delete_streams(&self.bus).await?;
         self.db.close().await;

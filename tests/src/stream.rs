@@ -5,12 +5,28 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use backorder_runtime::jetstream::Bus;
+use backorder_runtime::nats::NatsOptions;
 use backorder_runtime::subjects::StreamKind;
 use futures::StreamExt;
 
 /// `NATS_URL`, as `make test` sets it, or the default port.
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// How the tests themselves connect: `NATS_URL` with `NATS_CREDS` (`make test` gives the `admin` user, as
+/// the tests create and delete streams) and `NATS_TLS_*`.
+pub fn nats() -> NatsOptions {
+    NatsOptions::from_source(&backorder_runtime::config::ProcessEnv)
+        .expect("NATS_TLS_CERT and NATS_TLS_KEY are set together")
+}
+
+/// The credentials of `role` for the services and outside systems a test starts: the file `<role>.creds`
+/// beside the tests' own `NATS_CREDS` (`.local/nats/` as `make test` runs), if there is one.
+pub fn role_creds(role: &str) -> Option<std::path::PathBuf> {
+    let own = nats().creds?;
+    let theirs = own.parent()?.join(format!("{role}.creds"));
+    theirs.exists().then_some(theirs)
 }
 
 /// Everything stored on `subject` (wildcards allowed) in `kind`'s stream, oldest first, read in batches (a

@@ -45,6 +45,7 @@ impl Desk {
             tokio::process::Command::new(&self.bin)
                 .args(args)
                 .env("NATS_URL", &self.nats_url)
+                .envs(backorder_e2e::stream::role_creds("operator").map(|p| ("NATS_CREDS", p)))
                 .env("BO_PREFIX", &self.prefix)
                 .env("USER", "desk-e2e")
                 .kill_on_drop(true)

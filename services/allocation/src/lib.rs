@@ -22,6 +22,7 @@ use backorder_runtime::config::{Source, parse_or};
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
+use backorder_runtime::topology;
 use backorder_runtime::{CommonConfig, ConfigError, ops};
 use chrono::Duration;
 use futures::FutureExt;
@@ -212,13 +213,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = connect_database(&config.database_url, config.pool_size).await?;
-        let bus = Bus::connect(
-            &config.common.nats_url,
-            config.common.subjects.clone(),
-            SERVICE,
-        )
-        .await?
-        .configured(&config.common);
+        let bus = Bus::for_service(&config.common, SERVICE).await?;
         Ok(Self {
             pool,
             bus,
@@ -239,31 +234,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let subjects = &self.common.subjects;
-        let orders = self
-            .bus
-            .durable_consumer(
-                StreamKind::Internal,
-                SERVICE,
-                vec![subjects.order_accepted()],
-            )
-            .await?;
-        let warehouse = self
-            .bus
-            .durable_consumer(
-                StreamKind::Inbound,
-                SERVICE,
-                vec![
-                    subjects.stock_received(),
-                    subjects.stock_adjusted(),
-                    subjects.shipment_confirmed(),
-                    subjects.order_cancel(),
-                    subjects.sku_upserted(),
-                    subjects.supply_updated(),
-                    subjects.delay_answer(),
-                    subjects.order_priority(),
-                ],
-            )
-            .await?;
+        let consumer =
+            |stream| topology::consumer_spec(subjects, stream, topology::consumer::ALLOCATION);
+        let orders = self.bus.consumer(&consumer(StreamKind::Internal)).await?;
+        let warehouse = self.bus.consumer(&consumer(StreamKind::Inbound)).await?;
         let wake = Arc::new(Notify::new());
         let engine = Engine {
             pool: self.pool.clone(),

@@ -58,8 +58,10 @@ impl Service {
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
         let database = pool.connect_options().get_database().unwrap().to_string();
         let url = format!("{}/{database}", &base[..base.rfind('/').unwrap()]);
+        let creds = std::env::var("NATS_CREDS").unwrap_or_default();
         let source = HashMap::from([
             ("NATS_URL", nats.as_str()),
+            ("NATS_CREDS", creds.as_str()),
             ("BO_PREFIX", prefix.as_str()),
             ("DATABASE_URL", url.as_str()),
             ("BO_DB_POOL_SIZE", "4"),
@@ -74,9 +76,13 @@ impl Service {
         let running = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let bus = Bus::connect(&nats, Subjects::new(&prefix).unwrap(), "api-test")
-            .await
-            .unwrap();
+        let bus = Bus::connect(
+            &backorder_runtime::nats::NatsOptions::env_with_url(&nats).unwrap(),
+            Subjects::new(&prefix).unwrap(),
+            "api-test",
+        )
+        .await
+        .unwrap();
         Service {
             bus,
             pool,

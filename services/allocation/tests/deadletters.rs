@@ -42,6 +42,10 @@ async fn start(pool: &PgPool) -> Running {
     let (server, _) = base.rsplit_once('/').expect("a database URL");
     let source: HashMap<String, String> = [
         ("NATS_URL", nats.clone()),
+        (
+            "NATS_CREDS",
+            std::env::var("NATS_CREDS").unwrap_or_default(),
+        ),
         ("BO_PREFIX", prefix.clone()),
         ("DATABASE_URL", format!("{server}/{database}")),
         ("BO_DB_POOL_SIZE", "4".into()),
@@ -58,9 +62,13 @@ async fn start(pool: &PgPool) -> Running {
         let _ = stopped.await;
     }));
     let subjects = Subjects::new(&prefix).unwrap();
-    let bus = Bus::connect(&nats, subjects.clone(), "deadletters-test")
-        .await
-        .unwrap();
+    let bus = Bus::connect(
+        &backorder_runtime::nats::NatsOptions::env_with_url(&nats).unwrap(),
+        subjects.clone(),
+        "deadletters-test",
+    )
+    .await
+    .unwrap();
     // Up once the query API answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let list = ListDeadLettersRequest::default().encode_to_vec();

@@ -641,9 +641,13 @@ mod endpoint {
     async fn bus() -> Bus {
         let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let prefix = format!("kpi{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        Bus::connect(&url, Subjects::new(&prefix).unwrap(), "kpi-test")
-            .await
-            .unwrap()
+        Bus::connect(
+            &backorder_runtime::nats::NatsOptions::env_with_url(&url).unwrap(),
+            Subjects::new(&prefix).unwrap(),
+            "kpi-test",
+        )
+        .await
+        .unwrap()
     }
 
     /// The reply to `request` on `<p>.api.kpi.get`, asked again while the service is not subscribed yet.

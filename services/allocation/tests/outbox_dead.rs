@@ -17,9 +17,13 @@ use tokio::sync::Notify;
 async fn bus() -> Bus {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let prefix = format!("obx{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    Bus::connect(&url, Subjects::new(&prefix).unwrap(), "outbox-test")
-        .await
-        .unwrap()
+    Bus::connect(
+        &backorder_runtime::nats::NatsOptions::env_with_url(&url).unwrap(),
+        Subjects::new(&prefix).unwrap(),
+        "outbox-test",
+    )
+    .await
+    .unwrap()
 }
 
 async fn delete_streams(bus: &Bus) {

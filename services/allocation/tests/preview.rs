@@ -624,9 +624,13 @@ async fn the_endpoint_answers_over_nats_and_refuses_bad_requests(pool: PgPool) {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let prefix = format!("pv{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let subjects = Subjects::new(&prefix).unwrap();
-    let bus = Bus::connect(&url, subjects.clone(), "preview-test")
-        .await
-        .unwrap();
+    let bus = Bus::connect(
+        &backorder_runtime::nats::NatsOptions::env_with_url(&url).unwrap(),
+        subjects.clone(),
+        "preview-test",
+    )
+    .await
+    .unwrap();
     let engine = Engine {
         clock: backorder_runtime::Clock::simulated(day(0)),
         ..Engine::new(pool.clone(), subjects.clone())

@@ -28,6 +28,10 @@ pub struct Cli {
         help_heading = GLOBAL
     )]
     pub nats_url: String,
+    /// The credentials file of the user to connect as (the `operator` role; `NATS_TLS_CA`, `NATS_TLS_CERT`
+    /// and `NATS_TLS_KEY` from the environment give TLS).
+    #[arg(long, env = "NATS_CREDS", global = true, help_heading = GLOBAL)]
+    pub creds: Option<std::path::PathBuf>,
     /// The services' subject prefix.
     #[arg(long, env = "BO_PREFIX", default_value = "bo", value_parser = prefix, global = true, help_heading = GLOBAL)]
     pub prefix: Subjects,

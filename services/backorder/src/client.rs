@@ -111,19 +111,23 @@ pub struct Api {
 impl Api {
     /// Connects once (no retries: a person is waiting), within `timeout`.
     pub async fn connect(
-        nats_url: &str,
+        nats: &backorder_runtime::nats::NatsOptions,
         subjects: Subjects,
         timeout: Duration,
     ) -> Result<Self, Failure> {
-        let client = async_nats::ConnectOptions::new()
-            .name("backorder-cli")
+        let nats_url = nats.display_url();
+        let unreachable = |detail: String| Failure::Unreachable {
+            nats_url: nats_url.clone(),
+            detail,
+        };
+        let client = nats
+            .connect_options("backorder-cli")
+            .map_err(|e| unreachable(format!("{e:#}")))?
             .connection_timeout(timeout)
-            .connect(nats_url)
+            .connect(nats.url.as_str())
             .await
-            .map_err(|e| Failure::Unreachable {
-                nats_url: nats_url.into(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
+        let nats_url = nats_url.as_str();
         Ok(Self {
             client,
             subjects,

@@ -45,7 +45,16 @@ pub fn env_vars() -> Vec<Var> {
 
 /// Connects and runs the command.
 pub async fn run(cli: &Cli) -> Result<Output, Failure> {
-    let api = Api::connect(&cli.nats_url, cli.prefix.clone(), cli.timeout).await?;
+    let nats = backorder_runtime::nats::NatsOptions {
+        url: cli.nats_url.clone(),
+        creds: cli.creds.clone(),
+        ..backorder_runtime::nats::NatsOptions::from_source(&backorder_runtime::config::ProcessEnv)
+            .map_err(|e| Failure::Unreachable {
+                nats_url: backorder_runtime::secret::mask_url(&cli.nats_url),
+                detail: e.to_string(),
+            })?
+    };
+    let api = Api::connect(&nats, cli.prefix.clone(), cli.timeout).await?;
     commands::run(&api, &cli.command).await
 }
 

@@ -107,19 +107,15 @@ impl Api {
     /// Connects in the background: the console serves its pages (503 ones) while NATS is down and recovers by
     /// itself when it comes back.
     pub async fn connect(
-        nats_url: &str,
+        nats: &backorder_runtime::nats::NatsOptions,
         subjects: Subjects,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
-            .name("console")
-            .retry_on_initial_connect()
-            .connect(nats_url)
-            .await?;
+        let client = nats.connect_retrying("console").await?;
         Ok(Self {
             client,
             subjects,
-            nats_url: without_credentials(nats_url),
+            nats_url: without_credentials(&nats.url),
             timeout,
         })
     }

@@ -15,8 +15,8 @@ pub const MIN_TOKEN_LEN: usize = 12;
 
 #[derive(Clone)]
 pub struct Config {
-    /// `NATS_URL`
-    pub nats_url: String,
+    /// `NATS_URL`, `NATS_CREDS` (the `console` role), `NATS_TLS_*`.
+    pub nats: backorder_runtime::nats::NatsOptions,
     /// `BO_PREFIX`: the query API answers on `<p>.api.*`.
     pub subjects: Subjects,
     /// `BO_CONSOLE_ADDR`, default [`DEFAULT_ADDR`]; port 0 picks a free one (the log line says which).
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Config {
     // The token stays out of logs and panics.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats.display_url())
             .field("prefix", &self.subjects.prefix())
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
@@ -78,7 +78,7 @@ impl Config {
             ));
         }
         Ok(Self {
-            nats_url: common.nats_url,
+            nats: common.nats,
             subjects: common.subjects,
             addr,
             token,

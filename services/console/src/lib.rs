@@ -107,7 +107,7 @@ pub struct Bound {
 
 /// Connects to NATS in the background (the pages say 503 until it answers) and binds `config.addr`.
 pub async fn bind(config: Config) -> anyhow::Result<Bound> {
-    let api = Api::connect(&config.nats_url, config.subjects.clone(), config.timeout).await?;
+    let api = Api::connect(&config.nats, config.subjects.clone(), config.timeout).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("listening on {} (BO_CONSOLE_ADDR)", config.addr))?;

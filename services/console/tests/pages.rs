@@ -262,8 +262,13 @@ async fn with_nats_up_but_no_query_api_the_page_says_nothing_answers() {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let url = nats_url();
-    let (addr, stop, task) =
-        start(&[("NATS_URL", url.as_str()), ("BO_PREFIX", prefix.as_str())]).await;
+    let creds = std::env::var("NATS_CREDS").unwrap_or_default();
+    let (addr, stop, task) = start(&[
+        ("NATS_URL", url.as_str()),
+        ("NATS_CREDS", creds.as_str()),
+        ("BO_PREFIX", prefix.as_str()),
+    ])
+    .await;
     // The connection is made in the background.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while request(addr, "GET", "/ready", &[], "").await.status != 200 {

@@ -98,7 +98,7 @@ pub fn env_vars() -> Vec<Var> {
 
 pub const SERVICE: &str = "notifier";
 /// The durable consumer of `<p>.in.customer.preferences`.
-pub const PREFERENCES_CONSUMER: &str = "notifier-preferences";
+pub const PREFERENCES_CONSUMER: &str = backorder_runtime::topology::consumer::NOTIFIER_PREFERENCES;
 
 pub struct Application {
     worker: Worker,
@@ -123,23 +123,17 @@ impl Application {
         // Templates first: a broken one stops the service before it takes any event.
         let templates = Templates::load(config.templates_dir.as_deref())?;
         let common = &config.common;
-        let filters = vec![common.subjects.customer_event()];
         let (worker, events) =
-            Worker::connect(common, SERVICE, StreamKind::Internal, filters).await?;
+            Worker::connect(common, SERVICE, StreamKind::Internal, SERVICE).await?;
         let preferences = worker
             .bus
-            .durable_consumer(
+            .consumer(&backorder_runtime::topology::consumer_spec(
+                &common.subjects,
                 StreamKind::Inbound,
                 PREFERENCES_CONSUMER,
-                vec![common.subjects.customer_preferences()],
-            )
+            ))
             .await?;
-        let buckets = Buckets::open(
-            &worker.bus.js,
-            &common.subjects.notifier_bucket(),
-            &common.subjects.notifier_sent_bucket(),
-        )
-        .await?;
+        let buckets = Buckets::open(&worker.bus).await?;
         let smtp = match &config.smtp {
             None => None,
             Some(smtp_config) => {

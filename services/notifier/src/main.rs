@@ -100,8 +100,8 @@ async fn set_preferences(args: &[String]) -> anyhow::Result<()> {
     check.id("customer_id", customer_id);
     check.result().map_err(anyhow::Error::msg)?;
     let common = backorder_runtime::CommonConfig::from_source(&ProcessEnv)?;
-    let bus = backorder_runtime::jetstream::Bus::connect(
-        &common.nats_url,
+    let bus = backorder_runtime::jetstream::Bus::open(
+        &common.nats,
         common.subjects.clone(),
         "notifier-preferences-command",
     )

@@ -28,7 +28,7 @@ use crate::config::{Replay, SmtpConfig};
 use crate::store;
 
 /// The adapter's consumer name and dead-letter subject (`<p>.dlq.notifier-smtp`).
-pub const SERVICE: &str = "notifier-smtp";
+pub const SERVICE: &str = backorder_runtime::topology::consumer::NOTIFIER_SMTP;
 
 /// What `smtp.<h>` says of an email.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use backorder_proto::v1::CustomerEvent;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
@@ -21,7 +20,7 @@ use crate::coalesce::Channel;
 
 /// How long the record of a sent message is kept: longer than the streams keep events (30 days), so a replay
 /// of anything still in a stream finds it.
-pub const SENT_MAX_AGE: Duration = Duration::from_secs(35 * 24 * 3600);
+pub const SENT_MAX_AGE: Duration = backorder_runtime::topology::NOTIFIER_SENT_MAX_AGE;
 
 pub fn hash(id: &str) -> String {
     hex::encode(&Sha256::digest(id.as_bytes())[..16])
@@ -159,44 +158,22 @@ pub struct Buckets {
 }
 
 impl Buckets {
-    pub async fn open(js: &jetstream::Context, state: &str, sent: &str) -> anyhow::Result<Self> {
+    pub async fn open(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<Self> {
+        let (state, sent) = (
+            bus.subjects.notifier_bucket(),
+            bus.subjects.notifier_sent_bucket(),
+        );
+        let spec = |name: &str| {
+            backorder_runtime::topology::buckets(&bus.subjects)
+                .into_iter()
+                .find(|b| b.name == name)
+                .expect("the topology lists the notifier's buckets")
+        };
         Ok(Self {
-            state: open(
-                js,
-                state,
-                "notifier: events waiting for their message, customer preferences",
-                Duration::ZERO,
-            )
-            .await?,
-            sent: open(
-                js,
-                sent,
-                "notifier: messages sent per event, so a replay does not send again",
-                SENT_MAX_AGE,
-            )
-            .await?,
+            state: bus.key_value(&spec(&state)).await?,
+            sent: bus.key_value(&spec(&sent)).await?,
         })
     }
-}
-
-async fn open(
-    js: &jetstream::Context,
-    bucket: &str,
-    description: &str,
-    max_age: Duration,
-) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: bucket.to_string(),
-        description: description.to_string(),
-        history: 1,
-        max_age,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("creating key-value bucket {bucket}"))
 }
 
 /// The value under `key` with its revision; `None` when absent or deleted (then the revision to write

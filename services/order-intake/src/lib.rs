@@ -53,9 +53,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let filters = vec![config.common.subjects.order_placed()];
         let (worker, messages) =
-            Worker::connect(&config.common, SERVICE, StreamKind::Inbound, filters).await?;
+            Worker::connect(&config.common, SERVICE, StreamKind::Inbound, SERVICE).await?;
         Ok(Self {
             worker,
             messages,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use backorder_e2e::stream::{message_id, nats_url, stored, wait_for_stored};
+use backorder_e2e::stream::{message_id, nats_url, role_creds, stored, wait_for_stored};
 use backorder_proto::v1::{Customer, OrderAccepted, OrderLine, OrderPlaced, OrderRejected};
 use backorder_runtime::Subjects;
 use backorder_runtime::jetstream::Bus;
@@ -23,15 +23,19 @@ impl Env {
     async fn start(vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
         let bus = Bus::connect(
-            &nats_url(),
+            &backorder_e2e::stream::nats(),
             Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
             "order-intake-test",
         )
         .await?;
         bus.ensure_streams().await?;
         let url = nats_url();
+        let creds = role_creds("order-intake")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let mut source = HashMap::from([
             ("NATS_URL", url.as_str()),
+            ("NATS_CREDS", creds.as_str()),
             ("BO_PREFIX", prefix.as_str()),
             ("BO_HTTP_ADDR", "127.0.0.1:0"),
         ]);

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&file, policies)?;
 
     let bus = Bus::connect(
-        &url,
+        &backorder_runtime::nats::NatsOptions::env_with_url(&url).unwrap(),
         Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
         "reorder-bench",
     )

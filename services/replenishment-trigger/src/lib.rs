@@ -19,7 +19,6 @@ use backorder_runtime::vars::Var;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_nats::jetstream::kv as js_kv;
 use backorder_runtime::CommonConfig;
 use backorder_runtime::config::{ConfigError, Source, parse_or};
 use backorder_runtime::consume::Worker;
@@ -66,7 +65,7 @@ pub fn env_vars() -> Vec<Var> {
 pub const SERVICE: &str = "replenishment-trigger";
 
 /// The consumer of product-master upserts, which keep the SKUs' policies (and its dead-letter subject).
-pub const POLICIES_CONSUMER: &str = "replenishment-trigger-policies";
+pub const POLICIES_CONSUMER: &str = backorder_runtime::topology::consumer::REPLENISHMENT_POLICIES;
 
 /// No purchase request asks for goods further out than this.
 pub const MAX_LEAD_TIME_DAYS: u32 = backorder_runtime::limits::MAX_LEAD_TIME_DAYS as u32;
@@ -146,22 +145,17 @@ impl Application {
             config.policy_file.as_deref(),
         )?);
         let common = &config.common;
-        // One message at a time, in stream order, across instances: a SKU's reports and the ticks that send
-        // its requests must not overtake each other.
-        let filters = vec![
-            common.subjects.reorder_needed(),
-            common.subjects.replenishment_tick(),
-        ];
+        // Its consumer takes one message at a time, in stream order, across instances (see the topology).
         let (worker, messages) =
-            Worker::connect_with(common, SERVICE, StreamKind::Internal, filters, 1).await?;
+            Worker::connect(common, SERVICE, StreamKind::Internal, SERVICE).await?;
         let (policy_worker, policy_messages) = Worker::connect(
             common,
             POLICIES_CONSUMER,
             StreamKind::Inbound,
-            vec![common.subjects.sku_upserted()],
+            POLICIES_CONSUMER,
         )
         .await?;
-        let bucket = open_bucket(&worker.bus.js, &common.subjects.replenishment_bucket()).await?;
+        let bucket = worker.bus.key_value(&bucket_spec(&common.subjects)).await?;
         // Due times, from the handler to the scheduler: unbounded, as the handler must never wait for it
         // (one small message per report).
         let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -219,23 +213,12 @@ impl Application {
     }
 }
 
-async fn open_bucket(
-    js: &async_nats::jetstream::Context,
-    bucket: &str,
-) -> anyhow::Result<js_kv::Store> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
-    }
-    js.create_key_value(js_kv::Config {
-        bucket: bucket.to_string(),
-        description:
-            "replenishment-trigger: requests per SKU and supplier, sent requests, SKU policies"
-                .into(),
-        history: 1,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("creating key-value bucket {bucket}: {e}"))
+fn bucket_spec(subjects: &backorder_runtime::Subjects) -> backorder_runtime::topology::BucketSpec {
+    let name = subjects.replenishment_bucket();
+    backorder_runtime::topology::buckets(subjects)
+        .into_iter()
+        .find(|b| b.name == name)
+        .expect("the topology lists the replenishment bucket")
 }
 
 #[cfg(test)]

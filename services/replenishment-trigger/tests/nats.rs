@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use backorder_e2e::stream::{nats_url, stored, wait_for_stored};
+use backorder_e2e::stream::{nats_url, role_creds, stored, wait_for_stored};
 use backorder_proto::v1::{ClockAdvanced, DeadLetter, PurchaseRequest, ReorderNeeded};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
@@ -68,7 +68,7 @@ impl Env {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("policies.toml"), POLICIES)?;
         let bus = Bus::connect(
-            &nats_url(),
+            &backorder_e2e::stream::nats(),
             Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
             "replenishment-test",
         )
@@ -78,10 +78,14 @@ impl Env {
 
     fn config(&self) -> anyhow::Result<Config> {
         let url = nats_url();
+        let creds = role_creds("replenishment-trigger")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let file = self.dir.join("policies.toml");
         let file = file.to_string_lossy();
         let source = HashMap::from([
             ("NATS_URL", url.as_str()),
+            ("NATS_CREDS", creds.as_str()),
             ("BO_PREFIX", self.prefix.as_str()),
             ("BO_HTTP_ADDR", "127.0.0.1:0"),
             ("BO_CLOCK", "simulated"),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use backorder_e2e::Seen;
-use backorder_e2e::stream::{nats_url, stored};
+use backorder_e2e::stream::{nats_url, role_creds, stored};
 use backorder_proto::v1::customer_event::Kind;
 use backorder_proto::v1::{ClockAdvanced, Customer, CustomerEvent, CustomerEventLine};
 use backorder_runtime::jetstream::Bus;
@@ -121,9 +121,13 @@ where
     Fut: Future<Output = anyhow::Result<World>>,
 {
     let url = nats_url();
+    let creds = role_creds("notifier")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let mut vars: HashMap<String, String> = [
         ("NATS_URL", url.as_str()),
+        ("NATS_CREDS", creds.as_str()),
         ("BO_PREFIX", prefix.as_str()),
         ("BO_CLOCK", "simulated"),
         ("BO_CLOCK_START", START),
