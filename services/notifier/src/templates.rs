@@ -305,4 +305,30 @@ mod tests {
             "Unterwegs: SO-1"
         );
     }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_config_map_volume_gives_its_locales_and_not_its_hidden_folders() {
+        // The kubelet's layout (deploy/k8s/notifier.yaml): the files in a timestamped folder, `..data` linking
+        // to it, and a link per top-level entry through `..data`; the hidden folders hold locale folders, not
+        // templates, so they add nothing.
+        let dir = std::env::temp_dir().join(format!("bo-templates-cm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stamped = dir.join("..2026_12_02_10_00_00.123456789");
+        std::fs::create_dir_all(stamped.join("fr")).unwrap();
+        std::fs::write(
+            stamped.join("fr/shipped.subject.j2"),
+            "Votre commande {{ order_id }} est en route",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("..2026_12_02_10_00_00.123456789", dir.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/fr", dir.join("fr")).unwrap();
+        let templates = Templates::load(Some(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        let templates = templates.unwrap();
+        assert_eq!(templates.pick("fr", "shipped", "subject").1, "fr");
+        let locales: Vec<&str> = templates.locales().collect();
+        assert!(locales.iter().all(|l| !l.starts_with('.')), "{locales:?}");
+        assert!(locales.contains(&"fr"), "{locales:?}");
+    }
 }
