@@ -276,11 +276,15 @@ mod tests {
     fn a_url_list_is_every_server_of_it() {
         let one = NatsOptions::default().with_url("nats://127.0.0.1:4222");
         assert_eq!(one.servers(), ["nats://127.0.0.1:4222"]);
-        let cluster =
-            NatsOptions::default().with_url("nats://127.0.0.1:4350, nats://127.0.0.1:4351,nats://127.0.0.1:4352,");
+        let cluster = NatsOptions::default()
+            .with_url("nats://127.0.0.1:4350, nats://127.0.0.1:4351,nats://127.0.0.1:4352,");
         assert_eq!(
             cluster.servers(),
-            ["nats://127.0.0.1:4350", "nats://127.0.0.1:4351", "nats://127.0.0.1:4352"]
+            [
+                "nats://127.0.0.1:4350",
+                "nats://127.0.0.1:4351",
+                "nats://127.0.0.1:4352"
+            ]
         );
     }
 
