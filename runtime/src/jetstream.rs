@@ -88,8 +88,19 @@ impl Bus {
         subjects: Subjects,
         name: &str,
     ) -> anyhow::Result<Self> {
+        Self::connect_replicated(nats, subjects, name, 1).await
+    }
+
+    /// [`connect`](Self::connect) with `replicas` copies of each stream and bucket (existing streams are
+    /// brought to that number), on a cluster of at least that many servers.
+    pub async fn connect_replicated(
+        nats: &NatsOptions,
+        subjects: Subjects,
+        name: &str,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
         let mut bus = Self::open(nats, subjects, name).await?;
-        bus.provisioning = Some(1);
+        bus.provisioning = Some(replicas);
         bus.ensure_streams().await?;
         Ok(bus)
     }

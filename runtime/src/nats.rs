@@ -215,10 +215,20 @@ impl NatsOptions {
         Ok(options)
     }
 
+    /// The servers of `NATS_URL`: several comma-separated (the nodes of a cluster) are handed to the client
+    /// as a list, so it connects to any that answers and fails over to the others.
+    pub fn servers(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// Connects once; an unreachable server, refused credentials or a failed TLS handshake is an error.
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         self.connect_options(name)?
-            .connect(self.url.as_str())
+            .connect(self.servers())
             .await
             .with_context(|| format!("connecting to NATS at {}", self.display_url()))
     }
@@ -228,7 +238,7 @@ impl NatsOptions {
     pub async fn connect_retrying(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         self.connect_options(name)?
             .retry_on_initial_connect()
-            .connect(self.url.as_str())
+            .connect(self.servers())
             .await
             .with_context(|| format!("connecting to NATS at {}", self.display_url()))
     }
@@ -261,6 +271,22 @@ fn require_file(path: &Path, key: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_url_list_is_every_server_of_it() {
+        let one = NatsOptions::default().with_url("nats://127.0.0.1:4222");
+        assert_eq!(one.servers(), ["nats://127.0.0.1:4222"]);
+        let cluster = NatsOptions::default()
+            .with_url("nats://127.0.0.1:4350, nats://127.0.0.1:4351,nats://127.0.0.1:4352,");
+        assert_eq!(
+            cluster.servers(),
+            [
+                "nats://127.0.0.1:4350",
+                "nats://127.0.0.1:4351",
+                "nats://127.0.0.1:4352"
+            ]
+        );
+    }
 
     #[test]
     fn each_kind_of_credentials_file_is_read() {

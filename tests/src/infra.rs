@@ -209,6 +209,180 @@ impl Nats {
     }
 }
 
+/// A JetStream cluster of servers of the test's own on loopback (client and route ports of their own, a store
+/// folder each, `node-<i>.conf` and `node-<i>.log` in the scratch folder), with the users of
+/// `backorder-provision accounts --prefix '*'` written into the scratch folder ([`creds_dir`]
+/// (Self::creds_dir)), so the system under test runs as its roles. A node can be killed and restarted on its
+/// store, as a crashed machine would be.
+pub struct Cluster {
+    pub nodes: Vec<Nats>,
+    /// Each node's `server_name`, as JetStream names stream leaders.
+    names: Vec<String>,
+    creds: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `n` nodes and waits until JetStream has a meta leader. `sync_always`: every node fsyncs each
+    /// write before acknowledging it (`sync_interval: always`, the durable setting); otherwise the server's
+    /// default (a sync every two minutes).
+    pub async fn start(scratch: &Scratch, n: usize, sync_always: bool) -> anyhow::Result<Self> {
+        anyhow::ensure!(n >= 1, "a cluster needs at least one node");
+        let creds = scratch.dir.join("nats-users");
+        backorder_provision::accounts::write(&creds, &[backorder_runtime::Subjects::any()])?;
+        // Every port picked while the others are still held, so no two are the same.
+        let held: Vec<TcpListener> = (0..2 * n)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?;
+        drop(held);
+        let (clients, routes) = ports.split_at(n);
+        let bin = nats_binary().await?;
+        let cluster_name = format!("bo-test-{}", clients[0]);
+        let mut nodes = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("{cluster_name}-n{i}");
+            let store = scratch.dir.join(format!("node-{i}-store"));
+            std::fs::create_dir_all(&store)?;
+            let others: Vec<String> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            let config = scratch.dir.join(format!("node-{i}.conf"));
+            let sync = if sync_always {
+                "  sync_interval: always\n"
+            } else {
+                ""
+            };
+            let text = [
+                format!("server_name: {name}"),
+                format!("listen: 127.0.0.1:{}", clients[i]),
+                format!(
+                    "jetstream {{\n  store_dir: {:?}\n{sync}}}",
+                    store.display().to_string()
+                ),
+                format!(
+                    "cluster {{\n  name: {cluster_name}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}",
+                    routes[i],
+                    others.join(", ")
+                ),
+                "include ./nats-users/accounts.conf\n".to_string(),
+            ];
+            std::fs::write(&config, text.join("\n"))?;
+            nodes.push(Nats {
+                port: clients[i],
+                bin: bin.clone(),
+                store,
+                log: scratch.dir.join(format!("node-{i}.log")),
+                config: Some(config),
+                child: None,
+            });
+            names.push(name);
+        }
+        for node in &mut nodes {
+            node.restart().await?;
+        }
+        let cluster = Self {
+            nodes,
+            names,
+            creds,
+        };
+        let admin = cluster.admin().await?;
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while let Err(error) = admin.query_account().await {
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "the cluster's JetStream did not become ready within {READY_TIMEOUT:?} ({error}); see {}",
+                    scratch.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node's client URL, comma-separated (a `NATS_URL`).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Nats::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Where the users' `<role>.creds` and `accounts.conf` are.
+    pub fn creds_dir(&self) -> &Path {
+        &self.creds
+    }
+
+    /// The `server_name` of `node`.
+    pub fn name(&self, node: usize) -> &str {
+        &self.names[node]
+    }
+
+    /// kill -9 of one node: what it wrote to disk stays.
+    pub async fn kill(&mut self, node: usize) -> anyhow::Result<()> {
+        self.nodes[node].kill().await
+    }
+
+    /// Starts a node again on its port and store, and waits until it answers.
+    pub async fn restart(&mut self, node: usize) -> anyhow::Result<()> {
+        self.nodes[node].restart().await
+    }
+
+    /// The node that leads `stream` now (`$JS.API.STREAM.INFO.<stream>`, asked as admin of any node that
+    /// answers); `None` while there is no leader (an election: the request then goes unanswered for half a
+    /// second) or the leader is not one of ours.
+    pub async fn stream_leader(&self, stream: &str) -> anyhow::Result<Option<usize>> {
+        let info = self
+            .stream_info_within(stream, Duration::from_millis(500))
+            .await?;
+        let leader = info.cluster.and_then(|c| c.leader);
+        Ok(leader.and_then(|name| self.names.iter().position(|n| *n == name)))
+    }
+
+    /// `$JS.API.STREAM.INFO.<stream>` as admin.
+    pub async fn stream_info(
+        &self,
+        stream: &str,
+    ) -> anyhow::Result<async_nats::jetstream::stream::Info> {
+        self.stream_info_within(stream, Duration::from_secs(5))
+            .await
+    }
+
+    async fn stream_info_within(
+        &self,
+        stream: &str,
+        patience: Duration,
+    ) -> anyhow::Result<async_nats::jetstream::stream::Info> {
+        let mut admin = self.admin().await?;
+        admin.set_timeout(patience);
+        let stream = tokio::time::timeout(patience, admin.get_stream(stream))
+            .await
+            .with_context(|| {
+                format!("no answer to the stream info of {stream} within {patience:?}")
+            })?
+            .map_err(|e| anyhow::anyhow!("stream info of {stream}: {e}"))?;
+        Ok(stream.cached_info().clone())
+    }
+
+    /// A JetStream context as the admin user, on whichever nodes answer.
+    async fn admin(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        let options = backorder_runtime::nats::NatsOptions {
+            url: self.url(),
+            creds: Some(self.creds.join("admin.creds")),
+            ..Default::default()
+        };
+        let client = tokio::time::timeout(READY_TIMEOUT, options.connect_retrying("cluster-admin"))
+            .await
+            .context("no node of the cluster answers")??;
+        Ok(async_nats::jetstream::new(client))
+    }
+}
+
 /// `nats-server --version` as (major, minor), e.g. "nats-server: v2.10.4" -> (2, 10).
 fn nats_version(bin: &Path) -> Option<(u32, u32)> {
     let out = std::process::Command::new(bin)

@@ -234,6 +234,15 @@ pub async fn connect(nats_url: &str, prefix: &str) -> anyhow::Result<Bus> {
     .await
 }
 
+/// The replicas a system's streams are provisioned with: `BO_STREAM_REPLICAS` of the services' environment,
+/// else 1.
+fn stream_replicas(env: &HashMap<&str, &str>) -> anyhow::Result<usize> {
+    env.get("BO_STREAM_REPLICAS").map_or(Ok(1), |v| {
+        v.parse()
+            .with_context(|| format!("BO_STREAM_REPLICAS={v} is not a number"))
+    })
+}
+
 /// The four services as processes, under a prefix and database of their own.
 pub struct System {
     pub bus: Bus,
@@ -247,6 +256,8 @@ pub struct System {
     bin_dir: PathBuf,
     /// The environment every service process gets.
     env: Vec<(String, String)>,
+    /// Where each service's `<role>.creds` is; `None`: beside the tests' `NATS_CREDS` ([`stream::role_creds`]).
+    creds_dir: Option<PathBuf>,
 }
 
 impl System {
@@ -265,8 +276,36 @@ impl System {
 
     /// Like [`start_with`](Self::start_with), on the given NATS server and PostgreSQL server (a database of
     /// its own is created there), e.g. the fault tests' own ([`infra`]).
+    ///
+    /// `BO_STREAM_REPLICAS` in `extra_env` is the replicas the test provisions the streams and buckets with.
     pub async fn start_on(
         nats_url: &str,
+        database_url: &str,
+        extra_env: &HashMap<&str, &str>,
+    ) -> anyhow::Result<Self> {
+        Self::start_as(nats_url, None, database_url, extra_env).await
+    }
+
+    /// Like [`start_on`](Self::start_on), on a server whose users are the `<role>.creds` files in `creds_dir`
+    /// (e.g. an [`infra::Cluster`]'s): the test connects as `admin.creds`, each service as its role.
+    pub async fn start_on_with_users(
+        nats_url: &str,
+        creds_dir: &std::path::Path,
+        database_url: &str,
+        extra_env: &HashMap<&str, &str>,
+    ) -> anyhow::Result<Self> {
+        Self::start_as(
+            nats_url,
+            Some(creds_dir.to_path_buf()),
+            database_url,
+            extra_env,
+        )
+        .await
+    }
+
+    async fn start_as(
+        nats_url: &str,
+        creds_dir: Option<PathBuf>,
         database_url: &str,
         extra_env: &HashMap<&str, &str>,
     ) -> anyhow::Result<Self> {
@@ -295,7 +334,17 @@ impl System {
             .await?;
         let service_database_url = admin.clone().database(&database).to_url_lossy().to_string();
 
-        let bus = connect(&nats_url, &prefix).await?;
+        let mut options = stream::nats().with_url(&nats_url);
+        if let Some(dir) = &creds_dir {
+            options.creds = Some(dir.join("admin.creds"));
+        }
+        let bus = Bus::connect_replicated(
+            &options,
+            Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
+            "backorder-client",
+            stream_replicas(extra_env)?,
+        )
+        .await?;
         remove_stale_streams(&bus, now).await?;
         let seen = Seen::subscribe(&bus).await?;
 
@@ -337,6 +386,7 @@ impl System {
             logs,
             bin_dir,
             env,
+            creds_dir,
         };
         for service in SERVICES {
             system.spawn(service)?;
@@ -367,7 +417,11 @@ impl System {
             .create(true)
             .append(true)
             .open(self.logs.join(log))?;
-        let creds = stream::role_creds(service).map(|path| ("NATS_CREDS", path));
+        let creds = match &self.creds_dir {
+            Some(dir) => Some(dir.join(format!("{service}.creds"))),
+            None => stream::role_creds(service),
+        }
+        .map(|path| ("NATS_CREDS", path));
         Command::new(self.bin_dir.join(service))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(creds)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use backorder_e2e::infra::{Nats, Postgres, Scratch};
+use backorder_e2e::infra::{Cluster, Nats, Postgres, Scratch};
 use backorder_e2e::{System, messages, stream::message_id};
 use backorder_proto::v1::{
     AllocationCancelled, AllocationCreated, CustomerEvent, DeadLetter, EmailMessage, OrderRejected,
@@ -192,9 +192,10 @@ fn plan(s: &backorder_runtime::Subjects) -> Plan {
 // Driving the system.
 
 /// Publishes until the stream has it: across a NATS restart the same id is sent again, and the stream's
-/// duplicate window keeps one.
-async fn publish(bus: &Bus, message: &Msg) -> anyhow::Result<()> {
+/// duplicate window keeps one. Returns how many attempts failed first.
+async fn publish(bus: &Bus, message: &Msg) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut failed = 0;
     loop {
         let attempt = tokio::time::timeout(
             Duration::from_secs(5),
@@ -206,24 +207,29 @@ async fn publish(bus: &Bus, message: &Msg) -> anyhow::Result<()> {
         )
         .await;
         match attempt {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(())) => return Ok(failed),
             Ok(Err(error)) if Instant::now() > deadline => return Err(error),
             Err(_) if Instant::now() > deadline => bail!("publishing {} timed out", message.id),
-            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => {
+                failed += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
         }
     }
 }
 
-/// The faulty phase's messages, one step per [`PACE`], from a task of its own.
-fn play(bus: Bus, steps: Vec<Vec<Msg>>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+/// The faulty phase's messages, one step per [`PACE`], from a task of its own; it ends with the number of
+/// publish attempts that failed (and were made again).
+fn play(bus: Bus, steps: Vec<Vec<Msg>>) -> tokio::task::JoinHandle<anyhow::Result<usize>> {
     tokio::spawn(async move {
+        let mut failed = 0;
         for step in steps {
             for message in &step {
-                publish(&bus, message).await?;
+                failed += publish(&bus, message).await?;
             }
             tokio::time::sleep(PACE).await;
         }
-        Ok(())
+        Ok(failed)
     })
 }
 
@@ -233,21 +239,56 @@ fn fault_env() -> HashMap<&'static str, &'static str> {
     HashMap::from([("BO_BATCH_SIZE", "8"), ("BO_ACK_WAIT_SECS", "5")])
 }
 
+/// The NATS the system runs on.
+enum Broker {
+    Single(Box<Nats>),
+    Cluster(Cluster),
+}
+
 struct Rig {
     // Dropped in this order: the services first, then the servers, then their folder.
     system: System,
     pg: Postgres,
-    nats: Nats,
+    broker: Broker,
     scratch: Scratch,
     plan: Plan,
 }
 
 impl Rig {
+    /// On one NATS server without users.
     async fn start(name: &str) -> anyhow::Result<Self> {
         let scratch = Scratch::new(name)?;
         let nats = Nats::start(&scratch).await?;
         let pg = Postgres::start(&scratch).await?;
         let system = System::start_on(&nats.url(), &pg.url("postgres"), &fault_env()).await?;
+        Self::set_up(scratch, Broker::Single(Box::new(nats)), pg, system).await
+    }
+
+    /// On a three-node cluster that fsyncs every write, each service as its role, every stream and bucket
+    /// provisioned (as admin) with three replicas.
+    async fn start_clustered(name: &str) -> anyhow::Result<Self> {
+        let scratch = Scratch::new(name)?;
+        let cluster = Cluster::start(&scratch, 3, true).await?;
+        let pg = Postgres::start(&scratch).await?;
+        let mut env = fault_env();
+        env.insert("BO_STREAM_REPLICAS", "3");
+        let system = System::start_on_with_users(
+            &cluster.url(),
+            cluster.creds_dir(),
+            &pg.url("postgres"),
+            &env,
+        )
+        .await?;
+        Self::set_up(scratch, Broker::Cluster(cluster), pg, system).await
+    }
+
+    /// Publishes the plan's setup and waits until its orders are allocated.
+    async fn set_up(
+        scratch: Scratch,
+        broker: Broker,
+        pg: Postgres,
+        system: System,
+    ) -> anyhow::Result<Self> {
         eprintln!("service logs: {}", system.logs().display());
         let plan = plan(system.subjects());
         for message in &plan.setup {
@@ -273,10 +314,24 @@ impl Rig {
         Ok(Self {
             system,
             pg,
-            nats,
+            broker,
             scratch,
             plan,
         })
+    }
+
+    fn nats(&mut self) -> &mut Nats {
+        match &mut self.broker {
+            Broker::Single(nats) => nats,
+            Broker::Cluster(_) => panic!("this rig runs on a cluster"),
+        }
+    }
+
+    fn cluster(&mut self) -> &mut Cluster {
+        match &mut self.broker {
+            Broker::Cluster(cluster) => cluster,
+            Broker::Single(_) => panic!("this rig runs on one server"),
+        }
     }
 
     /// Stops the services (SIGTERM, each must exit 0), then the servers; their folder goes.
@@ -284,12 +339,12 @@ impl Rig {
         let Rig {
             system,
             pg,
-            nats,
+            broker,
             mut scratch,
             ..
         } = self;
         system.stop().await?;
-        drop((pg, nats));
+        drop((pg, broker));
         scratch.passed();
         Ok(())
     }
@@ -761,9 +816,9 @@ async fn fault_nats_killed_and_restarted_on_its_store() -> anyhow::Result<()> {
     for _ in 0..2 {
         tokio::time::sleep(PACE * STEPS as u32 / 3).await;
         eprintln!("{:?}: kill -9 nats-server", started.elapsed());
-        rig.nats.kill().await?;
+        rig.nats().kill().await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        rig.nats.restart().await?;
+        rig.nats().restart().await?;
         eprintln!("{:?}: nats-server back", started.elapsed());
         // A service that exits on the restart is started again (as an orchestrator would), so that what it
         // left behind is checked too; and the test fails for it below.
@@ -791,15 +846,171 @@ async fn fault_nats_killed_and_restarted_on_its_store() -> anyhow::Result<()> {
 async fn fault_services_keep_running_across_nats_restarts() -> anyhow::Result<()> {
     let mut rig = Rig::start("nats-restart-exit").await?;
     for round in 0..2 {
-        rig.nats.kill().await?;
+        rig.nats().kill().await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        rig.nats.restart().await?;
+        rig.nats().restart().await?;
         tokio::time::sleep(Duration::from_secs(10)).await;
         rig.system
             .assert_running()
             .with_context(|| format!("a service exited after NATS restart {round}"))?;
     }
     rig.finish().await
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A three-node cluster: a stream leader killed under load.
+
+/// Every stream and bucket of the prefix has three replicas on the cluster, a leader and two followers.
+async fn assert_replicated(rig: &mut Rig) -> anyhow::Result<()> {
+    let subjects = rig.system.subjects().clone();
+    let names = StreamKind::ALL
+        .map(|kind| subjects.stream(kind))
+        .into_iter()
+        .chain(subjects.buckets().into_iter().map(|b| format!("KV_{b}")));
+    for name in names {
+        let info = rig.cluster().stream_info(&name).await?;
+        let cluster = info.cluster.context("no cluster info")?;
+        anyhow::ensure!(
+            info.config.num_replicas == 3
+                && cluster.leader.is_some()
+                && cluster.replicas.len() == 2,
+            "{name}: {} replicas, leader {:?}, followers {:?}",
+            info.config.num_replicas,
+            cluster.leader,
+            cluster.replicas.iter().map(|r| &r.name).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+/// What the consumers of `stream` have not settled yet: stored and not delivered, plus delivered and not
+/// acknowledged, per consumer.
+async fn unsettled(bus: &Bus, stream: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    use futures::TryStreamExt;
+    let stream = bus.js.get_stream(stream).await?;
+    let names: Vec<String> = stream.consumer_names().try_collect().await?;
+    let mut unsettled = BTreeMap::new();
+    for name in names {
+        let mut consumer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+        let info = consumer.info().await?;
+        unsettled.insert(name, info.num_pending + info.num_ack_pending as u64);
+    }
+    Ok(unsettled)
+}
+
+/// The four services (with `allocations` allocation processes) on a three-node cluster, three replicas of
+/// everything, a fsync on every write. Halfway through the load the node that leads `kind`'s stream is
+/// killed with -9 and started again on its store 5 s later. Afterwards every check of [`check`] must hold:
+/// nothing lost, nothing applied or sent twice, no service exited.
+async fn cluster_leader_killed(
+    name: &str,
+    kind: StreamKind,
+    allocations: usize,
+) -> anyhow::Result<()> {
+    let mut rig = Rig::start_clustered(name).await?;
+    for _ in 1..allocations {
+        rig.system.add_instance("allocation")?;
+    }
+    assert_replicated(&mut rig).await?;
+    let stream = rig.system.subjects().stream(kind);
+    let load = play(rig.system.bus.clone(), std::mem::take(&mut rig.plan.steps));
+    let started = Instant::now();
+    tokio::time::sleep(PACE * STEPS as u32 / 2).await;
+
+    let leader = rig
+        .cluster()
+        .stream_leader(&stream)
+        .await?
+        .with_context(|| format!("{stream} has no leader"))?;
+    let in_flight = unsettled(&rig.system.bus, &stream).await?;
+    let killed_at = started.elapsed();
+    let killed = rig.cluster().name(leader).to_string();
+    rig.cluster().kill(leader).await?;
+    let kill = Instant::now();
+    eprintln!("{killed_at:?}: kill -9 {killed}, the leader of {stream}");
+    let new_leader = loop {
+        if let Ok(Some(node)) = rig.cluster().stream_leader(&stream).await
+            && node != leader
+        {
+            break node;
+        }
+        anyhow::ensure!(
+            kill.elapsed() < Duration::from_secs(60),
+            "{stream} has no new leader 60 s after its leader was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let election = kill.elapsed();
+    eprintln!(
+        "{:?}: {} leads {stream}",
+        started.elapsed(),
+        rig.cluster().name(new_leader)
+    );
+    // What waits for the consumers now (their leaders may be moving too: asked for 4 s at most), while the
+    // node stays down for 5 s.
+    let (waiting, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(4), unsettled(&rig.system.bus, &stream)),
+        tokio::time::sleep_until(kill + Duration::from_secs(5)),
+    );
+    let waiting = match waiting {
+        Ok(Ok(waiting)) => format!("{waiting:?}"),
+        Ok(Err(error)) => format!("unknown ({error})"),
+        Err(_) => "unknown (no answer within 4 s)".to_string(),
+    };
+    rig.cluster().restart(leader).await?;
+    let down = kill.elapsed();
+    eprintln!("{:?}: {killed} restarted on its store", started.elapsed());
+    let mut exited = orchestrate(&mut rig.system, Duration::from_secs(3)).await?;
+    let failed_publishes = load.await??;
+    exited.extend(orchestrate(&mut rig.system, Duration::from_secs(1)).await?);
+    eprintln!("{:?}: load done", started.elapsed());
+
+    // The restarted node catches up: every replica of the stream is current again.
+    let restarted = Instant::now();
+    let cluster = match &rig.broker {
+        Broker::Cluster(cluster) => cluster,
+        Broker::Single(_) => unreachable!(),
+    };
+    wait_until(
+        "the restarted node catches up",
+        Duration::from_secs(60),
+        || async {
+            let info = cluster.stream_info(&stream).await?;
+            let replicas = info.cluster.map(|c| c.replicas).unwrap_or_default();
+            Ok(replicas.len() == 2 && replicas.iter().all(|r| r.current))
+        },
+    )
+    .await?;
+    let caught_up = restarted.elapsed();
+    check(&mut rig).await?;
+    eprintln!(
+        "cluster figures: killed {killed} (leader of {stream}) {killed_at:.1?} into a {:.1?} load with \
+         {allocations} allocation process(es); a new leader after {election:.2?}; the node down for \
+         {down:.1?} and current again {caught_up:.1?} after the load; messages of {stream} not settled by \
+         its consumers (stored, not yet acknowledged) at the kill: {in_flight:?}, when the new leader was \
+         elected: {waiting}; publishes that failed and were sent again: {failed_publishes}",
+        PACE * STEPS as u32
+    );
+    anyhow::ensure!(
+        exited.is_empty(),
+        "services exited when a node of the cluster died: {exited:?}"
+    );
+    rig.finish().await
+}
+
+#[tokio::test]
+#[ignore = "fault test, minutes: make test-faults"]
+async fn fault_cluster_leader_of_the_inbound_stream_killed_under_load() -> anyhow::Result<()> {
+    cluster_leader_killed("cluster-in-leader", StreamKind::Inbound, 1).await
+}
+
+#[tokio::test]
+#[ignore = "fault test, minutes: make test-faults"]
+async fn fault_cluster_leader_killed_under_two_allocation_instances() -> anyhow::Result<()> {
+    cluster_leader_killed("cluster-two-allocations", StreamKind::Internal, 2).await
 }
 
 /// PostgreSQL stopped `outage` into the load (`pg_ctl stop -m immediate`), then started again.

@@ -124,7 +124,7 @@ impl Api {
             .connect_options("backorder-cli")
             .map_err(|e| unreachable(format!("{e:#}")))?
             .connection_timeout(timeout)
-            .connect(nats.url.as_str())
+            .connect(nats.servers())
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let nats_url = nats_url.as_str();

@@ -3,21 +3,94 @@
 //! own, publishes N orders as fast as JetStream takes them, and reports how long until allocation has stored
 //! every order and relayed every event.
 //!
-//! `backorder-bench [orders] [lines per order]`, defaults 5000 and 4. Needs NATS_URL and DATABASE_URL like the
-//! tests.
+//! `backorder-bench [orders] [lines per order]`, defaults 5000 and 4, on `NATS_URL` and `DATABASE_URL` like
+//! the tests. With `--compare-cluster` it brings its own NATS instead and runs the same load twice in one
+//! go: on one server with one replica per stream (NATS' default sync), then on a three-node cluster on
+//! loopback with three replicas and `sync_interval: always` (each write on disk before it is acknowledged),
+//! both with the users of `backorder-provision accounts` and each service as its role.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use backorder_e2e::{System, messages, wait_for_value};
+use anyhow::bail;
+use backorder_e2e::infra::{Cluster, Nats, Scratch};
+use backorder_e2e::{System, messages};
+use clap::Parser;
+use sqlx::PgPool;
 
 const SKUS: usize = 1_000;
+/// How long the bench waits for the services to take in the load before it gives up.
+const PATIENCE: Duration = Duration::from_secs(900);
+
+#[derive(Parser)]
+#[command(
+    about = "Throughput of the four services end to end (orders published to every event relayed)",
+    after_help = "Environment: NATS_URL, NATS_CREDS (without --compare-cluster), DATABASE_URL (a PostgreSQL server; \
+                  each run creates a database of its own there), BO_BIN_DIR (the service binaries, default beside this one)."
+)]
+struct Args {
+    /// Orders to publish.
+    #[arg(default_value_t = 5_000)]
+    orders: usize,
+    /// Lines per order (over 1,000 SKUs, stock for about half the demand).
+    #[arg(default_value_t = 4)]
+    lines: usize,
+    /// Run on NATS of its own, twice: one server with one replica, then a three-node cluster with three
+    /// replicas and a fsync on every write.
+    #[arg(long)]
+    compare_cluster: bool,
+}
+
+struct Figures {
+    published: Duration,
+    stored: Duration,
+    relayed: Duration,
+    applied: i64,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let orders: usize = args.next().map_or(Ok(5_000), |a| a.parse())?;
-    let lines: usize = args.next().map_or(Ok(4), |a| a.parse())?;
-    let system = System::start().await?;
+    let args = Args::parse();
+    if args.orders == 0 || args.lines == 0 {
+        bail!("orders and lines per order must be at least 1");
+    }
+    if !args.compare_cluster {
+        let figures = run(System::start().await?, &args).await?;
+        report("NATS_URL", &args, &figures);
+        return Ok(());
+    }
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
+    let mut scratch = Scratch::new("bench")?;
+
+    let users = scratch.dir.join("nats-users");
+    backorder_provision::accounts::write(&users, &[backorder_runtime::Subjects::any()])?;
+    let single = Nats::start_configured(&scratch, "include ./nats-users/accounts.conf").await?;
+    let system =
+        System::start_on_with_users(&single.url(), &users, &database_url, &HashMap::new()).await?;
+    let one = run(system, &args).await?;
+    drop(single);
+
+    let cluster = Cluster::start(&scratch, 3, true).await?;
+    let env = HashMap::from([("BO_STREAM_REPLICAS", "3")]);
+    let system =
+        System::start_on_with_users(&cluster.url(), cluster.creds_dir(), &database_url, &env)
+            .await?;
+    let three = run(system, &args).await?;
+    drop(cluster);
+
+    report("one server, 1 replica, default sync", &args, &one);
+    report(
+        "three-node cluster, 3 replicas, sync_interval always",
+        &args,
+        &three,
+    );
+    scratch.passed();
+    Ok(())
+}
+
+async fn run(system: System, args: &Args) -> anyhow::Result<Figures> {
+    let (orders, lines) = (args.orders, args.lines);
     let s = system.subjects().clone();
 
     // Stock for about half the demand, so orders split into allocations and backorders.
@@ -32,13 +105,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
     }
-    wait_for_value(
-        &system.db,
-        "select count(*) from stock where $1 = ''",
-        "",
-        SKUS as i64,
-    )
-    .await?;
+    wait_for_count(&system.db, "select count(*) from stock", SKUS as i64).await?;
 
     let customer = messages::customer("C-1", "c@shop.example", "+4915112345678", "en");
     let start = Instant::now();
@@ -71,39 +138,57 @@ async fn main() -> anyhow::Result<()> {
         ack.await?;
     }
     let published = start.elapsed();
-    wait_for_value(
-        &system.db,
-        "select count(*) from orders where $1 = ''",
-        "",
-        orders as i64,
-    )
-    .await?;
+    wait_for_count(&system.db, "select count(*) from orders", orders as i64).await?;
     let stored = start.elapsed();
-    wait_for_value(
-        &system.db,
-        "select count(*) from outbox where $1 = ''",
-        "",
-        0,
-    )
-    .await?;
+    wait_for_count(&system.db, "select count(*) from outbox", 0).await?;
     let relayed = start.elapsed();
-    let events: i64 = sqlx::query_scalar("select count(*) from processed_messages")
+    let applied: i64 = sqlx::query_scalar("select count(*) from processed_messages")
         .fetch_one(&system.db)
         .await?;
+    system.stop().await?;
+    Ok(Figures {
+        published,
+        stored,
+        relayed,
+        applied,
+    })
+}
 
-    let per_sec = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64();
-    println!("orders {orders}, lines per order {lines}, SKUs {SKUS}, messages applied {events}");
+/// Waits until `query` (a count) is `expected`, for up to [`PATIENCE`].
+async fn wait_for_count(db: &PgPool, query: &'static str, expected: i64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let value: Option<i64> = sqlx::query_scalar(query).fetch_one(db).await.ok();
+        if value == Some(expected) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{query} is {value:?} after {PATIENCE:?}, expected {expected}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn report(on: &str, args: &Args, f: &Figures) {
+    let per_sec = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!(
-        "published in {:.2} s ({:.0} orders/s)",
-        published.as_secs_f64(),
-        per_sec(orders, published)
+        "{on}: orders {}, lines per order {}, SKUs {SKUS}, messages applied {}",
+        args.orders, args.lines, f.applied
     );
     println!(
-        "stored in {:.2} s: {:.0} orders/s, {:.0} order lines/s",
-        stored.as_secs_f64(),
-        per_sec(orders, stored),
-        per_sec(orders * lines, stored)
+        "  published in {:.2} s ({:.0} orders/s)",
+        f.published.as_secs_f64(),
+        per_sec(args.orders, f.published)
     );
-    println!("all events relayed in {:.2} s", relayed.as_secs_f64());
-    system.stop().await
+    println!(
+        "  stored in {:.2} s: {:.0} orders/s, {:.0} order lines/s",
+        f.stored.as_secs_f64(),
+        per_sec(args.orders, f.stored),
+        per_sec(args.orders * args.lines, f.stored)
+    );
+    println!(
+        "  all events relayed in {:.2} s: {:.0} orders/s end to end",
+        f.relayed.as_secs_f64(),
+        per_sec(args.orders, f.relayed)
+    );
 }
