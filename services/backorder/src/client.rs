@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use backorder_runtime::Subjects;
 use backorder_runtime::query::{self, QueryError};
+use backorder_runtime::secret::mask_url;
 use prost::Message;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,18 +84,18 @@ pub fn failure(
         QueryError::NoResponders => Failure::NoResponders {
             endpoint,
             subject,
-            nats_url: nats_url.into(),
+            nats_url: mask_url(nats_url),
             prefix: prefix.into(),
         },
         QueryError::TimedOut => Failure::TimedOut {
             endpoint,
             subject,
             timeout,
-            nats_url: nats_url.into(),
+            nats_url: mask_url(nats_url),
             prefix: prefix.into(),
         },
         QueryError::Other(detail) => Failure::Unreachable {
-            nats_url: nats_url.into(),
+            nats_url: mask_url(nats_url),
             detail: format!("{endpoint}: {detail}"),
         },
     }
@@ -121,7 +122,7 @@ impl Api {
             .connect(nats_url)
             .await
             .map_err(|e| Failure::Unreachable {
-                nats_url: nats_url.into(),
+                nats_url: mask_url(nats_url),
                 detail: e.to_string(),
             })?;
         Ok(Self {
@@ -219,5 +220,26 @@ mod tests {
             "cannot reach NATS at nats://n:4222 (NATS_URL): order.get: connection closed"
         );
         assert_eq!(closed.exit_code(), 2);
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_masked() {
+        for error in [
+            QueryError::NoResponders,
+            QueryError::TimedOut,
+            QueryError::Other("connection closed".into()),
+        ] {
+            let failure = failure(
+                error,
+                "order.get",
+                "shop.api.order.get".into(),
+                Duration::from_secs(3),
+                "nats://desk:hunter2@n:4222",
+                "shop",
+            );
+            let text = failure.to_string();
+            assert!(text.contains("nats://desk:***@n:4222"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
     }
 }

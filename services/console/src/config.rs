@@ -28,10 +28,13 @@ pub struct Config {
 }
 
 impl std::fmt::Debug for Config {
-    // The token stays out of logs and panics.
+    // The token and the URL's credentials stay out of logs and panics.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("nats_url", &self.nats_url)
+            .field(
+                "nats_url",
+                &backorder_runtime::secret::mask_url(&self.nats_url),
+            )
             .field("prefix", &self.subjects.prefix())
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
@@ -108,11 +111,13 @@ mod tests {
             ("BO_CONSOLE_ADDR", "127.0.0.1:0"),
             ("BO_CONSOLE_TOKEN", "a-long-enough-token"),
             ("BO_PREFIX", "shop1"),
+            ("NATS_URL", "nats://desk:hunter2@broker:4222"),
         ]))
         .unwrap();
         assert_eq!(config.addr.port(), 0);
         assert_eq!(config.token.as_deref(), Some("a-long-enough-token"));
         assert!(!format!("{config:?}").contains("a-long-enough-token"));
+        assert!(!format!("{config:?}").contains("hunter2"));
 
         let error = Config::from_source(&HashMap::from([("BO_CONSOLE_ADDR", "localhost")]))
             .unwrap_err()
