@@ -1,6 +1,7 @@
 //! Plumbing every backorder service shares, so no service carries its own copy: configuration, subject and
 //! stream names, the NATS/JetStream connection, the consume loop with its ack, retry and dead-letter rules,
-//! tracing across services, health and metrics, shutdown and the clock, and asking a micro service endpoint.
+//! tracing across services, health and metrics, shutdown and the clock, asking a micro service endpoint, and
+//! keeping secrets out of logs.
 
 pub mod clock;
 pub mod config;

@@ -25,7 +25,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpConfig {
     /// `BO_SMTP_URL`, e.g. `smtp://127.0.0.1:25`, `smtps://user:password@mail.example.com`, or
     /// `smtp://mail.example.com:587?tls=required`.
@@ -36,6 +36,18 @@ pub struct SmtpConfig {
     pub timeout: Duration,
     /// `BO_SMTP_REPLAY_FROM`: where the `notifier-smtp` consumer starts when it is first created.
     pub replay_from: Replay,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    // The URL's password stays out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &backorder_runtime::secret::mask_url(&self.url))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .field("replay_from", &self.replay_from)
+            .finish()
+    }
 }
 
 /// Where the SMTP consumer starts when it does not exist yet (an existing one keeps its position).
@@ -140,6 +152,17 @@ mod tests {
         );
 
         assert_eq!(smtp.replay_from, Replay::New);
+        let with_password = Config::from_source(&HashMap::from([(
+            "BO_SMTP_URL",
+            "smtps://shop:hunter2@mail.example.com",
+        )]))
+        .unwrap();
+        let shown = format!("{with_password:?}");
+        assert!(
+            shown.contains("smtps://shop:***@mail.example.com"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
         for (text, replay) in [
             ("all", Replay::All),
             (

@@ -36,7 +36,10 @@ async fn main() -> anyhow::Result<()> {
         now: std::cell::Cell::new(clock_start()?),
     };
 
-    println!("== backorder demo: prefix {prefix}, NATS {nats_url} ==\n");
+    println!(
+        "== backorder demo: prefix {prefix}, NATS {} ==\n",
+        backorder_runtime::secret::mask_url(&nats_url)
+    );
     let acme = messages::customer("C-ACME", "purchasing@acme.example", "+4915112345678", "en");
     let bistro = messages::customer("C-BISTRO", "owner@bistro.example", "", "de");
 
