@@ -22,6 +22,7 @@ fn binaries() -> Vec<(&'static str, Vec<Var>)> {
         ("notifier", notifier::env_vars()),
         ("console", console::env_vars()),
         ("backorder", backorder::env_vars()),
+        ("backorder-provision", backorder_provision::env_vars()),
     ]
 }
 

@@ -9,6 +9,12 @@
 
 pub mod accounts;
 
+/// What `streams` reads: the services' shared configuration (NATS, the prefix, replicas, the consumers'
+/// settings).
+pub fn env_vars() -> Vec<backorder_runtime::vars::Var> {
+    backorder_runtime::vars::COMMON.to_vec()
+}
+
 use std::path::PathBuf;
 
 use backorder_runtime::Subjects;
@@ -21,9 +27,7 @@ use clap::{Parser, Subcommand};
     name = "backorder-provision",
     version,
     about = "Sets up NATS for backorder: users and permissions per role, then a prefix's streams, buckets and consumers",
-    after_help = "Environment (streams): NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS (the admin user's \
-                  creds file), NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY, BO_PREFIX (default bo), \
-                  BO_STREAM_REPLICAS (default 1), BO_ACK_WAIT_SECS (default 30), BO_MAX_DELIVER (default 5)."
+    after_help = "`streams` connects as NATS_CREDS (the admin user) and reads the services' configuration below."
 )]
 pub struct Cli {
     #[command(subcommand)]
