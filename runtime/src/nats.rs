@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use async_nats::rustls;
 
 use crate::config::{ConfigError, Source};
 
@@ -202,12 +203,12 @@ impl NatsOptions {
             options = Credentials::read(path)?.apply(options)?;
         }
         if let Some(ca) = &self.tls_ca {
-            require_file(ca, "NATS_TLS_CA")?;
+            check_pem(ca, "NATS_TLS_CA", Pem::Certificate)?;
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         if let Some((cert, key)) = &self.tls_client {
-            require_file(cert, "NATS_TLS_CERT")?;
-            require_file(key, "NATS_TLS_KEY")?;
+            check_pem(cert, "NATS_TLS_CERT", Pem::Certificate)?;
+            check_pem(key, "NATS_TLS_KEY", Pem::PrivateKey)?;
             options = options
                 .add_client_certificate(cert.clone(), key.clone())
                 .require_tls(true);
@@ -230,18 +231,105 @@ impl NatsOptions {
         self.connect_options(name)?
             .connect(self.servers())
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.display_url()))
+            .map_err(|error| self.connect_failed(error))
     }
 
-    /// Connects, waiting for a server that is not up yet (a service started before its broker). Refused
-    /// credentials are not retried: the server would refuse them again.
+    /// Connects, waiting for a server that is not up yet (a service started before its broker). What the
+    /// server would refuse again (credentials, a certificate either side does not trust, a server without
+    /// TLS when TLS is required) is not retried but returned at once, so a service stops and says why
+    /// instead of waiting unready forever.
     pub async fn connect_retrying(&self, name: &str) -> anyhow::Result<async_nats::Client> {
-        self.connect_options(name)?
+        let options = self.connect_options(name)?;
+        match options.clone().connect(self.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(error) if is_permanent(&error) => return Err(self.connect_failed(error)),
+            Err(error) => tracing::warn!(
+                url = %self.display_url(),
+                %error,
+                "NATS is not reachable yet; retrying"
+            ),
+        }
+        options
             .retry_on_initial_connect()
             .connect(self.servers())
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.display_url()))
+            .map_err(|error| self.connect_failed(error))
     }
+
+    /// The error of a failed connection: the server's address and, for a TLS failure, which setting to look
+    /// at (the TLS library's own words stay beneath).
+    fn connect_failed(&self, error: async_nats::ConnectError) -> anyhow::Error {
+        let hint = tls_failure(&error).map(|tls| self.tls_hint(tls));
+        // Its text already ends with its cause; as a source the cause would be printed twice.
+        let error = anyhow::Error::msg(error.to_string());
+        let error = match hint {
+            Some(hint) => error.context(format!("TLS to NATS failed: {hint}")),
+            None => error,
+        };
+        error.context(format!("connecting to NATS at {}", self.display_url()))
+    }
+
+    fn tls_hint(&self, error: &rustls::Error) -> String {
+        use rustls::AlertDescription as Alert;
+        match error {
+            rustls::Error::InvalidCertificate(_) => match &self.tls_ca {
+                Some(ca) => format!(
+                    "the server's certificate is not one the CA in NATS_TLS_CA={} signed for this host",
+                    ca.display()
+                ),
+                None => "the server's certificate is not signed by a CA this system trusts; set \
+                         NATS_TLS_CA to the CA (PEM) that signed it"
+                    .into(),
+            },
+            rustls::Error::AlertReceived(
+                Alert::CertificateRequired
+                | Alert::BadCertificate
+                | Alert::UnknownCA
+                | Alert::CertificateUnknown
+                | Alert::HandshakeFailure,
+            ) => match &self.tls_client {
+                None => "the server verifies clients; set NATS_TLS_CERT and NATS_TLS_KEY to a \
+                         client certificate its CA signed"
+                    .into(),
+                Some((cert, _)) => format!(
+                    "the server refused the client certificate in NATS_TLS_CERT={}",
+                    cert.display()
+                ),
+            },
+            _ => "the TLS handshake failed; does the server at NATS_URL offer TLS (a tls block in \
+                  its configuration)?"
+                .into(),
+        }
+    }
+}
+
+/// The TLS library's error beneath a failed connection, if the handshake is what failed (the client wraps
+/// it in an I/O error).
+fn tls_failure(error: &async_nats::ConnectError) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// A failure that trying again would only repeat.
+fn is_permanent(error: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as Kind;
+    matches!(
+        error.kind(),
+        Kind::Tls | Kind::Authentication | Kind::AuthorizationViolation
+    ) || tls_failure(error).is_some()
 }
 
 /// What the connection reports, in the log: a refusal by the server (a permission the user lacks) is an
@@ -261,10 +349,34 @@ fn log_event(event: async_nats::Event) {
 /// The log message of a request the server refused, e.g. `Permissions Violation for Publish to "..."`.
 pub const REFUSED: &str = "the NATS server refused a request of this client";
 
-fn require_file(path: &Path, key: &str) -> anyhow::Result<()> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .with_context(|| format!("{key}={}: cannot read it", path.display()))
+#[derive(Clone, Copy)]
+enum Pem {
+    Certificate,
+    PrivateKey,
+}
+
+/// Reads the PEM file `key` names now: a wrong path or a file of something else is reported naming the
+/// variable, before any connection (the client would find no certificate in it and fail the handshake with
+/// an unknown issuer, saying nothing of the file).
+fn check_pem(path: &Path, key: &str, kind: Pem) -> anyhow::Result<()> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let text =
+        std::fs::read(path).with_context(|| format!("{key}={}: cannot read it", path.display()))?;
+    let (found, what) = match kind {
+        Pem::Certificate => (
+            CertificateDer::pem_slice_iter(&text).any(|cert| cert.is_ok()),
+            "PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ),
+        Pem::PrivateKey => (
+            PrivateKeyDer::from_pem_slice(&text).is_ok(),
+            "PEM private key (-----BEGIN PRIVATE KEY-----, or an RSA or EC one)",
+        ),
+    };
+    if !found {
+        anyhow::bail!("{key}={} holds no {what}", path.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -366,6 +478,122 @@ mod tests {
             error.contains("/nonexistent/oms.creds") && error.contains("NATS_CREDS"),
             "{error}"
         );
+    }
+
+    /// A file of this test's own in the temporary folder, holding `text`.
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("bo-nats-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    // PEM framing only: the files are checked for what kind of thing they hold, the TLS library reads the
+    // certificates themselves when it connects.
+    const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn tls_files_that_are_missing_or_hold_something_else_are_named() {
+        let cert = temp_file("cert.pem", CERT_PEM);
+        let key = temp_file("key.pem", KEY_PEM);
+        let text = temp_file("notes.txt", "not a certificate\n");
+        let error =
+            |options: NatsOptions| format!("{:#}", options.connect_options("t").unwrap_err());
+        let with_ca = |ca: &Path| NatsOptions {
+            tls_ca: Some(ca.into()),
+            ..NatsOptions::default()
+        };
+        let with_client = |cert: &Path, key: &Path| NatsOptions {
+            tls_client: Some((cert.into(), key.into())),
+            ..NatsOptions::default()
+        };
+
+        let missing = error(with_ca(Path::new("/nonexistent/ca.pem")));
+        assert!(
+            missing.contains("NATS_TLS_CA=/nonexistent/ca.pem") && missing.contains("cannot read"),
+            "{missing}"
+        );
+        let not_pem = error(with_ca(&text));
+        assert!(
+            not_pem.contains("NATS_TLS_CA=") && not_pem.contains("holds no PEM certificate"),
+            "{not_pem}"
+        );
+        let swapped = error(with_client(&key, &cert));
+        assert!(
+            swapped.contains("NATS_TLS_CERT=") && swapped.contains("holds no PEM certificate"),
+            "{swapped}"
+        );
+        let no_key = error(with_client(&cert, &cert));
+        assert!(
+            no_key.contains("NATS_TLS_KEY=") && no_key.contains("holds no PEM private key"),
+            "{no_key}"
+        );
+
+        assert!(with_ca(&cert).connect_options("t").is_ok());
+        assert!(with_client(&cert, &key).connect_options("t").is_ok());
+        for path in [cert, key, text] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// A connection error as the client reports a failed handshake: the TLS error inside an I/O error.
+    fn handshake_error(tls: rustls::Error) -> async_nats::ConnectError {
+        async_nats::ConnectError::with_source(
+            async_nats::ConnectErrorKind::Io,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, tls),
+        )
+    }
+
+    #[test]
+    fn a_failed_tls_handshake_is_final_and_says_which_setting_to_check() {
+        let untrusted = handshake_error(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert!(is_permanent(&untrusted));
+        let plain = NatsOptions::default().with_url("nats://n:4222");
+        let error = format!("{:#}", plain.connect_failed(untrusted));
+        assert!(
+            error.starts_with("connecting to NATS at nats://n:4222: TLS to NATS failed")
+                && error.contains("set NATS_TLS_CA")
+                && error.contains("UnknownIssuer"),
+            "{error}"
+        );
+
+        let other_ca = NatsOptions {
+            tls_ca: Some("/run/ca.pem".into()),
+            ..NatsOptions::default()
+        };
+        let error = format!(
+            "{:#}",
+            other_ca.connect_failed(handshake_error(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+            )))
+        );
+        assert!(error.contains("NATS_TLS_CA=/run/ca.pem"), "{error}");
+
+        let refused = handshake_error(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        assert!(is_permanent(&refused));
+        let error = format!("{:#}", other_ca.connect_failed(refused));
+        assert!(
+            error.contains("set NATS_TLS_CERT and NATS_TLS_KEY"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_is_not_up_yet_is_retried_and_refused_credentials_are_not() {
+        let down = async_nats::ConnectError::with_source(
+            async_nats::ConnectErrorKind::Io,
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        );
+        assert!(!is_permanent(&down));
+        let error = format!("{:#}", NatsOptions::default().connect_failed(down));
+        assert!(!error.contains("TLS"), "{error}");
+        assert!(is_permanent(&async_nats::ConnectError::new(
+            async_nats::ConnectErrorKind::AuthorizationViolation
+        )));
     }
 
     #[test]
