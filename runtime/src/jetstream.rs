@@ -187,7 +187,7 @@ impl Bus {
     /// before the services start.
     pub async fn ensure_consumers(&self) -> anyhow::Result<()> {
         for spec in topology::consumers(&self.subjects) {
-            let recipe = self.recipe(&spec);
+            let recipe = self.recipe(spec.stream, spec.name, spec.filters, spec.max_ack_pending);
             let stream = self.js.get_stream(&recipe.stream).await?;
             let _: jetstream::consumer::PullConsumer = stream
                 .create_consumer(recipe.config.clone())
@@ -199,25 +199,33 @@ impl Bus {
 
     /// The durable consumer of the topology, opened for pulling.
     pub async fn consumer(&self, spec: &topology::ConsumerSpec) -> anyhow::Result<Messages> {
-        let recipe = self.recipe(spec);
-        let inner = recipe.open().await?;
-        Ok(Messages {
-            inner,
-            recipe: Some(recipe),
-        })
+        self.durable_consumer_with(
+            spec.stream,
+            spec.name,
+            spec.filters.clone(),
+            spec.max_ack_pending,
+        )
+        .await
     }
 
-    fn recipe(&self, spec: &topology::ConsumerSpec) -> Recipe {
+    /// How the durable consumer `name` on `kind`'s stream is made, with this bus's consumer settings.
+    fn recipe(
+        &self,
+        kind: StreamKind,
+        name: &str,
+        filters: Vec<String>,
+        max_ack_pending: i64,
+    ) -> Recipe {
         Recipe {
             bus: self.clone(),
-            stream: self.subjects.stream(spec.stream),
+            stream: self.subjects.stream(kind),
             config: pull::Config {
-                durable_name: Some(spec.name.to_string()),
-                filter_subjects: spec.filters.clone(),
+                durable_name: Some(name.to_string()),
+                filter_subjects: filters,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: self.consumers.ack_wait,
                 max_deliver: server_max_deliver(self.consumers.max_deliver),
-                max_ack_pending: spec.max_ack_pending,
+                max_ack_pending,
                 ..Default::default()
             },
         }
@@ -244,20 +252,7 @@ impl Bus {
         filters: Vec<String>,
         max_ack_pending: i64,
     ) -> anyhow::Result<Messages> {
-        let recipe = self.recipe(&topology::ConsumerSpec {
-            role: "",
-            stream: kind,
-            name: "",
-            filters,
-            max_ack_pending,
-        });
-        let recipe = Recipe {
-            config: pull::Config {
-                durable_name: Some(name.to_string()),
-                ..recipe.config
-            },
-            ..recipe
-        };
+        let recipe = self.recipe(kind, name, filters, max_ack_pending);
         let inner = recipe.open().await?;
         Ok(Messages {
             inner,

@@ -258,6 +258,22 @@ fn names_in_files_under(
     Ok(names)
 }
 
+/// For a crate's test that its list and its source agree: panics unless the `.rs` files under `dir` read some
+/// variable, every one they read is in `known` (the binary's whole list), and every one of `own` (the crate's
+/// own list) is read there.
+pub fn assert_listed_as_read(dir: &Path, known: &[Var], own: &[Var]) {
+    let read = names_in_source(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    assert!(
+        !read.is_empty(),
+        "no variable found under {}",
+        dir.display()
+    );
+    let unlisted = unlisted_in_source(dir, known);
+    let unread = unread_in_source(dir, own);
+    // (read in src/ but not listed, listed in ENV but read nowhere)
+    assert_eq!((unlisted, unread), (vec![], vec![]));
+}
+
 /// The names in `names_in_source(dir)` that `known` does not list.
 pub fn unlisted_in_source(dir: &Path, known: &[Var]) -> Vec<String> {
     names_in_source(dir)
