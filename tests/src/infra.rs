@@ -522,6 +522,14 @@ pub struct Postgres {
 
 impl Postgres {
     pub async fn start(scratch: &Scratch) -> anyhow::Result<Self> {
+        let pg = Self::init(scratch).await?;
+        pg.resume().await?;
+        Ok(pg)
+    }
+
+    /// A new cluster (`initdb`), not started: [`Postgres::configure`] may change it before
+    /// [`Postgres::resume`] starts it.
+    pub async fn init(scratch: &Scratch) -> anyhow::Result<Self> {
         let bin = pg_bin_dir()?;
         let data = scratch.dir.join("pg-data");
         let socket = scratch.dir.join("pg-socket");
@@ -554,8 +562,45 @@ impl Postgres {
             ],
         )
         .await?;
-        pg.resume().await?;
         Ok(pg)
+    }
+
+    /// Adds `settings` to `postgresql.conf`, replaces `pg_hba.conf` with `hba` and copies each `(name, file)`
+    /// of `files` into the data folder, readable by the server alone (as PostgreSQL wants a key file). Takes
+    /// effect at the next start.
+    pub fn configure(
+        &self,
+        settings: &str,
+        hba: &str,
+        files: &[(&str, &Path)],
+    ) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))?;
+        writeln!(conf, "\n{settings}")?;
+        std::fs::write(self.data.join("pg_hba.conf"), hba)?;
+        for (name, file) in files {
+            let to = self.data.join(name);
+            std::fs::copy(file, &to).with_context(|| format!("copying {}", file.display()))?;
+            set_mode(&to, 0o600)?;
+            chown_to_postgres(&to)?;
+        }
+        Ok(())
+    }
+
+    /// A connection as the `postgres` superuser over the server's unix socket (which `pg_hba.conf` may
+    /// trust while TCP needs TLS and a password), for a test's setup.
+    pub async fn superuser(&self) -> anyhow::Result<sqlx::PgConnection> {
+        use sqlx::ConnectOptions as _;
+        sqlx::postgres::PgConnectOptions::new()
+            .socket(&self.socket)
+            .port(self.port)
+            .username("postgres")
+            .database("postgres")
+            .connect()
+            .await
+            .context("connecting to the test's PostgreSQL over its socket")
     }
 
     /// The server's URL with a database name, for `DATABASE_URL`.

@@ -4,6 +4,7 @@
 
 pub mod infra;
 pub mod messages;
+pub mod pki;
 pub mod stream;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use backorder_e2e::infra::{Nats, Scratch};
+use backorder_e2e::pki::Pki;
 use backorder_e2e::{binaries_dir, http_get, messages, stream};
 use backorder_proto::v1::{OrderAccepted, OrderPlaced};
 use backorder_runtime::Subjects;
@@ -19,109 +20,11 @@ use backorder_runtime::jetstream::Bus;
 use backorder_runtime::nats::NatsOptions;
 use backorder_runtime::subjects::StreamKind;
 use prost::Message as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tokio::process::{Child, Command};
 
 /// How long a failure may take to be reported: a retried one never would be.
 const FAILS_WITHIN: Duration = Duration::from_secs(20);
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The certificates of one test, as PEM files in its scratch folder.
-struct Pki {
-    ca: PathBuf,
-    /// A CA nobody here trusts: the server and the clients must refuse what it signed.
-    other_ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    other_client_cert: PathBuf,
-    other_client_key: PathBuf,
-}
-
-fn ca(name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    Ok((cert.pem(), Issuer::new(params, key)))
-}
-
-/// (certificate, key) signed by `issuer`, for `names` (subject alternative names) with `common_name`.
-fn leaf(
-    issuer: &Issuer<'static, KeyPair>,
-    names: &[&str],
-    common_name: &str,
-    usage: ExtendedKeyUsagePurpose,
-) -> anyhow::Result<(String, String)> {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-fn write(dir: &Path, name: &str, pem: &str) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, pem)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(path)
-}
-
-impl Pki {
-    fn make(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let (ca_pem, issuer) = ca("backorder test CA")?;
-        let (other_ca_pem, other_issuer) = ca("some other CA")?;
-        let (server_cert, server_key) = leaf(
-            &issuer,
-            &["localhost", "127.0.0.1"],
-            "localhost",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )?;
-        let (client_cert, client_key) = leaf(
-            &issuer,
-            &[],
-            "order-intake",
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?;
-        let (other_client_cert, other_client_key) = leaf(
-            &other_issuer,
-            &[],
-            "order-intake",
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?;
-        Ok(Self {
-            ca: write(dir, "ca.crt", &ca_pem)?,
-            other_ca: write(dir, "other-ca.crt", &other_ca_pem)?,
-            server_cert: write(dir, "server.crt", &server_cert)?,
-            server_key: write(dir, "server.key", &server_key)?,
-            client_cert: write(dir, "client.crt", &client_cert)?,
-            client_key: write(dir, "client.key", &client_key)?,
-            other_client_cert: write(dir, "other-client.crt", &other_client_cert)?,
-            other_client_key: write(dir, "other-client.key", &other_client_key)?,
-        })
-    }
-}
 
 /// Whether the server has TLS, and whether it asks clients for a certificate its CA signed.
 #[derive(Clone, Copy, PartialEq)]
