@@ -94,3 +94,24 @@ pub fn message_id(message: &jetstream::Message) -> String {
         .map(|v| v.as_str().to_string())
         .unwrap_or_default()
 }
+
+/// What the consumers of `stream` have not settled yet: stored and not delivered, plus delivered and not
+/// acknowledged, per consumer.
+pub async fn unsettled(
+    bus: &Bus,
+    stream: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    use futures::TryStreamExt;
+    let stream = bus.js.get_stream(stream).await?;
+    let names: Vec<String> = stream.consumer_names().try_collect().await?;
+    let mut unsettled = std::collections::BTreeMap::new();
+    for name in names {
+        let mut consumer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+        let info = consumer.info().await?;
+        unsettled.insert(name, info.num_pending + info.num_ack_pending as u64);
+    }
+    Ok(unsettled)
+}

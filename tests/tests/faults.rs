@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use backorder_e2e::infra::{Cluster, Nats, Postgres, Scratch};
-use backorder_e2e::{System, messages, stream::message_id};
+use backorder_e2e::stream::{message_id, unsettled};
+use backorder_e2e::{System, messages};
 use backorder_proto::v1::{
     AllocationCancelled, AllocationCreated, CustomerEvent, DeadLetter, EmailMessage, OrderRejected,
     OrderStatus, PurchaseRequest, SmsMessage,
@@ -881,24 +882,6 @@ async fn assert_replicated(rig: &mut Rig) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// What the consumers of `stream` have not settled yet: stored and not delivered, plus delivered and not
-/// acknowledged, per consumer.
-async fn unsettled(bus: &Bus, stream: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-    use futures::TryStreamExt;
-    let stream = bus.js.get_stream(stream).await?;
-    let names: Vec<String> = stream.consumer_names().try_collect().await?;
-    let mut unsettled = BTreeMap::new();
-    for name in names {
-        let mut consumer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
-            .await
-            .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
-        let info = consumer.info().await?;
-        unsettled.insert(name, info.num_pending + info.num_ack_pending as u64);
-    }
-    Ok(unsettled)
 }
 
 /// The four services (with `allocations` allocation processes) on a three-node cluster, three replicas of

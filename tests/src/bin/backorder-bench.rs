@@ -1,7 +1,8 @@
 //! Throughput of the whole pipeline: starts the four services (from the binaries beside this one, so
 //! `cargo run --release --bin backorder-bench` measures release builds) under a prefix and database of their
 //! own, publishes N orders as fast as JetStream takes them, and reports how long until allocation has stored
-//! every order and relayed every event.
+//! every order and relayed every event, and until every service's consumers have settled what they were
+//! given (the notifier's mails, the replenishment trigger's purchase requests).
 //!
 //! `backorder-bench [orders] [lines per order]`, defaults 5000 and 4, on `NATS_URL` and `DATABASE_URL` like
 //! the tests. With `--compare-cluster` it brings its own NATS instead and runs the same load twice in one
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use backorder_e2e::infra::{Cluster, Nats, Scratch};
+use backorder_e2e::stream::unsettled;
 use backorder_e2e::{System, messages};
+use backorder_runtime::subjects::StreamKind;
 use clap::Parser;
 use sqlx::PgPool;
 
@@ -45,6 +48,7 @@ struct Figures {
     published: Duration,
     stored: Duration,
     relayed: Duration,
+    settled: Duration,
     applied: i64,
 }
 
@@ -142,6 +146,8 @@ async fn run(system: System, args: &Args) -> anyhow::Result<Figures> {
     let stored = start.elapsed();
     wait_for_count(&system.db, "select count(*) from outbox", 0).await?;
     let relayed = start.elapsed();
+    wait_until_settled(&system).await?;
+    let settled = start.elapsed();
     let applied: i64 = sqlx::query_scalar("select count(*) from processed_messages")
         .fetch_one(&system.db)
         .await?;
@@ -150,8 +156,37 @@ async fn run(system: System, args: &Args) -> anyhow::Result<Figures> {
         published,
         stored,
         relayed,
+        settled,
         applied,
     })
+}
+
+/// Waits until no durable consumer of the prefix's streams has a message stored for it or in hand, for up to
+/// [`PATIENCE`]: then the other services are done too, and stopping them measures nothing they still owed.
+async fn wait_until_settled(system: &System) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    let s = system.subjects();
+    let streams = [
+        StreamKind::Inbound,
+        StreamKind::Internal,
+        StreamKind::Outbound,
+    ];
+    loop {
+        let mut left = 0;
+        for kind in streams {
+            left += unsettled(&system.bus, &s.stream(kind))
+                .await?
+                .values()
+                .sum::<u64>();
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{left} messages still unsettled after {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until `query` (a count) is `expected`, for up to [`PATIENCE`].
@@ -190,5 +225,10 @@ fn report(on: &str, args: &Args, f: &Figures) {
         "  all events relayed in {:.2} s: {:.0} orders/s end to end",
         f.relayed.as_secs_f64(),
         per_sec(args.orders, f.relayed)
+    );
+    println!(
+        "  every consumer settled in {:.2} s: {:.0} orders/s through all four services",
+        f.settled.as_secs_f64(),
+        per_sec(args.orders, f.settled)
     );
 }
