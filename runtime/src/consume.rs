@@ -206,7 +206,7 @@ impl Worker {
         // What arrived while a batch was being handled: kept in progress meanwhile, handled next.
         let mut backlog: VecDeque<Vec<Pulled>> = VecDeque::new();
         loop {
-            let batch = match backlog.pop_front() {
+            let batch = match next_from_backlog(&mut backlog, self.batch_size) {
                 Some(batch) => Some(batch),
                 None => tokio::select! {
                     biased;
@@ -538,6 +538,29 @@ where
     }
 }
 
+/// The next batch from what arrived while the last one was handled: its chunks joined in order, up to
+/// `limit` messages. The pull stream hands out whatever is ready, often a message or two at a time; handled
+/// chunk by chunk, a backlog of hundreds would cost a transaction per chunk instead of one per batch.
+fn next_from_backlog<T>(backlog: &mut VecDeque<Vec<T>>, limit: usize) -> Option<Vec<T>> {
+    let limit = limit.max(1);
+    let mut batch = backlog.pop_front()?;
+    if batch.len() > limit {
+        backlog.push_front(batch.split_off(limit));
+        return Some(batch);
+    }
+    while batch.len() < limit {
+        let Some(mut chunk) = backlog.pop_front() else {
+            break;
+        };
+        let room = limit - batch.len();
+        if chunk.len() > room {
+            backlog.push_front(chunk.split_off(room));
+        }
+        batch.append(&mut chunk);
+    }
+    Some(batch)
+}
+
 /// 1 s, 2 s, 4 s ... capped at a minute.
 pub fn retry_delay(deliveries: i64) -> Duration {
     let exponent = deliveries.clamp(1, 7) as u32 - 1;
@@ -563,6 +586,47 @@ mod tests {
             [0..1, 1..2, 2..4, 4..5, 5..6, 6..7]
         );
         assert_eq!(segment_by(&[2, 1]), [0..1, 1..2]);
+    }
+
+    #[test]
+    fn the_backlog_is_joined_into_full_batches_in_order() {
+        let mut backlog: VecDeque<Vec<u32>> = [vec![1], vec![2, 3], vec![4, 5, 6], vec![7]].into();
+        assert_eq!(next_from_backlog(&mut backlog, 4), Some(vec![1, 2, 3, 4]));
+        assert_eq!(next_from_backlog(&mut backlog, 4), Some(vec![5, 6, 7]));
+        assert_eq!(next_from_backlog(&mut backlog, 4), None);
+
+        let mut oversized: VecDeque<Vec<u32>> = [vec![1, 2, 3, 4, 5], vec![6]].into();
+        assert_eq!(next_from_backlog(&mut oversized, 2), Some(vec![1, 2]));
+        assert_eq!(next_from_backlog(&mut oversized, 2), Some(vec![3, 4]));
+        assert_eq!(next_from_backlog(&mut oversized, 2), Some(vec![5, 6]));
+        assert_eq!(next_from_backlog(&mut oversized, 2), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_message_comes_out_once_in_order_in_full_batches(
+            chunks in proptest::collection::vec(proptest::collection::vec(0u8..1, 1..8), 0..20),
+            limit in 1usize..10,
+        ) {
+            let total: usize = chunks.iter().map(Vec::len).sum();
+            let mut n = 0u32;
+            let mut backlog: VecDeque<Vec<u32>> = chunks
+                .iter()
+                .map(|c| c.iter().map(|_| { n += 1; n }).collect())
+                .collect();
+            let mut batches = Vec::new();
+            while let Some(batch) = next_from_backlog(&mut backlog, limit) {
+                batches.push(batch);
+            }
+            let out: Vec<u32> = batches.iter().flatten().copied().collect();
+            proptest::prop_assert_eq!(out, (1..=total as u32).collect::<Vec<_>>());
+            for (i, batch) in batches.iter().enumerate() {
+                proptest::prop_assert!(!batch.is_empty() && batch.len() <= limit);
+                if i + 1 < batches.len() {
+                    proptest::prop_assert_eq!(batch.len(), limit, "only the last batch may be short");
+                }
+            }
+        }
     }
 
     #[test]
