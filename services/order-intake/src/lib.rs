@@ -86,8 +86,10 @@ struct Intake {
 }
 
 impl Handler for Intake {
+    /// Decides each order, then publishes every answer with its ack in flight and awaits the acks: one round
+    /// trip per batch instead of one per order. The publishes leave in the batch's order.
     async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
         for delivery in batch {
             let span = tracing::info_span!(
                 "order",
@@ -95,14 +97,50 @@ impl Handler for Intake {
                 seq = delivery.stream_sequence
             );
             backorder_runtime::trace::follow(&span, &delivery.trace);
-            outcomes.push(self.take(delivery).instrument(span).await);
+            let sent = self.send(delivery).instrument(span.clone()).await;
+            pending.push((span, sent));
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (span, sent) in pending {
+            outcomes.push(sent.settle().instrument(span).await);
         }
         outcomes
     }
 }
 
+/// An answer on its way: the publish's ack still to come, and what the order's outcome is once it came.
+enum Sent {
+    Published {
+        ack: async_nats::jetstream::context::PublishAckFuture,
+        subject: String,
+        id: String,
+        /// `Done`, or `Reject` for a rejection nobody can tie to an order.
+        then: Outcome,
+    },
+    Failed(Outcome),
+}
+
+impl Sent {
+    async fn settle(self) -> Outcome {
+        match self {
+            Sent::Published {
+                ack,
+                subject,
+                id,
+                then,
+            } => match ack.await {
+                Ok(_) => then,
+                Err(error) => {
+                    Outcome::Retry(format!("waiting for the ack of {id} on {subject}: {error}"))
+                }
+            },
+            Sent::Failed(outcome) => outcome,
+        }
+    }
+}
+
 impl Intake {
-    async fn take(&self, delivery: &Delivery) -> Outcome {
+    async fn send(&self, delivery: &Delivery) -> Sent {
         let subjects = &self.bus.subjects;
         // Headers count against the server's max_payload too.
         let room = self
@@ -113,46 +151,49 @@ impl Intake {
             .saturating_sub(HEADER_ROOM);
         let checked = validate::validate_with(&delivery.payload, &self.limits)
             .and_then(|order| accept(order, delivery.published, room));
-        match checked {
+        let (subject, id, payload, then) = match checked {
             Ok((id, accepted)) => {
-                let order_id = accepted.order.as_ref().map_or("", |o| o.order_id.as_str());
-                tracing::Span::current().record("order_id", order_id);
-                match self
-                    .bus
-                    .publish(subjects.order_accepted(), &id, &accepted)
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::info!(
-                            lines = accepted.order.as_ref().map_or(0, |o| o.lines.len()),
-                            "order accepted"
-                        );
-                        Outcome::Done
-                    }
-                    Err(error) => Outcome::Retry(format!("{error:#}")),
-                }
+                let order = accepted.order.as_ref();
+                tracing::Span::current()
+                    .record("order_id", order.map_or("", |o| o.order_id.as_str()));
+                tracing::info!(lines = order.map_or(0, |o| o.lines.len()), "order accepted");
+                (
+                    subjects.order_accepted(),
+                    id,
+                    accepted.encode_to_vec(),
+                    Outcome::Done,
+                )
             }
             Err(rejection) => {
                 let order_id = rejection.order_id.clone().unwrap_or_default();
                 tracing::Span::current().record("order_id", order_id.as_str());
                 tracing::warn!(errors = %rejection.summary(), "order rejected");
                 let rejected = reject(&rejection, delivery, room);
-                if let Err(error) = self
-                    .bus
-                    .publish(subjects.order_rejected(), &rejected.rejection_id, &rejected)
-                    .await
-                {
-                    return Outcome::Retry(format!("{error:#}"));
-                }
-                match rejection.order_id {
+                let then = match rejection.order_id {
                     Some(_) => Outcome::Done,
                     // Nobody can tie this rejection to an order: park the bytes for an operator as well.
                     None => Outcome::Reject(format!(
                         "order rejected, no readable order id: {}",
                         rejection.summary()
                     )),
-                }
+                };
+                let id = rejected.rejection_id.clone();
+                (
+                    subjects.order_rejected(),
+                    id,
+                    rejected.encode_to_vec(),
+                    then,
+                )
             }
+        };
+        match self.bus.send(subject.clone(), &id, payload.into()).await {
+            Ok(ack) => Sent::Published {
+                ack,
+                subject,
+                id,
+                then,
+            },
+            Err(error) => Sent::Failed(Outcome::Retry(format!("{error:#}"))),
         }
     }
 }
