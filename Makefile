@@ -4,6 +4,8 @@
 #   make test           toolchain + NATS + PostgreSQL, then the whole workspace's tests
 #   make test-faults    the fault tests (kill -9 of services and NATS, PostgreSQL outages; minutes)
 #   make test-faults-bugs  the fault tests that show known bugs (they fail until fixed)
+#   make bench          toolchain + NATS + PostgreSQL, release build, target/release/backorder-perf $(BENCH_ARGS)
+#                       (baselines, the services end to end, targets; docs/performance.md; BENCH_ARGS=--quick)
 #   make build          cargo build --release --bins
 #   make services-up    start the four services in the background (.local/run/*.log, *.pid)
 #   make services-down  stop them (SIGTERM, then wait)
@@ -34,11 +36,11 @@ BO_PREFIX ?= bo
 # Tests are mostly I/O bound (NATS, PostgreSQL); 4 threads on 2 cores.
 TEST_THREADS ?= 4
 
-.PHONY: help demo test test-faults test-faults-bugs build build-debug services-up services-down services-status \
+.PHONY: help demo test test-faults test-faults-bugs bench build build-debug services-up services-down services-status \
         fmt fmt-check lint infra stop-infra cluster-up cluster-down cluster-status fuzz fuzz-smoke fuzz-build
 
 help:
-	@sed -n '2,23p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,25p' Makefile | sed 's/^# \{0,1\}//'
 
 demo:
 	@scripts/ensure-rust.sh
@@ -112,6 +114,31 @@ test-faults test-faults-bugs:
 		$(CARGO) test -p backorder-e2e --test faults --no-fail-fast -- --ignored $(FAULT_SKIP) \
 			--test-threads $(FAULT_THREADS) --nocapture
 	fi
+
+# The end-to-end benchmark (tests/src/bin/backorder-perf.rs, docs/performance.md) on the NATS server and
+# PostgreSQL of `make test`, as the admin user when it is our own server; BENCH_ARGS, e.g. --quick or
+# --orders 20000, go to it.
+BENCH_ARGS ?=
+
+bench:
+	@scripts/ensure-rust.sh
+	if [[ -z "$${NATS_URL:-}" ]]; then
+		NATS_CREDS="$${NATS_CREDS:-$$PWD/.local/nats/admin.creds}"
+		export NATS_CREDS
+	fi
+	NATS_URL="$$(scripts/ensure-nats.sh | tail -n1)"
+	if [[ -n "$${DATABASE_URL:-}" ]]; then
+		DATABASE_URL="$$(scripts/ensure-postgres.sh | tail -n1)"
+	else
+		# Only the server matters: the bench creates and drops databases of its own.
+		DATABASE_URL="$$(scripts/ensure-postgres.sh | tail -n1)/postgres"
+	fi
+	export NATS_URL DATABASE_URL
+	echo "NATS_URL=$$NATS_URL NATS_CREDS=$${NATS_CREDS:-} DATABASE_URL=$$DATABASE_URL" >&2
+	echo "+ $(CARGO) build --release --workspace --bins" >&2
+	$(CARGO) build --release --workspace --bins
+	echo "+ target/release/backorder-perf $(BENCH_ARGS)" >&2
+	target/release/backorder-perf $(BENCH_ARGS)
 
 build:
 	@scripts/ensure-rust.sh

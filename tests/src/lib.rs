@@ -4,6 +4,7 @@
 
 pub mod infra;
 pub mod messages;
+pub mod perf;
 pub mod pki;
 pub mod stream;
 
@@ -517,6 +518,15 @@ impl System {
     /// Starts a service again after [`kill`](Self::kill).
     pub fn restart(&mut self, service: &'static str) -> anyhow::Result<()> {
         self.spawn(service)
+    }
+
+    /// The process id of every service process still known to be running (a killed or exited one has
+    /// none), for reading their `/proc/<pid>/status`.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.children
+            .iter()
+            .filter_map(|(service, child)| Some((*service, child.id()?)))
+            .collect()
     }
 
     pub fn subjects(&self) -> &Subjects {
