@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::store;
 
 /// A value as read, with the revision to write against (`None`: the key was never written).
+#[derive(Clone)]
 pub struct Read<T> {
     pub value: Option<T>,
     pub revision: Option<u64>,

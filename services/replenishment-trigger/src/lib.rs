@@ -6,6 +6,7 @@
 //! what each SKU has requested and not been answered, the requests being gathered and those sent, and the
 //! policies the product master gave. Policies also come from the operator's file (`BO_REORDER_POLICY_FILE`).
 
+pub mod cached;
 pub mod kv;
 pub mod plan;
 pub mod policies;
@@ -167,6 +168,8 @@ impl Application {
             window: config.window,
             reraise_after: config.reraise_after,
             changes,
+            skus: Default::default(),
+            batches: Default::default(),
         };
         let upserts = policies::Upserts {
             bucket: bucket.clone(),

@@ -24,6 +24,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::cached::Cached;
 use crate::policies::Policies;
 use crate::schedule::Change;
 use crate::store::{Batch, MasterPolicy, Position, Sent, SkuState, keys};
@@ -38,6 +39,9 @@ pub struct Trigger {
     pub reraise_after: TimeDelta,
     /// Tells the scheduler when a gathered request is due, and when a tick was handled.
     pub changes: mpsc::UnboundedSender<Change>,
+    /// The SKUs' and the gathered batches' values as this instance last saw them (see [`crate::cached`]).
+    pub skus: Cached<SkuState>,
+    pub batches: Cached<Batch>,
 }
 
 /// Decodes a shortage report and checks it against the limits (`event_id` names the request it opens and
@@ -114,7 +118,7 @@ impl Handler for Trigger {
 }
 
 impl Trigger {
-    async fn reorder(&self, delivery: &Delivery) -> Outcome {
+    async fn reorder(&mut self, delivery: &Delivery) -> Outcome {
         let event = match read_event(&delivery.payload) {
             Ok(event) => event,
             Err(reason) => {
@@ -131,13 +135,18 @@ impl Trigger {
         };
         match self.apply(&event, at).await {
             Ok(()) => Outcome::Done,
-            Err(error) => Outcome::Retry(error),
+            Err(error) => {
+                // A lost compare-and-set means another instance wrote: the next attempt reads afresh.
+                self.skus.forget();
+                self.batches.forget();
+                Outcome::Retry(error)
+            }
         }
     }
 
-    async fn apply(&self, event: &ReorderNeeded, at: Position) -> Result<(), String> {
+    async fn apply(&mut self, event: &ReorderNeeded, at: Position) -> Result<(), String> {
         let sku_key = keys::sku(&event.sku);
-        let read = kv::read::<SkuState>(&self.bucket, &sku_key).await?;
+        let read = self.skus.read(&self.bucket, &sku_key).await?;
         let mut state = read.value.unwrap_or_default();
         if state.applied(&event.event_id, at) {
             tracing::info!(
@@ -160,7 +169,7 @@ impl Trigger {
         // A line of the request still being gathered is planned again from this report's figures (it may grow,
         // shrink or go), so the request reflects the latest shortage when it is sent.
         let batch_key = keys::batch(&policy.supplier_id);
-        let gathering = kv::read::<Batch>(&self.bucket, &batch_key).await?;
+        let gathering = self.batches.read(&self.bucket, &batch_key).await?;
         let gathered = gathering
             .value
             .as_ref()
@@ -175,9 +184,11 @@ impl Trigger {
                 );
                 if let (Some(mut batch), true) = (gathering.value, gathered > 0) {
                     batch.lines.remove(&event.sku);
-                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                    let revision =
+                        kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
                     state.set_open(&batch.request_id, &batch.supplier_id, 0, now);
                     tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
+                    self.batches.wrote(&batch_key, batch, revision);
                 }
             }
             Some(planned) => {
@@ -191,7 +202,8 @@ impl Trigger {
                     lines: BTreeMap::new(),
                 });
                 plan::merge(&mut batch, &event.sku, &planned, now);
-                kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                let revision =
+                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
                 state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, now);
                 tracing::info!(
                     request_id = %batch.request_id,
@@ -206,18 +218,22 @@ impl Trigger {
                 );
                 // A send error means the scheduler stopped with the service; its next start reads the bucket.
                 let _ = self.changes.send(Change::Due(batch.due_at));
+                self.batches.wrote(&batch_key, batch, revision);
             }
         }
         state.mark_applied(&event.event_id, at);
-        kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
+        let revision = kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
+        self.skus.wrote(&sku_key, state, revision);
         Ok(())
     }
 
-    async fn tick(&self, delivery: &Delivery) -> Outcome {
+    async fn tick(&mut self, delivery: &Delivery) -> Outcome {
         let at = match read_tick(&delivery.payload) {
             Ok(at) => at,
             Err(reason) => return Outcome::Reject(reason),
         };
+        // A tick sends and deletes gathered batches behind the cache's back.
+        self.batches.forget();
         let done = async {
             self.send_due(at).await?;
             self.follow_up(at).await
