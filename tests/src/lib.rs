@@ -626,12 +626,7 @@ impl System {
         delete_streams(&self.bus).await?;
         self.db.close().await;
         let mut conn = self.admin.connect().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "drop database if exists \"{}\" with (force)",
-            self.database
-        )))
-        .execute(&mut conn)
-        .await?;
+        drop_database(&mut conn, &self.database).await?;
         let _ = std::fs::remove_dir_all(&self.logs);
         Ok(())
     }
@@ -679,12 +674,18 @@ async fn remove_stale_databases(admin: &PgConnectOptions, now: u64) -> anyhow::R
             .fetch_all(&mut conn)
             .await?;
     for name in names.into_iter().filter(|n| is_stale(n, now)) {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "drop database if exists \"{name}\" with (force)"
-        )))
-        .execute(&mut conn)
-        .await;
+        let _ = drop_database(&mut conn, &name).await;
     }
+    Ok(())
+}
+
+/// Drops a database of the tests' or benches' own, whoever is still connected to it.
+pub async fn drop_database(conn: &mut sqlx::PgConnection, name: &str) -> sqlx::Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "drop database if exists \"{name}\" with (force)"
+    )))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

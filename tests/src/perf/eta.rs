@@ -29,11 +29,7 @@ pub async fn on_scratch_database<T>(
     let result = f(&pool).await;
     pool.close().await;
     let mut conn = admin.connect().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "drop database if exists \"{database}\" with (force)"
-    )))
-    .execute(&mut conn)
-    .await?;
+    crate::drop_database(&mut conn, database).await?;
     result
 }
 

@@ -34,14 +34,10 @@ impl ScratchDb {
         let name = format!("{name}_{}", std::process::id());
         let mut conn = admin.connect().await.context("connecting to PostgreSQL")?;
         // Two statements: CREATE DATABASE may not share an (implicit) transaction with anything.
-        for sql in [
-            format!("drop database if exists \"{name}\" with (force)"),
-            format!("create database \"{name}\""),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await?;
-        }
+        crate::drop_database(&mut conn, &name).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+            .execute(&mut conn)
+            .await?;
         Ok(Self { admin, name })
     }
 
@@ -55,12 +51,7 @@ impl ScratchDb {
 
     pub async fn drop(self) -> anyhow::Result<()> {
         let mut conn = self.admin.connect().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "drop database if exists \"{}\" with (force)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await?;
+        crate::drop_database(&mut conn, &self.name).await?;
         Ok(())
     }
 }
