@@ -269,3 +269,59 @@ async fn two_engines_filling_two_skus_of_one_ship_complete_order_release_it_once
     assert_eq!(allocations.len(), ORDERS, "each order released once");
     assert!(allocations.iter().all(|a| a.lines.len() == 2));
 }
+
+#[sqlx::test]
+async fn new_orders_of_one_batch_are_accepted_as_one_by_one_with_repeated_ids_decided_in_turn(
+    pool: PgPool,
+) {
+    apply(&pool, &[adjust("init", "SKU-A", 10)]).await;
+    let applied = apply(
+        &pool,
+        &[
+            order("SO-1", 0, 0, &[("SKU-A", 6)]),
+            order("SO-1", 0, 0, &[("SKU-A", 6)]),
+            order("SO-1", 0, 0, &[("SKU-A", 7)]),
+            order("SO-2", 0, 1, &[("SKU-A", 6)]),
+        ],
+    )
+    .await;
+    assert_eq!(applied[..2], [Applied::Done, Applied::Duplicate]);
+    assert!(matches!(&applied[2], Applied::Refused(reason) if reason.contains("conflict")));
+    assert_eq!(applied[3], Applied::Done);
+    assert_eq!(line(&pool, "SO-1", 1).await, (6, 0, 0));
+    assert_eq!(line(&pool, "SO-2", 1).await, (4, 2, 0));
+    assert_invariants(&pool).await;
+}
+
+#[sqlx::test]
+async fn a_request_kept_for_an_order_is_carried_out_before_the_next_order_of_its_batch(
+    pool: PgPool,
+) {
+    apply(&pool, &[adjust("init", "SKU-A", 8)]).await;
+    // The cancellation overtook its order: kept until the order comes.
+    assert_eq!(
+        apply(&pool, &[cancel("C-2", "SO-2", &[(1, 4)])]).await,
+        [Applied::Done]
+    );
+    let applied = apply(
+        &pool,
+        &[
+            order("SO-1", 0, 0, &[("SKU-A", 4)]),
+            order("SO-2", 0, 1, &[("SKU-A", 4)]),
+            order("SO-3", 0, 2, &[("SKU-A", 4)]),
+        ],
+    )
+    .await;
+    assert_eq!(applied, [Applied::Done, Applied::Done, Applied::Done]);
+    assert_eq!(line_in_full(&pool, "SO-2", 1).await, (0, 0, 0, 4, 0));
+    // SO-2's units went back to stock before SO-3 was split: SO-3 never waited.
+    assert_eq!(line(&pool, "SO-3", 1).await, (4, 0, 0));
+    let waited: i64 = sqlx::query_scalar(
+        "select count(*) from line_history where order_id = 'SO-3' and change = 'backordered'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(waited, 0);
+    assert_invariants(&pool).await;
+}

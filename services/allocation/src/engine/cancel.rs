@@ -1,7 +1,7 @@
 //! Cancellation: backordered units leave the queue, allocated units go back to stock and at once to the next
 //! backorders in line; shipped units stay shipped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use backorder_proto::v1::OrderCancelRequested;
 use prost::Message;
@@ -88,12 +88,14 @@ impl Work<'_> {
         for cancel in plan {
             let line = by_line[&cancel.line_no];
             if cancel.from_backordered > 0 {
-                lost_units.push((
-                    cancel.line_no,
-                    line.sku.clone(),
-                    cancel.from_backordered,
-                    lost,
-                ));
+                lost_units.push(LostUnits {
+                    order_id: order_id.to_string(),
+                    line_no: cancel.line_no,
+                    sku: line.sku.clone(),
+                    units: cancel.from_backordered,
+                    why: lost,
+                    cause: cause.to_string(),
+                });
             }
             let withdrawn = (line.released - (line.allocated - cancel.from_allocated)).max(0);
             let delta = Delta {
@@ -124,7 +126,7 @@ impl Work<'_> {
             );
         }
         self.change_lines(&changes, cause).await?;
-        self.record_lost(order_id, &lost_units, cause).await?;
+        self.record_lost(&lost_units).await?;
         tracing::info!(
             units = plan
                 .iter()
@@ -163,35 +165,48 @@ impl Lost {
     }
 }
 
+/// Units of a line lost as demand: what a customer wanted and did not get.
+pub(super) struct LostUnits {
+    pub order_id: String,
+    pub line_no: i32,
+    pub sku: String,
+    pub units: i64,
+    pub why: Lost,
+    /// The message that cost them.
+    pub cause: String,
+}
+
 impl Work<'_> {
-    /// Records units of the order's lines (line, SKU, units, why) as lost demand, in this transaction, under
-    /// the order's customer and the message that caused it.
-    pub(super) async fn record_lost(
-        &mut self,
-        order_id: &str,
-        lost: &[(i32, String, i64, Lost)],
-        cause: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Records lost units in this transaction, under each order's customer, in one statement.
+    pub(super) async fn record_lost(&mut self, lost: &[LostUnits]) -> Result<(), sqlx::Error> {
         if lost.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "insert into lost_units (order_id, line_no, sku, customer_id, reason, units, cause, at)
-             select o.order_id, l.line_no, l.sku, o.customer_id, l.reason, l.units, $6, $7
-             from unnest($2::int[], $3::text[], $4::bigint[], $5::text[]) as l(line_no, sku, units, reason)
-             join orders o on o.order_id = $1",
+             select l.order_id, l.line_no, l.sku, o.customer_id, l.reason, l.units, l.cause, $7
+             from unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+                  as l(order_id, line_no, sku, units, reason, cause)
+             join orders o on o.order_id = l.order_id",
         )
-        .bind(order_id)
-        .bind(lost.iter().map(|l| l.0).collect::<Vec<_>>())
-        .bind(lost.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
-        .bind(lost.iter().map(|l| l.2).collect::<Vec<_>>())
-        .bind(lost.iter().map(|l| l.3.reason()).collect::<Vec<_>>())
-        .bind(cause)
+        .bind(lost.iter().map(|l| l.order_id.clone()).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.line_no).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.units).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.why.reason()).collect::<Vec<_>>())
+        .bind(lost.iter().map(|l| l.cause.clone()).collect::<Vec<_>>())
         .bind(self.now)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
+}
+
+/// A request kept for an order not seen yet: its message id, its kind and the message as received.
+pub(super) struct Kept {
+    id: String,
+    kind: String,
+    payload: Vec<u8>,
 }
 
 impl Work<'_> {
@@ -247,20 +262,43 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Applies what was kept for a new order (see [`keep_for_order`](Self::keep_for_order)), in the order it
-    /// came, in the transaction that accepts the order: a cancelled order is accepted and cancelled at once,
-    /// and nothing of it reaches the WMS.
-    pub(super) async fn apply_kept(&mut self, order_id: &str) -> Result<(), sqlx::Error> {
-        self.lock_order_id(order_id).await?;
-        let kept: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
-            "with kept as (delete from pending_requests where order_id = $1
-                           returning message_id, kind, payload, received_at)
-             select message_id, kind, payload from kept order by received_at, message_id",
+    /// Takes what was kept for new orders (see [`keep_for_order`](Self::keep_for_order)), per order in the
+    /// order it came. Each order's lock is taken first, in order-id order, as a request being kept takes it.
+    pub(super) async fn take_kept(
+        &mut self,
+        order_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Kept>>, sqlx::Error> {
+        let mut sorted = order_ids.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        // unnest hands the ids to the function in array order: the locks are taken sorted.
+        sqlx::query(
+            "select pg_advisory_xact_lock(hashtextextended('order/' || id, 0)) from unnest($1::text[]) as id",
         )
-        .bind(order_id)
+        .bind(&sorted)
+        .execute(&mut *self.tx)
+        .await?;
+        let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+            "with kept as (delete from pending_requests where order_id = any($1)
+                           returning order_id, message_id, kind, payload, received_at)
+             select order_id, message_id, kind, payload from kept order by order_id, received_at, message_id",
+        )
+        .bind(&sorted)
         .fetch_all(&mut *self.tx)
         .await?;
-        for (id, kind, payload) in kept {
+        let mut kept: HashMap<String, Vec<Kept>> = HashMap::new();
+        for (order_id, id, kind, payload) in rows {
+            kept.entry(order_id)
+                .or_default()
+                .push(Kept { id, kind, payload });
+        }
+        Ok(kept)
+    }
+
+    /// Applies what was kept for a new order, in the transaction that accepts it: a cancelled order is
+    /// accepted and cancelled at once, and nothing of it reaches the WMS.
+    pub(super) async fn apply_kept(&mut self, kept: Vec<Kept>) -> Result<(), sqlx::Error> {
+        for Kept { id, kind, payload } in kept {
             // Stored by this service from a message it decoded and checked: it decodes.
             let (command, applied) = match kind.as_str() {
                 "cancel" => match OrderCancelRequested::decode(payload.as_slice()) {

@@ -222,7 +222,19 @@ impl Engine {
         let mut work = self.work(self.clock.now()).await?;
         work.lock_stock(commands).await?;
         let mut results = Vec::with_capacity(commands.len());
-        for (i, command) in commands.iter().enumerate() {
+        let mut i = 0;
+        while i < commands.len() {
+            let new_order = |c: &Command| matches!(c, Command::AcceptOrder { .. });
+            // New orders that follow each other are accepted together (see `intake.rs`).
+            let run = commands[i..].iter().take_while(|c| new_order(c)).count();
+            if run > 0 {
+                let end = i + run;
+                let traces = traces.get(i..end.min(traces.len())).unwrap_or_default();
+                results.extend(work.accept_orders(&commands[i..end], traces).await?);
+                i = end;
+                continue;
+            }
+            let command = &commands[i];
             let span = tracing::info_span!(
                 "command",
                 id = %command.message_id(),
@@ -233,6 +245,7 @@ impl Engine {
                 backorder_runtime::trace::follow(&span, trace);
             }
             results.push(work.apply(command).instrument(span).await?);
+            i += 1;
         }
         work.finish().await?;
         Ok(results)
@@ -567,7 +580,8 @@ impl Work<'_> {
             }
         };
         let applied = match command {
-            Command::AcceptOrder { order, .. } => self.accept_order(order, &id).await?,
+            // Accepted in runs, claimed there (`intake.rs`): only reached for a claim that was new.
+            Command::AcceptOrder { order, .. } => self.accept_claimed_order(order, &id).await?,
             Command::ReceiveStock(receipt) => self.receive(receipt, &id).await?,
             Command::AdjustStock(adjustment) => self.adjust(adjustment, &id).await?,
             Command::ConfirmShipment {
