@@ -342,73 +342,74 @@ impl Work<'_> {
             .execute(&mut *self.tx)
             .await?;
         }
-        for Announced {
-            id: allocation_id,
-            order_id,
-            cause,
-            lines,
-            ..
-        } in std::mem::take(&mut self.allocations)
-        {
+        let allocations = std::mem::take(&mut self.allocations);
+        if !allocations.is_empty() {
             sqlx::query(
-                "insert into allocations (allocation_id, order_id, cause, created_at) values ($1, $2, $3, $4)",
+                "insert into allocations (allocation_id, order_id, cause, created_at)
+                 select *, $4 from unnest($1::text[], $2::text[], $3::text[])",
             )
-            .bind(&allocation_id)
-            .bind(&order_id)
-            .bind(&cause)
+            .bind(allocations.iter().map(|a| a.id.clone()).collect::<Vec<_>>())
+            .bind(
+                allocations
+                    .iter()
+                    .map(|a| a.order_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                allocations
+                    .iter()
+                    .map(|a| a.cause.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(self.now)
             .execute(&mut *self.tx)
             .await?;
             self.insert_lines(
                 "insert into allocation_lines (allocation_id, line_no, sku, quantity)
-                 select $1, * from unnest($2::int[], $3::text[], $4::bigint[])",
-                &allocation_id,
-                &lines,
+                 select * from unnest($1::text[], $2::int[], $3::text[], $4::bigint[])",
+                &allocations,
             )
             .await?;
         }
-        for Announced {
-            id: cancellation_id,
-            order_id,
-            cause,
-            reason,
-            lines,
-        } in std::mem::take(&mut self.cancellations)
-        {
+        let cancellations = std::mem::take(&mut self.cancellations);
+        if !cancellations.is_empty() {
             sqlx::query(
                 "insert into allocation_cancellations (cancellation_id, order_id, cause, reason, created_at)
-                 values ($1, $2, $3, $4, $5)",
+                 select *, $5 from unnest($1::text[], $2::text[], $3::text[], $4::text[])",
             )
-            .bind(&cancellation_id)
-            .bind(&order_id)
-            .bind(&cause)
-            .bind(&reason)
+            .bind(cancellations.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
+            .bind(cancellations.iter().map(|c| c.order_id.clone()).collect::<Vec<_>>())
+            .bind(cancellations.iter().map(|c| c.cause.clone()).collect::<Vec<_>>())
+            .bind(cancellations.iter().map(|c| c.reason.clone()).collect::<Vec<_>>())
             .bind(self.now)
             .execute(&mut *self.tx)
             .await?;
             self.insert_lines(
                 "insert into allocation_cancellation_lines (cancellation_id, line_no, sku, quantity)
-                 select $1, * from unnest($2::int[], $3::text[], $4::bigint[])",
-                &cancellation_id,
-                &lines,
+                 select * from unnest($1::text[], $2::int[], $3::text[], $4::bigint[])",
+                &cancellations,
             )
             .await?;
         }
         Ok(())
     }
 
-    /// The (line, SKU, units) of an announcement, under its id.
+    /// The (line, SKU, units) of announcements, each under its announcement's id, in one statement.
     async fn insert_lines(
         &mut self,
         query: &'static str,
-        id: &str,
-        lines: &[(i32, String, i64)],
+        announced: &[Announced],
     ) -> Result<(), sqlx::Error> {
+        let lines = || {
+            announced
+                .iter()
+                .flat_map(|a| a.lines.iter().map(move |line| (a.id.as_str(), line)))
+        };
         sqlx::query(query)
-            .bind(id)
-            .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.2).collect::<Vec<_>>())
+            .bind(lines().map(|(id, _)| id.to_string()).collect::<Vec<_>>())
+            .bind(lines().map(|(_, l)| l.0).collect::<Vec<_>>())
+            .bind(lines().map(|(_, l)| l.1.clone()).collect::<Vec<_>>())
+            .bind(lines().map(|(_, l)| l.2).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
