@@ -6,7 +6,8 @@
 //! Two instances working on the same SKUs therefore queue behind each other instead of deadlocking, and stock
 //! is never given out twice.
 //!
-//! Commands write their line changes and audit rows as they go, so a later command of the batch sees them.
+//! Commands write their line changes and audit rows as they go, so a later command of the batch sees them; the
+//! new orders that follow each other are accepted together, with a constant number of statements ([`intake`]).
 //! What the WMS, the customer and the OMS are told is worked out once at the end, per order, from the order's
 //! lines before its first change in the batch and after its last ([`announce`]).
 
@@ -580,7 +581,7 @@ impl Work<'_> {
             }
         };
         let applied = match command {
-            // Accepted in runs, claimed there (`intake.rs`): only reached for a claim that was new.
+            // A batch accepts its orders in runs (`accept_orders`); one that comes this way was claimed just now.
             Command::AcceptOrder { order, .. } => self.accept_claimed_order(order, &id).await?,
             Command::ReceiveStock(receipt) => self.receive(receipt, &id).await?,
             Command::AdjustStock(adjustment) => self.adjust(adjustment, &id).await?,
