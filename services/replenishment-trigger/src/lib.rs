@@ -15,6 +15,7 @@ pub mod policy_file;
 pub mod schedule;
 pub mod store;
 pub mod trigger;
+pub mod watched;
 
 use backorder_runtime::vars::Var;
 use std::path::PathBuf;
@@ -137,6 +138,8 @@ pub struct Application {
     upserts: policies::Upserts,
     policies: Arc<Policies>,
     scheduler: schedule::Scheduler,
+    master: Arc<watched::WatchedPolicies>,
+    bucket: async_nats::jetstream::kv::Store,
 }
 
 impl Application {
@@ -157,6 +160,7 @@ impl Application {
         )
         .await?;
         let bucket = worker.bus.key_value(&bucket_spec(&common.subjects)).await?;
+        let master = Arc::new(watched::WatchedPolicies::default());
         // Due times, from the handler to the scheduler: unbounded, as the handler must never wait for it
         // (one small message per report).
         let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -170,6 +174,7 @@ impl Application {
             changes,
             skus: Default::default(),
             batches: Default::default(),
+            master: master.clone(),
         };
         let upserts = policies::Upserts {
             bucket: bucket.clone(),
@@ -177,7 +182,7 @@ impl Application {
         };
         let scheduler = schedule::Scheduler {
             bus: worker.bus.clone(),
-            bucket,
+            bucket: bucket.clone(),
             clock: common.clock.clone(),
             changes: changes_rx,
         };
@@ -190,6 +195,8 @@ impl Application {
             upserts,
             policies,
             scheduler,
+            master,
+            bucket,
         })
     }
 
@@ -204,6 +211,13 @@ impl Application {
         );
         let shutdown = shutdown.shared();
         let (mut trigger, mut upserts) = (self.trigger, self.upserts);
+        let watch = {
+            let shutdown = shutdown.clone();
+            async move {
+                self.master.watch(&self.bucket, shutdown).await;
+                anyhow::Ok(())
+            }
+        };
         tokio::try_join!(
             self.worker
                 .run_service(self.messages, &mut trigger, shutdown.clone()),
@@ -211,6 +225,7 @@ impl Application {
                 .run(self.policy_messages, &mut upserts, shutdown.clone()),
             self.scheduler.run(shutdown.clone()),
             self.policies.watch(shutdown),
+            watch,
         )?;
         Ok(())
     }

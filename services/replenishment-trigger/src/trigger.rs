@@ -27,7 +27,8 @@ use tracing::Instrument;
 use crate::cached::Cached;
 use crate::policies::Policies;
 use crate::schedule::Change;
-use crate::store::{Batch, LineNote, MasterPolicy, Position, Sent, SkuState, keys};
+use crate::store::{Batch, LineNote, Position, Sent, SkuState, keys};
+use crate::watched::WatchedPolicies;
 use crate::{kv, plan};
 
 pub struct Trigger {
@@ -42,6 +43,8 @@ pub struct Trigger {
     /// The SKUs' and the gathered batches' values as this instance last saw them (see [`crate::cached`]).
     pub skus: Cached<SkuState>,
     pub batches: Cached<Batch>,
+    /// The product master's policies, kept current by a watch (see [`crate::watched`]).
+    pub master: Arc<WatchedPolicies>,
 }
 
 /// Decodes a shortage report and checks it against the limits (`event_id` names the request it opens and
@@ -161,7 +164,10 @@ impl Trigger {
             tracing::info!(%request_id, units, "purchasing answered");
         }
 
-        let upserted = kv::read::<MasterPolicy>(&self.bucket, &keys::policy(&event.sku)).await?;
+        let upserted = self
+            .master
+            .read(&self.bucket, &keys::policy(&event.sku))
+            .await?;
         let (policy, origin) = self
             .policies
             .resolve(&event.sku, upserted.value.as_ref().map(|m| &m.policy));

@@ -719,3 +719,40 @@ async fn a_report_stored_twice_under_two_ids_is_applied_once() -> anyhow::Result
     })
     .await
 }
+
+#[tokio::test]
+async fn a_policy_upserted_after_a_report_applies_to_the_next_report_of_its_sku()
+-> anyhow::Result<()> {
+    use backorder_proto::v1::SkuUpserted;
+    with_env(async |env| {
+        let (stop, running) = env.start().await?;
+        // SKU-N has no policy of the master yet: the default (cover, from nobody in particular).
+        env.report(&[shortage("ev-1", "SKU-N", 11)]).await?;
+        env.handled("marker-1").await?;
+        env.upsert(&[SkuUpserted {
+            sku: "SKU-N".into(),
+            supplier_id: "MASTER".into(),
+            pack_size: 10,
+            ..Default::default()
+        }])
+        .await?;
+        env.upserts_handled("marker-u1").await?;
+        // The instance read SKU-N's policy for ev-1; the upsert reaches what it holds, so ev-2 goes to MASTER
+        // for what ev-1 did not ask for, in packs of 10.
+        env.report(&[shortage("ev-2", "SKU-N", 50)]).await?;
+        env.handled("marker-2").await?;
+        env.advance(start_time() + TimeDelta::seconds(301)).await?;
+        let mut requests = env.requests(2).await?;
+        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        assert_eq!(
+            summary(&requests),
+            owned(&[
+                ("pr/ev-2", "MASTER", &[("SKU-N", 40)]),
+                ("pr/ev-1", "unassigned", &[("SKU-N", 11)]),
+            ])
+        );
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
