@@ -21,6 +21,7 @@ pub mod time;
 pub mod topology;
 pub mod trace;
 pub mod vars;
+pub mod watched;
 
 pub use clock::Clock;
 pub use config::{CommonConfig, ConfigError, Source};

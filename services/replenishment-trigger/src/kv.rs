@@ -22,22 +22,17 @@ pub async fn read<T: DeserializeOwned>(bucket: &kv::Store, key: &str) -> Result<
             value: None,
             revision: None,
         }),
-        Ok(Some(entry)) => of_entry(&entry),
+        Ok(Some(entry)) => match entry.operation {
+            kv::Operation::Put => Ok(Read {
+                value: Some(store::decode(&entry.value, key)?),
+                revision: Some(entry.revision),
+            }),
+            kv::Operation::Delete | kv::Operation::Purge => Ok(Read {
+                value: None,
+                revision: Some(entry.revision),
+            }),
+        },
         Err(error) => Err(format!("reading {key}: {error}")),
-    }
-}
-
-/// A stored entry (as read, or as a watch delivers it) as a typed value.
-pub fn of_entry<T: DeserializeOwned>(entry: &kv::Entry) -> Result<Read<T>, String> {
-    match entry.operation {
-        kv::Operation::Put => Ok(Read {
-            value: Some(store::decode(&entry.value, &entry.key)?),
-            revision: Some(entry.revision),
-        }),
-        kv::Operation::Delete | kv::Operation::Purge => Ok(Read {
-            value: None,
-            revision: Some(entry.revision),
-        }),
     }
 }
 
