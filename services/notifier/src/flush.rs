@@ -147,7 +147,7 @@ async fn visit(
     // A message decided already goes out as decided, now (it was due when it was decided).
     if let Some(sending) = &pending.sending {
         backorder_runtime::trace::follow(&span, &sending.trace);
-        deliver(shared, key, pending.channel, sending)
+        deliver(shared, key, pending.channel, sending, None)
             .instrument(span)
             .await?;
         return Ok(None);
@@ -171,10 +171,11 @@ async fn visit(
     // The message continues the trace of the (newest) event it tells.
     backorder_runtime::trace::follow(&span, &pending.trace);
     async {
-        if let Some((pending, sending)) =
+        if let Some((pending, sending, revision)) =
             decide(shared, key, &bytes, revision, pending, events).await?
         {
-            deliver(shared, key, pending.channel, &sending).await?;
+            let channel = pending.channel;
+            deliver(shared, key, channel, &sending, Some((pending, revision))).await?;
         }
         anyhow::Ok(())
     }
@@ -184,8 +185,8 @@ async fn visit(
 }
 
 /// Decides the message of a due entry and records it in the entry (compare-and-swap on `revision`) before
-/// anything is published; `None` when there is nothing to send (the entry is settled then), or when the entry
-/// changed meanwhile (the next pass decides again).
+/// anything is published: the entry, its message, and the entry's new revision; `None` when there is nothing to
+/// send (the entry is settled then), or when the entry changed meanwhile (the next pass decides again).
 async fn decide(
     shared: &Shared,
     key: &str,
@@ -193,7 +194,7 @@ async fn decide(
     revision: Option<u64>,
     mut pending: Pending,
     events: Vec<CustomerEvent>,
-) -> anyhow::Result<Option<(Pending, Sending)>> {
+) -> anyhow::Result<Option<(Pending, Sending, u64)>> {
     let channel = pending.channel;
     let buckets = &shared.buckets;
     // Events a previous message told already (a replay, or one settled before its entry was) are not told
@@ -222,7 +223,7 @@ async fn decide(
         .as_ref()
         .map(|c| c.id.clone())
         .unwrap_or_default();
-    if crate::opted_out(buckets, &customer_id, channel).await? {
+    if crate::opted_out(shared, &customer_id, channel).await? {
         tracing::info!("customer opted out of this channel, nothing sent");
         outcome("opted_out");
         remove(shared, key, Some(&handled)).await?;
@@ -266,13 +267,15 @@ async fn decide(
         decided_at: shared.config.common.clock.now(),
     };
     pending.sending = Some(sending.clone());
-    if !store::write(&buckets.state, key, pending.encode(), revision, true).await? {
+    let Some(revision) =
+        store::write(&buckets.state, key, pending.encode(), revision, true).await?
+    else {
         tracing::debug!(
             key,
             "entry changed while its message was decided, deciding again"
         );
         return Ok(None);
-    }
+    };
     tracing::info!(
         message_id = sending.message_id,
         kind = notice.kind().as_str_name(),
@@ -280,24 +283,30 @@ async fn decide(
         lines = notice.lines.len(),
         "message decided"
     );
-    Ok(Some((pending, sending)))
+    Ok(Some((pending, sending, revision)))
 }
 
 /// Publishes a decided message under its id (again, after a failure or a restart: the stream drops a
-/// repeat within its duplicate window), records the events it told, and settles them in the entry. A message
-/// whose events are all recorded under its id already is not published again.
+/// repeat within its duplicate window), records the events it told, and settles them in the entry.
+/// `decided`: the entry as [`decide`] just wrote it, and its revision. A message found decided in its entry
+/// (a restart, a failure) whose events are all recorded under its id already is not published again; one
+/// decided just now told only events `decide` found unrecorded.
 async fn deliver(
     shared: &Shared,
     key: &str,
     channel: Channel,
     sending: &Sending,
+    decided: Option<(Pending, u64)>,
 ) -> anyhow::Result<()> {
     let buckets = &shared.buckets;
     tracing::Span::current().record("message_id", sending.message_id.as_str());
-    let mut recorded = true;
-    for event_id in &sending.told {
-        let (value, _) = store::read(&buckets.sent, &store::sent_key(channel, event_id)).await?;
-        recorded &= value.as_deref() == Some(sending.message_id.as_bytes());
+    let mut recorded = decided.is_none();
+    if recorded {
+        for event_id in &sending.told {
+            let (value, _) =
+                store::read(&buckets.sent, &store::sent_key(channel, event_id)).await?;
+            recorded &= value.as_deref() == Some(sending.message_id.as_bytes());
+        }
     }
     if recorded {
         tracing::info!("recorded as sent already, not published again");
@@ -327,20 +336,37 @@ async fn deliver(
             .increment(1);
         tracing::info!(events = sending.told.len(), "message published");
     }
-    remove(shared, key, Some(&sending.event_ids)).await
+    remove_from(shared, key, Some(&sending.event_ids), decided).await
 }
 
 /// Removes `handled` events from the entry (all of them with `None`), deleting it when none are left.
 /// Events added meanwhile stay, with a window of their own from now.
 async fn remove(shared: &Shared, key: &str, handled: Option<&[String]>) -> anyhow::Result<()> {
+    remove_from(shared, key, handled, None).await
+}
+
+/// [`remove`], starting from `known` (the entry and its revision, as this pass last wrote it) instead of a
+/// read; a change meanwhile fails the write, and the entry is read again.
+async fn remove_from(
+    shared: &Shared,
+    key: &str,
+    handled: Option<&[String]>,
+    mut known: Option<(Pending, u64)>,
+) -> anyhow::Result<()> {
     let state = &shared.buckets.state;
     for _ in 0..10 {
-        let (value, revision) = store::read(state, key).await?;
-        let Some(bytes) = value else {
-            return Ok(());
+        let (entry, revision) = match known.take() {
+            Some((pending, revision)) => (Ok(pending), Some(revision)),
+            None => {
+                let (value, revision) = store::read(state, key).await?;
+                let Some(bytes) = value else {
+                    return Ok(());
+                };
+                (Pending::decode(&bytes), revision)
+            }
         };
         let left =
-            match (handled, Pending::decode(&bytes)) {
+            match (handled, entry) {
                 (Some(handled), Ok(mut pending)) => {
                     pending.retain(|id| !handled.iter().any(|h| h == id));
                     // The message in flight for these events is settled with them.

@@ -116,6 +116,9 @@ pub struct Shared {
     pub config: Config,
     /// Woken when an event was stored, so a window of 0 sends at once.
     pub stored: tokio::sync::Notify,
+    /// The customers' preferences (`pref.*`), read from memory while a watch keeps them current: every
+    /// message asks them, customers rarely change them.
+    pub preferences: backorder_runtime::watched::Watched,
 }
 
 impl Application {
@@ -163,6 +166,7 @@ impl Application {
             templates,
             config,
             stored: tokio::sync::Notify::new(),
+            preferences: backorder_runtime::watched::Watched::new(store::PREFERENCES),
         });
         Ok(Self {
             worker,
@@ -212,6 +216,14 @@ impl Application {
                 shutdown.clone()
             ),
             smtp,
+            async {
+                let shared = &self.shared;
+                shared
+                    .preferences
+                    .watch(&shared.buckets.state, shutdown.clone())
+                    .await;
+                anyhow::Ok(())
+            },
         )?;
         Ok(())
     }
@@ -255,15 +267,18 @@ pub fn read_event(bytes: &[u8]) -> Result<CustomerEvent, String> {
 
 /// Whether the customer opted out of `channel`; a customer without id has no preferences.
 pub async fn opted_out(
-    buckets: &Buckets,
+    shared: &Shared,
     customer_id: &str,
     channel: Channel,
 ) -> anyhow::Result<bool> {
     if customer_id.trim().is_empty() {
         return Ok(false);
     }
-    let (value, _) = store::read(&buckets.state, &store::preferences_key(customer_id)).await?;
-    Ok(match value {
+    let stored = shared
+        .preferences
+        .read(&shared.buckets.state, &store::preferences_key(customer_id))
+        .await?;
+    Ok(match stored.value {
         None => false,
         Some(bytes) => serde_json::from_slice::<preferences::Preferences>(&bytes)
             .map(|p| p.opted_out(channel))
@@ -391,7 +406,10 @@ impl Intake {
                 return Ok("already_pending");
             }
             pending.trace = trace.to_vec();
-            if store::write(&buckets.state, &key, pending.encode(), revision, present).await? {
+            if store::write(&buckets.state, &key, pending.encode(), revision, present)
+                .await?
+                .is_some()
+            {
                 return Ok("pending");
             }
         }
@@ -442,9 +460,17 @@ impl PreferencesHandler {
                 tracing::info!("older than the preferences kept, nothing changes");
                 return Outcome::Done;
             };
-            let bytes = serde_json::to_vec(&next).unwrap_or_default().into();
-            match store::write(state, &key, bytes, revision, present).await {
-                Ok(true) => {
+            let bytes: bytes::Bytes = serde_json::to_vec(&next).unwrap_or_default().into();
+            match store::write(state, &key, bytes.clone(), revision, present).await {
+                Ok(Some(revision)) => {
+                    // What this instance reads next sees it at once, before the watch brings it.
+                    self.shared.preferences.offer(
+                        &key,
+                        backorder_runtime::watched::Stored {
+                            value: Some(bytes),
+                            revision: Some(revision),
+                        },
+                    );
                     tracing::info!(
                         email_opt_out = next.email_opt_out,
                         sms_opt_out = next.sms_opt_out,
@@ -452,7 +478,7 @@ impl PreferencesHandler {
                     );
                     return Outcome::Done;
                 }
-                Ok(false) => continue,
+                Ok(None) => continue,
                 Err(error) => return Outcome::Retry(format!("{error:#}")),
             }
         }

@@ -30,6 +30,9 @@ pub fn pending_key(channel: Channel, order_id: &str) -> String {
     format!("pending.{}.{}", channel.name(), hash(order_id))
 }
 
+/// The keys of customers' preferences, as a watch pattern.
+pub const PREFERENCES: &str = "pref.>";
+
 pub fn preferences_key(customer_id: &str) -> String {
     format!("pref.{}", hash(customer_id))
 }
@@ -191,27 +194,23 @@ pub async fn read(
     })
 }
 
-/// Writes `value` under `key` only if it is still at `revision` (`None`: absent); `Ok(false)` when someone
-/// wrote in between.
+/// Writes `value` under `key` only if it is still at `revision` (`None`: absent); the new revision, or
+/// `Ok(None)` when someone wrote in between.
 pub async fn write(
     store: &kv::Store,
     key: &str,
     value: bytes::Bytes,
     revision: Option<u64>,
     present: bool,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<u64>> {
     let result = match (present, revision) {
-        (true, Some(revision)) => store
-            .update(key, value, revision)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                (
-                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                    anyhow::Error::from(e),
-                )
-            }),
-        _ => store.create(key, value).await.map(|_| ()).map_err(|e| {
+        (true, Some(revision)) => store.update(key, value, revision).await.map_err(|e| {
+            (
+                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                anyhow::Error::from(e),
+            )
+        }),
+        _ => store.create(key, value).await.map_err(|e| {
             (
                 e.kind() == kv::CreateErrorKind::AlreadyExists,
                 anyhow::Error::from(e),
@@ -219,8 +218,8 @@ pub async fn write(
         }),
     };
     match result {
-        Ok(()) => Ok(true),
-        Err((true, _)) => Ok(false),
+        Ok(revision) => Ok(Some(revision)),
+        Err((true, _)) => Ok(None),
         Err((false, error)) => Err(error.context(format!("writing {key}"))),
     }
 }
