@@ -10,7 +10,7 @@ use backorder_e2e::System;
 use backorder_e2e::perf::flow::{self, LINES_PER_ORDER};
 use backorder_e2e::perf::report::{Phase, Run};
 use backorder_e2e::perf::watch::Watch;
-use backorder_e2e::perf::{baseline, database_url, eta, peak_rss_mb};
+use backorder_e2e::perf::{baseline, database_url, eta, peak_rss_mb, uses_tls};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -91,8 +91,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::of(&args);
     let url = database_url();
+    let tls = match uses_tls(&url).await {
+        Ok(true) => "over TLS",
+        Ok(false) => "without TLS",
+        Err(_) => "TLS unknown",
+    };
     let label = format!(
-        "{}NATS {}, PostgreSQL {}",
+        "{}NATS {}, PostgreSQL {} {tls}",
         if args.quick { "quick; " } else { "" },
         backorder_e2e::stream::nats_url(),
         url.rsplit('@').next().unwrap_or(&url)

@@ -20,6 +20,19 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into())
 }
 
+/// Whether a connection to `url` is encrypted: sqlx asks for TLS by default, and a server with `ssl = on`
+/// (Debian's default) grants it, also on loopback, where it costs the bytes-heavy phases far more than the
+/// baseline's small transactions. The report says which it measured.
+pub async fn uses_tls(url: &str) -> anyhow::Result<bool> {
+    let options: PgConnectOptions = url.parse().context("DATABASE_URL")?;
+    let mut connection = options.connect().await?;
+    let tls: Option<bool> =
+        sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+            .fetch_optional(&mut connection)
+            .await?;
+    Ok(tls.unwrap_or(false))
+}
+
 /// A database of its own on the server of a URL, dropped by [`drop`](Self::drop), so a bench leaves
 /// nothing behind and never shares tables with the services' databases.
 pub struct ScratchDb {
