@@ -18,9 +18,9 @@ use futures::StreamExt as _;
 use prost::Message as _;
 use tracing::Instrument;
 
-use crate::Shared;
 use crate::coalesce::{self, Channel};
 use crate::quiet::{self, QuietHours};
+use crate::shared::{SERVICE, Shared, opted_out};
 use crate::store::{self, Pending, Sending};
 
 /// How often the flusher looks anyway, for entries another instance took (it sends its own when they fall
@@ -223,7 +223,7 @@ async fn decide(
         .as_ref()
         .map(|c| c.id.clone())
         .unwrap_or_default();
-    if crate::opted_out(shared, &customer_id, channel).await? {
+    if opted_out(shared, &customer_id, channel).await? {
         tracing::info!("customer opted out of this channel, nothing sent");
         outcome("opted_out");
         remove(shared, key, Some(&handled)).await?;
@@ -407,9 +407,9 @@ async fn remove_from(
 /// Parks an entry that cannot become a message in `<p>.dlq.notifier`, with the reason.
 async fn park(shared: &Shared, key: &str, bytes: &[u8], error: &str) -> anyhow::Result<()> {
     tracing::error!(key, error, "pending entry parked in the dead-letter stream");
-    metrics::counter!("bo_dead_letters_total", "service" => crate::SERVICE).increment(1);
+    metrics::counter!("bo_dead_letters_total", "service" => SERVICE).increment(1);
     let letter = DeadLetter {
-        service: crate::SERVICE.to_string(),
+        service: SERVICE.to_string(),
         subject: key.to_string(),
         stream: format!("KV_{}", shared.bus.subjects.notifier_bucket()),
         stream_sequence: 0,
@@ -419,18 +419,10 @@ async fn park(shared: &Shared, key: &str, bytes: &[u8], error: &str) -> anyhow::
         failed_at: Some(backorder_runtime::time::to_proto(Utc::now())),
         message_id: String::new(),
     };
-    let id = format!(
-        "{}/pending/{}",
-        crate::SERVICE,
-        store::hash(&hex::encode(bytes))
-    );
+    let id = format!("{}/pending/{}", SERVICE, store::hash(&hex::encode(bytes)));
     shared
         .bus
-        .publish(
-            shared.bus.subjects.dead_letter(crate::SERVICE),
-            &id,
-            &letter,
-        )
+        .publish(shared.bus.subjects.dead_letter(SERVICE), &id, &letter)
         .await
 }
 

@@ -10,12 +10,14 @@
 
 pub mod coalesce;
 pub mod config;
+pub mod context;
 pub mod defaults;
 pub mod flush;
 pub mod locale;
 pub mod preferences;
 pub mod quiet;
 pub mod render;
+pub mod shared;
 pub mod sms;
 pub mod smtp;
 pub mod store;
@@ -27,7 +29,6 @@ use std::sync::Arc;
 use backorder_proto::v1::CustomerEvent;
 use backorder_proto::v1::customer_event::Kind;
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
-use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use futures::{FutureExt as _, StreamExt as _};
 use prost::Message as _;
@@ -96,7 +97,7 @@ pub fn env_vars() -> Vec<Var> {
     backorder_runtime::vars::service_vars(SERVICE, ENV)
 }
 
-pub const SERVICE: &str = "notifier";
+pub use shared::{SERVICE, Shared, opted_out};
 /// The durable consumer of `<p>.in.customer.preferences`.
 pub const PREFERENCES_CONSUMER: &str = backorder_runtime::topology::consumer::NOTIFIER_PREFERENCES;
 
@@ -106,19 +107,6 @@ pub struct Application {
     preferences: backorder_runtime::jetstream::Messages,
     smtp: Option<(Worker, backorder_runtime::jetstream::Messages, smtp::Smtp)>,
     shared: Arc<Shared>,
-}
-
-/// What the intake, the flusher and the preference handler share.
-pub struct Shared {
-    pub bus: Bus,
-    pub buckets: Buckets,
-    pub templates: Templates,
-    pub config: Config,
-    /// Woken when an event was stored, so a window of 0 sends at once.
-    pub stored: tokio::sync::Notify,
-    /// The customers' preferences (`pref.*`), read from memory while a watch keeps them current: every
-    /// message asks them, customers rarely change them.
-    pub preferences: backorder_runtime::watched::Watched,
 }
 
 impl Application {
@@ -263,32 +251,6 @@ pub fn read_event(bytes: &[u8]) -> Result<CustomerEvent, String> {
     } else {
         Err(missing.join("; "))
     }
-}
-
-/// Whether the customer opted out of `channel`; a customer without id has no preferences.
-pub async fn opted_out(
-    shared: &Shared,
-    customer_id: &str,
-    channel: Channel,
-) -> anyhow::Result<bool> {
-    if customer_id.trim().is_empty() {
-        return Ok(false);
-    }
-    let stored = shared
-        .preferences
-        .read(&shared.buckets.state, &store::preferences_key(customer_id))
-        .await?;
-    Ok(match stored.value {
-        None => false,
-        Some(bytes) => serde_json::from_slice::<preferences::Preferences>(&bytes)
-            .map(|p| p.opted_out(channel))
-            // Unreadable preferences: an operator wrote the key by hand. Sending is the lesser harm than
-            // blocking the customer's notices; it is logged.
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, customer_id, "unreadable preferences ignored");
-                false
-            }),
-    })
 }
 
 struct Intake {

@@ -111,7 +111,7 @@ impl Templates {
                     if self.env.get_template(&name).is_err() {
                         continue;
                     }
-                    for context in crate::render::samples(kind, dir) {
+                    for context in crate::context::samples(kind, dir) {
                         self.render(&name, context)
                             .map_err(|e| invalid(&name, &e))?;
                     }
