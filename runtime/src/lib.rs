@@ -8,6 +8,7 @@ pub mod config;
 pub mod consume;
 pub mod digest;
 pub mod jetstream;
+pub mod kv;
 pub mod limits;
 pub mod nats;
 pub mod ops;

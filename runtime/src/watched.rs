@@ -29,15 +29,6 @@ pub struct Stored {
     pub revision: Option<u64>,
 }
 
-impl Stored {
-    fn of(entry: &kv::Entry) -> Self {
-        Self {
-            value: matches!(entry.operation, kv::Operation::Put).then(|| entry.value.clone()),
-            revision: Some(entry.revision),
-        }
-    }
-}
-
 pub struct Watched {
     pattern: String,
     state: Mutex<State>,
@@ -64,13 +55,7 @@ impl Watched {
         if let Some(known) = self.known(key) {
             return Ok(known);
         }
-        let stored = match bucket.entry(key).await? {
-            None => Stored {
-                value: None,
-                revision: None,
-            },
-            Some(entry) => Stored::of(&entry),
-        };
+        let stored = crate::kv::read(bucket, key).await?;
         self.offer(key, stored.clone());
         Ok(stored)
     }

@@ -267,8 +267,7 @@ async fn decide(
         decided_at: shared.config.common.clock.now(),
     };
     pending.sending = Some(sending.clone());
-    let Some(revision) =
-        store::write(&buckets.state, key, pending.encode(), revision, true).await?
+    let Some(revision) = store::write(&buckets.state, key, pending.encode(), revision).await?
     else {
         tracing::debug!(
             key,
@@ -386,13 +385,10 @@ async fn remove_from(
                 .map_err(|e| e.to_string()),
             Some(mut pending) => {
                 pending.first_at = shared.config.common.clock.now();
-                match revision {
-                    Some(revision) => state
-                        .update(key, pending.encode(), revision)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    None => Err("no revision".into()),
+                match store::write(state, key, pending.encode(), revision).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("a newer revision".into()),
+                    Err(error) => Err(format!("{error:#}")),
                 }
             }
         };

@@ -348,7 +348,6 @@ impl Intake {
         // conflict.
         for _ in 0..10 {
             let (value, revision) = store::read(&buckets.state, &key).await?;
-            let present = value.is_some();
             let mut pending = match value {
                 Some(bytes) => Pending::decode(&bytes).unwrap_or_else(|error| {
                     tracing::warn!(%error, key, "unreadable pending entry replaced");
@@ -368,7 +367,7 @@ impl Intake {
                 return Ok("already_pending");
             }
             pending.trace = trace.to_vec();
-            if store::write(&buckets.state, &key, pending.encode(), revision, present)
+            if store::write(&buckets.state, &key, pending.encode(), revision)
                 .await?
                 .is_some()
             {
@@ -416,14 +415,13 @@ impl PreferencesHandler {
                 Ok(read) => read,
                 Err(error) => return Outcome::Retry(format!("{error:#}")),
             };
-            let present = value.is_some();
             let current = value.and_then(|b| serde_json::from_slice(&b).ok());
             let Some(next) = preferences::newest(current.as_ref(), update.clone()) else {
                 tracing::info!("older than the preferences kept, nothing changes");
                 return Outcome::Done;
             };
             let bytes: bytes::Bytes = serde_json::to_vec(&next).unwrap_or_default().into();
-            match store::write(state, &key, bytes.clone(), revision, present).await {
+            match store::write(state, &key, bytes.clone(), revision).await {
                 Ok(Some(revision)) => {
                     // What this instance reads next sees it at once, before the watch brings it.
                     self.shared.preferences.offer(

@@ -192,20 +192,12 @@ impl Smtp {
         };
         // The intent first: a crash during the transaction leaves `sending`, and the redelivery sends again.
         let sending = Record::Sending { at: Utc::now() };
-        let put = match revision {
-            Some(revision) => self
-                .sent
-                .update(&key, json(&sending), revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            None => self
-                .sent
-                .create(&key, json(&sending))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
+        let put =
+            match backorder_runtime::kv::write(&self.sent, &key, json(&sending), revision).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(format!("{key} changed meanwhile")),
+                Err(error) => Err(error.to_string()),
+            };
         if let Err(error) = put {
             // Another delivery of it is under way or just ended: look again after a pause.
             return Outcome::Retry(format!("recording the delivery of {key}: {error}"));

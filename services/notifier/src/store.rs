@@ -185,43 +185,19 @@ pub async fn read(
     store: &kv::Store,
     key: &str,
 ) -> anyhow::Result<(Option<bytes::Bytes>, Option<u64>)> {
-    Ok(match store.entry(key).await? {
-        None => (None, None),
-        Some(entry) => match entry.operation {
-            kv::Operation::Put => (Some(entry.value), Some(entry.revision)),
-            kv::Operation::Delete | kv::Operation::Purge => (None, Some(entry.revision)),
-        },
-    })
+    let stored = backorder_runtime::kv::read(store, key).await?;
+    Ok((stored.value, stored.revision))
 }
 
-/// Writes `value` under `key` only if it is still at `revision` (`None`: absent); the new revision, or
-/// `Ok(None)` when someone wrote in between.
+/// Writes `value` under `key` only if it is still at `revision` (`None`: never written); the new revision,
+/// or `Ok(None)` when someone wrote in between.
 pub async fn write(
     store: &kv::Store,
     key: &str,
     value: bytes::Bytes,
     revision: Option<u64>,
-    present: bool,
 ) -> anyhow::Result<Option<u64>> {
-    let result = match (present, revision) {
-        (true, Some(revision)) => store.update(key, value, revision).await.map_err(|e| {
-            (
-                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                anyhow::Error::from(e),
-            )
-        }),
-        _ => store.create(key, value).await.map_err(|e| {
-            (
-                e.kind() == kv::CreateErrorKind::AlreadyExists,
-                anyhow::Error::from(e),
-            )
-        }),
-    };
-    match result {
-        Ok(revision) => Ok(Some(revision)),
-        Err((true, _)) => Ok(None),
-        Err((false, error)) => Err(error.context(format!("writing {key}"))),
-    }
+    Ok(backorder_runtime::kv::write(store, key, value, revision).await?)
 }
 
 #[cfg(test)]

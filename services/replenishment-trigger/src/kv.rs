@@ -7,6 +7,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use backorder_runtime::kv::Stored;
+
 use crate::store;
 
 /// A value as read, with the revision to write against (`None`: the key was never written).
@@ -17,23 +19,21 @@ pub struct Read<T> {
 }
 
 pub async fn read<T: DeserializeOwned>(bucket: &kv::Store, key: &str) -> Result<Read<T>, String> {
-    match bucket.entry(key).await {
-        Ok(None) => Ok(Read {
-            value: None,
-            revision: None,
-        }),
-        Ok(Some(entry)) => match entry.operation {
-            kv::Operation::Put => Ok(Read {
-                value: Some(store::decode(&entry.value, key)?),
-                revision: Some(entry.revision),
-            }),
-            kv::Operation::Delete | kv::Operation::Purge => Ok(Read {
-                value: None,
-                revision: Some(entry.revision),
-            }),
-        },
-        Err(error) => Err(format!("reading {key}: {error}")),
-    }
+    let stored = backorder_runtime::kv::read(bucket, key)
+        .await
+        .map_err(|error| format!("reading {key}: {error}"))?;
+    typed(stored, key)
+}
+
+/// A stored value as what this version writes under `key`.
+pub fn typed<T: DeserializeOwned>(stored: Stored, key: &str) -> Result<Read<T>, String> {
+    Ok(Read {
+        value: stored
+            .value
+            .map(|bytes| store::decode(&bytes, key))
+            .transpose()?,
+        revision: stored.revision,
+    })
 }
 
 /// Writes `value` if the key is still at `revision`.
@@ -43,28 +43,13 @@ pub async fn write<T: Serialize>(
     value: &T,
     revision: Option<u64>,
 ) -> Result<u64, String> {
-    let bytes = store::encode(value);
-    let written = match revision {
-        Some(revision) => bucket.update(key, bytes, revision).await.map_err(|e| {
-            (
-                e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                e.to_string(),
-            )
-        }),
-        None => bucket.create(key, bytes).await.map_err(|e| {
-            (
-                e.kind() == kv::CreateErrorKind::AlreadyExists,
-                e.to_string(),
-            )
-        }),
-    };
-    written.map_err(|(conflict, error)| {
-        if conflict {
-            format!("{key} changed while this message was handled; it is handled again")
-        } else {
-            format!("writing {key}: {error}")
-        }
-    })
+    match backorder_runtime::kv::write(bucket, key, store::encode(value), revision).await {
+        Ok(Some(revision)) => Ok(revision),
+        Ok(None) => Err(format!(
+            "{key} changed while this message was handled; it is handled again"
+        )),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Deletes the key if it is still at `revision`.

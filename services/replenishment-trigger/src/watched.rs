@@ -6,8 +6,8 @@
 use async_nats::jetstream::kv as js_kv;
 use backorder_runtime::watched::Watched;
 
-use crate::kv::Read;
-use crate::store::{self, MasterPolicy};
+use crate::kv::{self, Read};
+use crate::store::MasterPolicy;
 
 /// The watched key space.
 pub const POLICIES: &str = "policy.>";
@@ -32,13 +32,7 @@ impl WatchedPolicies {
             .read(bucket, key)
             .await
             .map_err(|e| format!("reading {key}: {e}"))?;
-        Ok(Read {
-            value: stored
-                .value
-                .map(|bytes| store::decode(&bytes, key))
-                .transpose()?,
-            revision: stored.revision,
-        })
+        kv::typed(stored, key)
     }
 
     /// Runs the watch until `shutdown`.
