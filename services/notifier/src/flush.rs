@@ -52,42 +52,83 @@ pub fn due_at(
 }
 
 /// Runs passes until `shutdown`: after each, waits for the next entry to fall due, a new event, or [`POLL`].
+///
+/// Which entries a pass visits: after new events, the entries this instance just stored them in; else (at
+/// start, when an entry falls due, every [`POLL`], after a failed pass) every entry in the bucket, which
+/// finds those stored before a restart or by another instance. Listing every entry after each batch of
+/// events made the work of a burst grow with the square of its size.
 pub async fn run(
     shared: Arc<Shared>,
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
+    let mut every_entry = true;
+    let mut next: Option<DateTime<Utc>> = None;
     loop {
-        let next = match pass(&shared, clock.now()).await {
-            Ok(next) => next,
+        let keys = (!every_entry).then(|| shared.take_stored());
+        let whole = keys.is_none();
+        match pass(&shared, clock.now(), keys).await {
+            Ok(due) if whole => next = due,
+            // Entries this pass did not visit keep the due time the last whole pass found.
+            Ok(due) => next = earliest(next, due),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "flush pass failed, trying again"
                 );
-                None
+                next = Some(clock.now());
             }
-        };
+        }
         let due = async {
             match next {
                 Some(at) => clock.until(at).await,
                 None => futures::future::pending().await,
             }
         };
-        tokio::select! {
+        every_entry = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = shared.stored.notified() => {}
-            _ = due => {}
-            _ = tokio::time::sleep(POLL) => {}
-        }
+            _ = shared.stored.notified() => false,
+            _ = due => true,
+            _ = tokio::time::sleep(POLL) => true,
+        };
     }
 }
 
-/// Sends every entry due at `now`; the earliest time an entry left waiting falls due.
-pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let state = &shared.buckets.state;
-    let mut keys = match state.keys().await {
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sends the entries under `keys` (`None`: every pending entry) that are due at `now`; the earliest time an
+/// entry left waiting falls due.
+pub async fn pass(
+    shared: &Shared,
+    now: DateTime<Utc>,
+    keys: Option<Vec<String>>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let pending_keys = match keys {
+        Some(keys) => keys,
+        None => pending_keys(shared).await?,
+    };
+    // Entries are independent (one order and channel each): several are sent at a time.
+    let results: Vec<anyhow::Result<Option<DateTime<Utc>>>> = futures::stream::iter(pending_keys)
+        .map(|key| async move { visit(shared, &key, now).await })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut next: Option<DateTime<Utc>> = None;
+    for result in results {
+        next = earliest(next, result?);
+    }
+    Ok(next)
+}
+
+/// The key of every pending entry in the bucket.
+async fn pending_keys(shared: &Shared) -> anyhow::Result<Vec<String>> {
+    let mut keys = match shared.buckets.state.keys().await {
         Ok(keys) => keys.boxed(),
         Err(error) => anyhow::bail!("listing pending entries: {error}"),
     };
@@ -98,19 +139,7 @@ pub async fn pass(shared: &Shared, now: DateTime<Utc>) -> anyhow::Result<Option<
             pending_keys.push(key);
         }
     }
-    // Entries are independent (one order and channel each): several are sent at a time.
-    let results: Vec<anyhow::Result<Option<DateTime<Utc>>>> = futures::stream::iter(pending_keys)
-        .map(|key| async move { visit(shared, &key, now).await })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut next: Option<DateTime<Utc>> = None;
-    for result in results {
-        if let Some(due) = result? {
-            next = Some(next.map_or(due, |n| n.min(due)));
-        }
-    }
-    Ok(next)
+    Ok(pending_keys)
 }
 
 /// Sends the entry under `key` if it is due at `now`; else when it falls due.

@@ -154,6 +154,7 @@ impl Application {
             templates,
             config,
             stored: tokio::sync::Notify::new(),
+            stored_keys: Default::default(),
             preferences: backorder_runtime::watched::Watched::new(store::PREFERENCES),
         });
         Ok(Self {
@@ -371,6 +372,7 @@ impl Intake {
                 .await?
                 .is_some()
             {
+                self.shared.note_stored(&key);
                 return Ok("pending");
             }
         }

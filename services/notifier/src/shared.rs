@@ -12,6 +12,27 @@ use crate::templates::Templates;
 
 pub const SERVICE: &str = "notifier";
 
+impl Shared {
+    /// An event was stored in the entry under `key`.
+    pub fn note_stored(&self, key: &str) {
+        self.lock_stored().insert(key.to_string());
+    }
+
+    /// The entries events were stored in since the last call.
+    pub fn take_stored(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lock_stored())
+            .into_iter()
+            .collect()
+    }
+
+    fn lock_stored(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        // A set of keys is whole after every insert or take: a panic elsewhere cannot tear it.
+        self.stored_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What the intake, the flusher and the preference handler share.
 pub struct Shared {
     pub bus: Bus,
@@ -20,6 +41,9 @@ pub struct Shared {
     pub config: Config,
     /// Woken when an event was stored, so a window of 0 sends at once.
     pub stored: tokio::sync::Notify,
+    /// The entries this instance stored events in since the flusher last looked: it visits those alone
+    /// after new events.
+    pub stored_keys: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The customers' preferences (`pref.*`), read from memory while a watch keeps them current: every
     /// message asks them, customers rarely change them.
     pub preferences: Watched,
