@@ -8,6 +8,7 @@
 //! any change to that line also wrote the SKU, whose write would then fail.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_nats::jetstream::kv as js_kv;
 use serde::de::DeserializeOwned;
@@ -17,8 +18,10 @@ use crate::kv::{self, Read};
 /// Entries kept at most: past it the cache starts again empty (a few KB each; the SKUs of a burst fit).
 const CAPACITY: usize = 2048;
 
+/// Values are shared (`Arc`): a supplier's batch holds every line of the supplier, and copying it for each
+/// report that only looks at it cost more than the report's own work.
 pub struct Cached<T> {
-    entries: HashMap<String, Read<T>>,
+    entries: HashMap<String, Read<Arc<T>>>,
 }
 
 impl<T> Default for Cached<T> {
@@ -31,13 +34,25 @@ impl<T> Default for Cached<T> {
 
 impl<T: Clone + DeserializeOwned> Cached<T> {
     /// The key's value as last read or written here, or as the bucket has it.
-    pub async fn read(&mut self, bucket: &js_kv::Store, key: &str) -> Result<Read<T>, String> {
+    pub async fn read(&mut self, bucket: &js_kv::Store, key: &str) -> Result<Read<Arc<T>>, String> {
         if let Some(known) = self.known(key) {
             return Ok(known.clone());
         }
-        let read = kv::read::<T>(bucket, key).await?;
+        let read = shared(kv::read::<T>(bucket, key).await?);
         self.keep(key, read.clone());
         Ok(read)
+    }
+
+    /// [`read`](Self::read), for a caller that changes the value and writes it back (or hands it back with
+    /// [`kept`](Self::kept)): the value leaves the cache instead of being copied.
+    pub async fn take(&mut self, bucket: &js_kv::Store, key: &str) -> Result<Read<T>, String> {
+        match self.entries.remove(key) {
+            Some(known) => Ok(Read {
+                value: known.value.map(Arc::unwrap_or_clone),
+                revision: known.revision,
+            }),
+            None => kv::read::<T>(bucket, key).await,
+        }
     }
 
     /// `value` was written at `revision`.
@@ -45,14 +60,19 @@ impl<T: Clone + DeserializeOwned> Cached<T> {
         self.keep(
             key,
             Read {
-                value: Some(value),
+                value: Some(Arc::new(value)),
                 revision: Some(revision),
             },
         );
     }
 
+    /// A value taken and not changed.
+    pub fn kept(&mut self, key: &str, read: Read<T>) {
+        self.keep(key, shared(read));
+    }
+
     /// The key's value as last read or written here, if it is still kept.
-    pub fn known(&self, key: &str) -> Option<&Read<T>> {
+    pub fn known(&self, key: &str) -> Option<&Read<Arc<T>>> {
         self.entries.get(key)
     }
 
@@ -60,11 +80,18 @@ impl<T: Clone + DeserializeOwned> Cached<T> {
         self.entries.clear();
     }
 
-    fn keep(&mut self, key: &str, read: Read<T>) {
+    fn keep(&mut self, key: &str, read: Read<Arc<T>>) {
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(key) {
             self.entries.clear();
         }
         self.entries.insert(key.to_string(), read);
+    }
+}
+
+fn shared<T>(read: Read<T>) -> Read<Arc<T>> {
+    Read {
+        value: read.value.map(Arc::new),
+        revision: read.revision,
     }
 }
 
@@ -77,7 +104,10 @@ mod tests {
         let mut cache = Cached::<u32>::default();
         cache.wrote("sku.A", 7, 3);
         let known = cache.known("sku.A").unwrap();
-        assert_eq!((known.value, known.revision), (Some(7), Some(3)));
+        assert_eq!(
+            (known.value.as_deref(), known.revision),
+            (Some(&7), Some(3))
+        );
         cache.wrote("sku.A", 8, 4);
         assert_eq!(cache.known("sku.A").unwrap().revision, Some(4));
         cache.forget();

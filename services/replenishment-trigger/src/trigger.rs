@@ -149,12 +149,19 @@ impl Trigger {
 
     async fn apply(&mut self, event: &ReorderNeeded, at: Position) -> Result<(), String> {
         let sku_key = keys::sku(&event.sku);
-        let read = self.skus.read(&self.bucket, &sku_key).await?;
+        let read = self.skus.take(&self.bucket, &sku_key).await?;
         let mut state = read.value.unwrap_or_default();
         if state.applied(&event.event_id, at) {
             tracing::info!(
                 last_seq = state.last_seq,
                 "report applied before (redelivered, replayed or stored twice)"
+            );
+            self.skus.kept(
+                &sku_key,
+                kv::Read {
+                    value: Some(state),
+                    revision: read.revision,
+                },
             );
             return Ok(());
         }
@@ -188,7 +195,8 @@ impl Trigger {
                     requested,
                     "covered by stock, supply and sent requests"
                 );
-                if let (Some(mut batch), true) = (gathering.value, gathered > 0) {
+                if let (Some(batch), true) = (gathering.value, gathered > 0) {
+                    let mut batch = Arc::unwrap_or_clone(batch);
                     batch.lines.remove(&event.sku);
                     let revision =
                         kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
@@ -216,15 +224,19 @@ impl Trigger {
                         batch.due_at,
                     ),
                     None => {
-                        let mut batch = gathering.value.unwrap_or_else(|| Batch {
-                            // Derived from the report that opens it: a replay opens the same request.
-                            request_id: format!("pr/{}", event.event_id),
-                            supplier_id: policy.supplier_id.clone(),
-                            opened_at: now,
-                            due_at: limits::add(now, self.window),
-                            urgent: false,
-                            lines: BTreeMap::new(),
-                        });
+                        let mut batch =
+                            gathering
+                                .value
+                                .map(Arc::unwrap_or_clone)
+                                .unwrap_or_else(|| Batch {
+                                    // Derived from the report that opens it: a replay opens the same request.
+                                    request_id: format!("pr/{}", event.event_id),
+                                    supplier_id: policy.supplier_id.clone(),
+                                    opened_at: now,
+                                    due_at: limits::add(now, self.window),
+                                    urgent: false,
+                                    lines: BTreeMap::new(),
+                                });
                         plan::merge(&mut batch, &event.sku, &planned, now);
                         let revision =
                             kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
