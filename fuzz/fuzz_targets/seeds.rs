@@ -158,7 +158,7 @@ fn write_all() -> std::io::Result<()> {
     ] {
         let mut parts = vec![b"21:00-08:00".to_vec()];
         parts.extend(
-            notifier::render::sample_events(kind)
+            notifier::context::sample_events(kind)
                 .iter()
                 .map(Message::encode_to_vec),
         );
