@@ -921,18 +921,35 @@ impl Work<'_> {
         if self.history.is_empty() {
             return Ok(());
         }
-        let h = &self.history;
+        let rows = std::mem::take(&mut self.history);
+        let n = rows.len();
+        let (mut orders, mut lines, mut skus) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut changes, mut quantities) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut causes, mut details) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for row in rows {
+            orders.push(row.order_id);
+            lines.push(row.line_no);
+            skus.push(row.sku);
+            changes.push(row.change);
+            quantities.push(row.quantity);
+            causes.push(row.cause);
+            details.push(row.detail);
+        }
         sqlx::query(
             "insert into line_history (order_id, line_no, sku, change, quantity, cause, detail, at)
              select *, $8 from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
         )
-        .bind(h.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.line_no).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.sku.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.change).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.quantity).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.cause.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.detail.clone()).collect::<Vec<_>>())
+        .bind(orders)
+        .bind(lines)
+        .bind(skus)
+        .bind(changes)
+        .bind(quantities)
+        .bind(causes)
+        .bind(details)
         .bind(self.now)
         .execute(&mut *self.tx)
         .await?;
@@ -970,7 +987,17 @@ impl Work<'_> {
         if self.outbox.is_empty() {
             return Ok(());
         }
-        let o = &self.outbox;
+        // Moved into the columns, not copied: a big batch's payloads are most of its memory.
+        let rows = std::mem::take(&mut self.outbox);
+        let n = rows.len();
+        let (mut ids, mut subjects) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut payloads, mut traceparents) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for row in rows {
+            ids.push(row.message_id);
+            subjects.push(row.subject);
+            payloads.push(row.payload);
+            traceparents.push(row.traceparent);
+        }
         // `with ordinality` keeps the emit order in the outbox ids, which is the publish order.
         sqlx::query(
             "insert into outbox (message_id, subject, payload, traceparent)
@@ -979,10 +1006,10 @@ impl Work<'_> {
                   with ordinality as o(message_id, subject, payload, traceparent, n)
              order by n",
         )
-        .bind(o.iter().map(|r| r.message_id.clone()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.traceparent.clone()).collect::<Vec<_>>())
+        .bind(ids)
+        .bind(subjects)
+        .bind(payloads)
+        .bind(traceparents)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
