@@ -172,6 +172,13 @@ impl Env {
             .collect()
     }
 
+    /// [`requests`](Self::requests), by supplier.
+    async fn requests_by_supplier(&self, count: usize) -> anyhow::Result<Vec<PurchaseRequest>> {
+        let mut requests = self.requests(count).await?;
+        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        Ok(requests)
+    }
+
     /// What is stored now, after giving the service a moment to (wrongly) publish more.
     async fn requests_settled(&self) -> anyhow::Result<Vec<PurchaseRequest>> {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -279,8 +286,7 @@ async fn a_window_of_shortages_becomes_one_request_per_supplier() -> anyhow::Res
         );
 
         env.advance(start_time() + TimeDelta::seconds(301)).await?;
-        let mut requests = env.requests(3).await?;
-        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        let requests = env.requests_by_supplier(3).await?;
         assert_eq!(
             summary(&requests),
             owned(&[
@@ -424,8 +430,7 @@ async fn nothing_is_lost_or_asked_twice_across_a_restart_and_a_full_replay() -> 
 
         let (stop, running) = env.start().await?;
         env.advance(start_time() + TimeDelta::seconds(301)).await?;
-        let mut requests = env.requests(2).await?;
-        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        let requests = env.requests_by_supplier(2).await?;
         assert_eq!(
             summary(&requests),
             owned(&[
@@ -535,8 +540,7 @@ async fn a_policy_from_the_product_master_applies_and_the_file_overrides_it() ->
             .await?;
         env.handled("marker-7").await?;
         env.advance(start_time() + TimeDelta::seconds(301)).await?;
-        let mut requests = env.requests(2).await?;
-        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        let requests = env.requests_by_supplier(2).await?;
         assert_eq!(
             summary(&requests),
             owned(&[
@@ -742,8 +746,7 @@ async fn a_policy_upserted_after_a_report_applies_to_the_next_report_of_its_sku(
         env.report(&[shortage("ev-2", "SKU-N", 50)]).await?;
         env.handled("marker-2").await?;
         env.advance(start_time() + TimeDelta::seconds(301)).await?;
-        let mut requests = env.requests(2).await?;
-        requests.sort_by(|a, b| a.supplier_id.cmp(&b.supplier_id));
+        let requests = env.requests_by_supplier(2).await?;
         assert_eq!(
             summary(&requests),
             owned(&[
