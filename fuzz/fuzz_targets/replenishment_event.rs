@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
             None => {
                 if let Some(batch) = batches.get_mut(&policy.supplier_id) {
                     batch.lines.remove(&event.sku);
-                    state.set_open(&batch.request_id, &batch.supplier_id, 0, at, None);
+                    state.set_open(&batch.request_id, &batch.supplier_id, 0, at);
                 }
             }
             Some(planned) => {
@@ -88,8 +88,7 @@ fuzz_target!(|data: &[u8]| {
                         lines: BTreeMap::new(),
                     });
                 plan::merge(batch, &event.sku, &planned, at);
-                let note = batch.lines.get(&event.sku).cloned();
-                state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, at, note);
+                state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, at);
             }
         }
     }

@@ -1,5 +1,8 @@
 //! The last value and revision this instance read or wrote of keys only the consumer's handler writes
 //! (`sku.*`, `batch.*`), so a report reads its SKU and its supplier's batch from memory instead of the bucket.
+//! A report takes the values out while it changes them and puts back what it wrote or left unchanged: a
+//! supplier's batch holds every line of the supplier, and copying it for each report cost more than the
+//! report's own work.
 //!
 //! Why it is safe: every write still names the revision the value was read at, so a value another instance
 //! changed meanwhile (its consumer hands out one message at a time, so that happens only between two of ours)
@@ -8,7 +11,6 @@
 //! any change to that line also wrote the SKU, whose write would then fail.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_nats::jetstream::kv as js_kv;
 use serde::de::DeserializeOwned;
@@ -18,10 +20,8 @@ use crate::kv::{self, Read};
 /// Entries kept at most: past it the cache starts again empty (a few KB each; the SKUs of a burst fit).
 const CAPACITY: usize = 2048;
 
-/// Values are shared (`Arc`): a supplier's batch holds every line of the supplier, and copying it for each
-/// report that only looks at it cost more than the report's own work.
 pub struct Cached<T> {
-    entries: HashMap<String, Read<Arc<T>>>,
+    entries: HashMap<String, Read<T>>,
 }
 
 impl<T> Default for Cached<T> {
@@ -32,25 +32,11 @@ impl<T> Default for Cached<T> {
     }
 }
 
-impl<T: Clone + DeserializeOwned> Cached<T> {
-    /// The key's value as last read or written here, or as the bucket has it.
-    pub async fn read(&mut self, bucket: &js_kv::Store, key: &str) -> Result<Read<Arc<T>>, String> {
-        if let Some(known) = self.known(key) {
-            return Ok(known.clone());
-        }
-        let read = shared(kv::read::<T>(bucket, key).await?);
-        self.keep(key, read.clone());
-        Ok(read)
-    }
-
-    /// [`read`](Self::read), for a caller that changes the value and writes it back (or hands it back with
-    /// [`kept`](Self::kept)): the value leaves the cache instead of being copied.
+impl<T: DeserializeOwned> Cached<T> {
+    /// The key's value as last read or written here (it leaves the cache), or as the bucket has it.
     pub async fn take(&mut self, bucket: &js_kv::Store, key: &str) -> Result<Read<T>, String> {
         match self.entries.remove(key) {
-            Some(known) => Ok(Read {
-                value: known.value.map(Arc::unwrap_or_clone),
-                revision: known.revision,
-            }),
+            Some(known) => Ok(known),
             None => kv::read::<T>(bucket, key).await,
         }
     }
@@ -60,19 +46,19 @@ impl<T: Clone + DeserializeOwned> Cached<T> {
         self.keep(
             key,
             Read {
-                value: Some(Arc::new(value)),
+                value: Some(value),
                 revision: Some(revision),
             },
         );
     }
 
-    /// A value taken and not changed.
+    /// A value taken and left as it was.
     pub fn kept(&mut self, key: &str, read: Read<T>) {
-        self.keep(key, shared(read));
+        self.keep(key, read);
     }
 
     /// The key's value as last read or written here, if it is still kept.
-    pub fn known(&self, key: &str) -> Option<&Read<Arc<T>>> {
+    pub fn known(&self, key: &str) -> Option<&Read<T>> {
         self.entries.get(key)
     }
 
@@ -80,18 +66,11 @@ impl<T: Clone + DeserializeOwned> Cached<T> {
         self.entries.clear();
     }
 
-    fn keep(&mut self, key: &str, read: Read<Arc<T>>) {
+    fn keep(&mut self, key: &str, read: Read<T>) {
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(key) {
             self.entries.clear();
         }
         self.entries.insert(key.to_string(), read);
-    }
-}
-
-fn shared<T>(read: Read<T>) -> Read<Arc<T>> {
-    Read {
-        value: read.value.map(Arc::new),
-        revision: read.revision,
     }
 }
 
@@ -104,10 +83,7 @@ mod tests {
         let mut cache = Cached::<u32>::default();
         cache.wrote("sku.A", 7, 3);
         let known = cache.known("sku.A").unwrap();
-        assert_eq!(
-            (known.value.as_deref(), known.revision),
-            (Some(&7), Some(3))
-        );
+        assert_eq!((known.value, known.revision), (Some(7), Some(3)));
         cache.wrote("sku.A", 8, 4);
         assert_eq!(cache.known("sku.A").unwrap().revision, Some(4));
         cache.forget();

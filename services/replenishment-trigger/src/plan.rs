@@ -87,50 +87,22 @@ pub fn plan(
     })
 }
 
-/// The note of a SKU's line after a report planned `planned` for it (`old`: the note it had): the earliest
-/// need wins, the figures are the newest.
-pub fn merged_note(old: Option<&LineNote>, planned: &Planned) -> LineNote {
-    match old {
+/// A new line in `batch` or a later report for a SKU already in it: the earliest need wins, the figures
+/// are the newest.
+pub fn merge(batch: &mut Batch, sku: &str, planned: &Planned, now: DateTime<Utc>) {
+    let note = match batch.lines.get(sku) {
         Some(old) if old.need_by < planned.note.need_by => LineNote {
             need_by: old.need_by,
             expedite: old.expedite,
             ..planned.note.clone()
         },
         _ => planned.note.clone(),
-    }
-}
-
-/// A new line in `batch` or a later report for a SKU already in it (see [`merged_note`]); an urgent one
-/// makes the batch due now.
-pub fn merge(batch: &mut Batch, sku: &str, planned: &Planned, now: DateTime<Utc>) {
-    let note = merged_note(batch.lines.get(sku), planned);
+    };
     batch.lines.insert(sku.to_string(), note);
     if planned.urgent {
         batch.urgent = true;
         batch.due_at = batch.due_at.min(now);
     }
-}
-
-/// Whether a report that planned `planned` for `sku` changes what the batch being gathered keeps: the SKU's line
-/// is new, its terms (need, expedite, policy) change, or the batch turns urgent. Otherwise only the line's
-/// figures change, and those the SKU's state keeps ([`crate::store::OpenRequest::note`]): the batch, which
-/// holds every line of the supplier, is not written again for each report.
-pub fn changes_batch(batch: &Batch, sku: &str, planned: &Planned) -> bool {
-    let terms_kept = batch
-        .lines
-        .get(sku)
-        .is_some_and(|old| old.same_terms(&merged_note(Some(old), planned)));
-    !terms_kept || (planned.urgent && !batch.urgent)
-}
-
-/// `batch` with each line's note as its SKU's state last recorded it, where it keeps one (`notes`).
-pub fn with_latest_notes(mut batch: Batch, notes: BTreeMap<String, LineNote>) -> Batch {
-    for (sku, note) in notes {
-        if let Some(line) = batch.lines.get_mut(&sku) {
-            *line = note;
-        }
-    }
-    batch
 }
 
 /// The request for a due batch; `quantities`: what each SKU's state holds under the batch's request id.
@@ -523,43 +495,6 @@ mod tests {
             reminder.reason
         );
         assert_eq!(reraise(&sent, &BTreeMap::new(), at(3)), None);
-    }
-
-    #[test]
-    fn a_later_report_with_the_same_terms_leaves_the_batch_and_its_figures_reach_the_request() {
-        let mut batch = batch();
-        let first = plan(&report(), 0, &acme(), Origin::Configured, at(1)).unwrap();
-        assert!(changes_batch(&batch, "SKU-A", &first), "a new line");
-        merge(&mut batch, "SKU-A", &first, at(1));
-        let later = ReorderNeeded {
-            backordered: report().backordered + 5,
-            orders_waiting: report().orders_waiting + 1,
-            ..report()
-        };
-        let second = plan(&later, 0, &acme(), Origin::Configured, at(1)).unwrap();
-        assert!(
-            !changes_batch(&batch, "SKU-A", &second),
-            "only the figures moved"
-        );
-        let note = merged_note(batch.lines.get("SKU-A"), &second);
-        assert_eq!(note.backordered, later.backordered);
-        let sent = with_latest_notes(
-            batch.clone(),
-            BTreeMap::from([("SKU-A".to_string(), note.clone())]),
-        );
-        assert_eq!(sent.lines["SKU-A"], note);
-        // An earlier need, or urgency, is the batch's to keep.
-        let sooner = ReorderNeeded {
-            needed_by: Some(time::to_proto(at(2))),
-            ..later.clone()
-        };
-        let third = plan(&sooner, 0, &acme(), Origin::Configured, at(1)).unwrap();
-        assert!(changes_batch(&batch, "SKU-A", &third));
-        let urgent = Planned {
-            urgent: true,
-            ..second
-        };
-        assert!(changes_batch(&batch, "SKU-A", &urgent));
     }
 
     /// A report within the limits: every figure `0..=MAX_QUANTITY`, the edges included, a promise or none.

@@ -113,10 +113,6 @@ pub struct OpenRequest {
     pub supplier_id: String,
     pub quantity: i64,
     pub requested_at: DateTime<Utc>,
-    /// The line as the SKU's latest report describes it, while its request is gathered: the batch keeps the
-    /// line's terms, the SKU the figures that change with every report (absent in values written before).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<LineNote>,
 }
 
 impl SkuState {
@@ -150,15 +146,13 @@ impl SkuState {
             .map(|r| r.quantity))
     }
 
-    /// Sets the units of the SKU in request `request_id` (0: none) and the line's latest note, in place of
-    /// what it held.
+    /// Sets the units of the SKU in request `request_id` (0: none), in place of what it held.
     pub fn set_open(
         &mut self,
         request_id: &str,
         supplier_id: &str,
         quantity: i64,
         at: DateTime<Utc>,
-        note: Option<LineNote>,
     ) {
         self.open.retain(|r| r.request_id != request_id);
         if quantity > 0 {
@@ -167,17 +161,8 @@ impl SkuState {
                 supplier_id: supplier_id.to_string(),
                 quantity,
                 requested_at: at,
-                note,
             });
         }
-    }
-
-    /// The SKU's latest note on its line of request `request_id`, if it keeps one.
-    pub fn note(&self, request_id: &str) -> Option<&LineNote> {
-        self.open
-            .iter()
-            .find(|r| r.request_id == request_id)
-            .and_then(|r| r.note.as_ref())
     }
 
     /// Purchasing answered: the named requests are closed, and `supply_added` units of PO lines that name no
@@ -264,14 +249,6 @@ pub struct LineNote {
     pub reason: String,
 }
 
-impl LineNote {
-    /// The same terms: need, expedite and policy (the figures and the reason may differ).
-    pub fn same_terms(&self, other: &LineNote) -> bool {
-        (self.need_by, self.expedite, self.default_policy)
-            == (other.need_by, other.expedite, other.default_policy)
-    }
-}
-
 /// A request sent to purchasing: kept until every line is answered, to re-raise it once if it is not
 /// answered by `reraise_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +330,6 @@ mod tests {
             supplier_id: "ACME".into(),
             quantity,
             requested_at: DateTime::UNIX_EPOCH,
-            note: None,
         }
     }
 
@@ -397,11 +373,11 @@ mod tests {
             open: vec![open("pr/1", 30), open("pr/2", 20)],
             ..Default::default()
         };
-        state.set_open("pr/2", "ACME", 12, DateTime::UNIX_EPOCH, None);
+        state.set_open("pr/2", "ACME", 12, DateTime::UNIX_EPOCH);
         assert_eq!(state.open, [open("pr/1", 30), open("pr/2", 12)]);
-        state.set_open("pr/2", "ACME", 0, DateTime::UNIX_EPOCH, None);
+        state.set_open("pr/2", "ACME", 0, DateTime::UNIX_EPOCH);
         assert_eq!(state.open, [open("pr/1", 30)]);
-        state.set_open("pr/3", "ACME", 5, DateTime::UNIX_EPOCH, None);
+        state.set_open("pr/3", "ACME", 5, DateTime::UNIX_EPOCH);
         assert_eq!(state.requested(), 35);
     }
 

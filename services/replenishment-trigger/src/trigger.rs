@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::cached::Cached;
 use crate::policies::Policies;
 use crate::schedule::Change;
-use crate::store::{Batch, LineNote, Position, Sent, SkuState, keys};
+use crate::store::{Batch, Position, Sent, SkuState, keys};
 use crate::watched::WatchedPolicies;
 use crate::{kv, plan};
 
@@ -182,7 +182,8 @@ impl Trigger {
         // A line of the request still being gathered is planned again from this report's figures (it may grow,
         // shrink or go), so the request reflects the latest shortage when it is sent.
         let batch_key = keys::batch(&policy.supplier_id);
-        let gathering = self.batches.read(&self.bucket, &batch_key).await?;
+        // Taken, not copied: the batch holds every line of its supplier; it is written back below.
+        let gathering = self.batches.take(&self.bucket, &batch_key).await?;
         let gathered = gathering
             .value
             .as_ref()
@@ -195,74 +196,52 @@ impl Trigger {
                     requested,
                     "covered by stock, supply and sent requests"
                 );
-                if let (Some(batch), true) = (gathering.value, gathered > 0) {
-                    let mut batch = Arc::unwrap_or_clone(batch);
-                    batch.lines.remove(&event.sku);
-                    let revision =
-                        kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
-                    state.set_open(&batch.request_id, &batch.supplier_id, 0, now, None);
-                    tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
-                    self.batches.wrote(&batch_key, batch, revision);
+                match gathering.value {
+                    Some(mut batch) if gathered > 0 => {
+                        batch.lines.remove(&event.sku);
+                        let revision =
+                            kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                        state.set_open(&batch.request_id, &batch.supplier_id, 0, now);
+                        tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
+                        self.batches.wrote(&batch_key, batch, revision);
+                    }
+                    value => self.batches.kept(
+                        &batch_key,
+                        kv::Read {
+                            value,
+                            revision: gathering.revision,
+                        },
+                    ),
                 }
             }
             Some(planned) => {
-                let note = plan::merged_note(
-                    gathering
-                        .value
-                        .as_ref()
-                        .and_then(|b| b.lines.get(&event.sku)),
-                    &planned,
-                );
-                let unchanged = gathering
-                    .value
-                    .as_ref()
-                    .filter(|batch| !plan::changes_batch(batch, &event.sku, &planned));
-                let (request_id, supplier_id, due_at) = match unchanged {
-                    Some(batch) => (
-                        batch.request_id.clone(),
-                        batch.supplier_id.clone(),
-                        batch.due_at,
-                    ),
-                    None => {
-                        let mut batch =
-                            gathering
-                                .value
-                                .map(Arc::unwrap_or_clone)
-                                .unwrap_or_else(|| Batch {
-                                    // Derived from the report that opens it: a replay opens the same request.
-                                    request_id: format!("pr/{}", event.event_id),
-                                    supplier_id: policy.supplier_id.clone(),
-                                    opened_at: now,
-                                    due_at: limits::add(now, self.window),
-                                    urgent: false,
-                                    lines: BTreeMap::new(),
-                                });
-                        plan::merge(&mut batch, &event.sku, &planned, now);
-                        let revision =
-                            kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
-                        let written = (
-                            batch.request_id.clone(),
-                            batch.supplier_id.clone(),
-                            batch.due_at,
-                        );
-                        self.batches.wrote(&batch_key, batch, revision);
-                        written
-                    }
-                };
-                state.set_open(&request_id, &supplier_id, planned.quantity, now, Some(note));
+                let mut batch = gathering.value.unwrap_or_else(|| Batch {
+                    // Derived from the report that opens it: a replay opens the same request.
+                    request_id: format!("pr/{}", event.event_id),
+                    supplier_id: policy.supplier_id.clone(),
+                    opened_at: now,
+                    due_at: limits::add(now, self.window),
+                    urgent: false,
+                    lines: BTreeMap::new(),
+                });
+                plan::merge(&mut batch, &event.sku, &planned, now);
+                let revision =
+                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
+                state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, now);
                 tracing::info!(
-                    request_id,
-                    supplier_id,
+                    request_id = %batch.request_id,
+                    supplier_id = %batch.supplier_id,
                     quantity = planned.quantity,
                     shortage = event.shortage,
                     requested,
                     urgent = planned.urgent,
                     default_policy = planned.note.default_policy,
-                    %due_at,
+                    due_at = %batch.due_at,
                     "line gathered"
                 );
                 // A send error means the scheduler stopped with the service; its next start reads the bucket.
-                let _ = self.changes.send(Change::Due(due_at));
+                let _ = self.changes.send(Change::Due(batch.due_at));
+                self.batches.wrote(&batch_key, batch, revision);
             }
         }
         state.mark_applied(&event.event_id, at);
@@ -301,8 +280,9 @@ impl Trigger {
             if batch.due_at > at {
                 continue;
             }
-            let (quantities, notes) = self.gathered(&batch).await?;
-            let batch = plan::with_latest_notes(batch, notes);
+            let quantities = self
+                .unanswered(&batch.request_id, batch.lines.keys())
+                .await?;
             if let Some(request) = plan::request(&batch, &quantities, at) {
                 self.publish(&request, "request").await?;
                 let sent_key = keys::sent(&batch.request_id);
@@ -359,24 +339,6 @@ impl Trigger {
             units.insert(sku.clone(), open);
         }
         Ok(units)
-    }
-
-    /// Per SKU of a gathered batch: the units its state holds under the batch's request, and its latest note
-    /// where it keeps one.
-    async fn gathered(
-        &self,
-        batch: &Batch,
-    ) -> Result<(BTreeMap<String, i64>, BTreeMap<String, LineNote>), String> {
-        let (mut units, mut notes) = (BTreeMap::new(), BTreeMap::new());
-        for sku in batch.lines.keys() {
-            let state = kv::read::<SkuState>(&self.bucket, &keys::sku(sku)).await?;
-            let state = state.value.unwrap_or_default();
-            units.insert(sku.clone(), state.unanswered(&batch.request_id));
-            if let Some(note) = state.note(&batch.request_id) {
-                notes.insert(sku.clone(), note.clone());
-            }
-        }
-        Ok((units, notes))
     }
 
     async fn publish(&self, request: &PurchaseRequest, kind: &'static str) -> Result<(), String> {
