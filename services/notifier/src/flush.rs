@@ -68,30 +68,40 @@ pub async fn run(
     loop {
         let keys = (!every_entry).then(|| shared.take_stored());
         let whole = keys.is_none();
-        match pass(&shared, clock.now(), keys).await {
-            Ok(due) if whole => next = due,
+        let failed = match pass(&shared, clock.now(), keys).await {
+            Ok(due) if whole => {
+                next = due;
+                false
+            }
             // Entries this pass did not visit keep the due time the last whole pass found.
-            Ok(due) => next = earliest(next, due),
+            Ok(due) => {
+                next = earliest(next, due);
+                false
+            }
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "flush pass failed, trying again"
                 );
-                next = Some(clock.now());
+                // Tried again on the next wake (an event, or POLL), not at once: a failing bucket must not
+                // be asked in a tight loop.
+                next = None;
+                true
             }
-        }
+        };
         let due = async {
             match next {
                 Some(at) => clock.until(at).await,
                 None => futures::future::pending().await,
             }
         };
-        every_entry = tokio::select! {
+        let new_events = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = shared.stored.notified() => false,
-            _ = due => true,
-            _ = tokio::time::sleep(POLL) => true,
+            _ = shared.stored.notified() => true,
+            _ = due => false,
+            _ = tokio::time::sleep(POLL) => false,
         };
+        every_entry = failed || !new_events;
     }
 }
 
