@@ -5,7 +5,12 @@
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 
-pub use crate::watched::Stored;
+/// A key's value as stored: `None` when absent or deleted; `revision` `None` when never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub value: Option<Bytes>,
+    pub revision: Option<u64>,
+}
 
 impl Stored {
     /// What a stored entry (as read, or as a watch delivers it) holds.

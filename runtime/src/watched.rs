@@ -13,21 +13,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use bytes::Bytes;
 use futures::StreamExt as _;
+
+use crate::kv::Stored;
 
 /// Entries held at most: past it the cache starts again empty.
 const CAPACITY: usize = 65_536;
 
 /// How long a broken watch waits before it is made again.
 const REWATCH: Duration = Duration::from_secs(1);
-
-/// A key's value as stored: `None` when absent or deleted; `revision` `None` when never written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub value: Option<Bytes>,
-    pub revision: Option<u64>,
-}
 
 pub struct Watched {
     pattern: String,

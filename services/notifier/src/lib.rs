@@ -428,7 +428,7 @@ impl PreferencesHandler {
                     // What this instance reads next sees it at once, before the watch brings it.
                     self.shared.preferences.offer(
                         &key,
-                        backorder_runtime::watched::Stored {
+                        backorder_runtime::kv::Stored {
                             value: Some(bytes),
                             revision: Some(revision),
                         },

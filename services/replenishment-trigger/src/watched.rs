@@ -12,7 +12,7 @@ use crate::store::MasterPolicy;
 /// The watched key space.
 pub const POLICIES: &str = "policy.>";
 
-pub struct WatchedPolicies(pub Watched);
+pub struct WatchedPolicies(Watched);
 
 impl Default for WatchedPolicies {
     fn default() -> Self {
