@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod command;
+pub mod decide;
 pub mod engine;
 pub mod eta;
 pub mod events;
