@@ -8,7 +8,8 @@ use prost::Message;
 
 use backorder_proto::v1::{DelayAnswer, OrderPriorityChanged};
 
-use super::{Applied, Delta, LineRow, Work};
+use super::lines::{Delta, LineRow};
+use super::{Applied, Work};
 use crate::command::Command;
 use crate::rules;
 

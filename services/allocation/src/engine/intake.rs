@@ -3,7 +3,7 @@
 //! The new orders that follow each other in a batch are accepted together, with a constant number of
 //! statements whatever their number: their claims, their order rows, their SKUs' rules, the requests kept for
 //! them, their lines and their lost units. Each is still split in turn against the stock the orders before it
-//! left ([`rules::split_order`]), so the outcome is that of accepting them one by one. A request kept for an
+//! left ([`split_new_order`]), so the outcome is that of accepting them one by one. A request kept for an
 //! order reads the order's lines: the lines split so far are written before it is carried out.
 
 use std::collections::{HashMap, HashSet};
@@ -13,26 +13,12 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::cancel::{Lost, LostUnits};
-use super::{Applied, Claim, Work};
+use super::claim::{Claim, Claimed};
+use super::ledger::Appended;
+use super::{Applied, Work};
 use crate::command::Command;
-use crate::rules::{self, Room};
-
-/// A SKU's product-master rules, as far as intake needs them.
-#[derive(sqlx::FromRow)]
-struct SkuRule {
-    sku: String,
-    backorderable: bool,
-    max_backorder_quantity: i64,
-    preorder: bool,
-}
-
-/// A new order of a run: where it stands in the run, its message id, and the span its work is recorded in.
-struct Claimed<'c> {
-    index: usize,
-    id: String,
-    order: &'c OrderPlaced,
-    span: tracing::Span,
-}
+use crate::decide::new_order::{NewLine, Refused, SkuNow, SkuRule, split_new_order};
+use crate::rules::Split;
 
 /// The new lines split so far, as the columns of one insert.
 #[derive(Default)]
@@ -47,6 +33,31 @@ struct NewLines {
     backordered: Vec<i64>,
     cancelled: Vec<i64>,
     preorder: Vec<bool>,
+}
+
+impl NewLines {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        order: &OrderPlaced,
+        placed_at: DateTime<Utc>,
+        line_no: i32,
+        sku: String,
+        ordered: i64,
+        split: Split,
+        preorder: bool,
+    ) {
+        self.order_id.push(order.order_id.clone());
+        self.line_no.push(line_no);
+        self.sku.push(sku);
+        self.priority.push(order.priority);
+        self.placed_at.push(placed_at);
+        self.ordered.push(ordered);
+        self.allocated.push(split.allocated);
+        self.backordered.push(split.backordered);
+        self.cancelled.push(split.cancelled);
+        self.preorder.push(preorder);
+    }
 }
 
 /// What the orders split so far still have to write.
@@ -148,7 +159,14 @@ impl Work<'_> {
         .fetch_all(&mut *self.tx)
         .await?
         .into_iter()
-        .map(|rule: SkuRule| (rule.sku.clone(), rule))
+        .map(|(sku, backorderable, max_backorder_quantity, preorder)| {
+            let rule = SkuRule {
+                backorderable,
+                max_backorder_quantity,
+                preorder,
+            };
+            (sku, rule)
+        })
         .collect();
         let new_ids: Vec<String> = claimed
             .iter()
@@ -177,74 +195,6 @@ impl Work<'_> {
         }
         self.write_new(&mut unwritten).await?;
         Ok(results)
-    }
-
-    /// Claims the run's message ids in one statement. Returns the orders claimed now, and those whose id was
-    /// claimed before or earlier in the run, by place in the run.
-    async fn claim_orders<'c>(
-        &mut self,
-        commands: &'c [Command],
-        traces: &[Vec<(String, String)>],
-    ) -> Result<(Vec<Claimed<'c>>, Vec<Claimed<'c>>), sqlx::Error> {
-        let mut first: Vec<Claimed<'c>> = Vec::with_capacity(commands.len());
-        let mut again = Vec::new();
-        let mut seen = HashSet::new();
-        for (index, command) in commands.iter().enumerate() {
-            let Command::AcceptOrder { order, .. } = command else {
-                unreachable!("a run holds new orders only")
-            };
-            let id = command.message_id();
-            let span = tracing::info_span!(
-                "command",
-                id = %id,
-                order_id = order.order_id.as_str(),
-                sku = tracing::field::Empty,
-            );
-            if let Some(trace) = traces.get(index) {
-                backorder_runtime::trace::follow(&span, trace);
-            }
-            self.traces.insert(
-                id.clone(),
-                span.in_scope(backorder_runtime::trace::traceparent),
-            );
-            let new = Claimed {
-                index,
-                id,
-                order,
-                span,
-            };
-            if seen.insert(new.id.clone()) {
-                first.push(new);
-            } else {
-                again.push(new);
-            }
-        }
-        let claimed: HashSet<String> = sqlx::query_scalar(
-            "insert into processed_messages (message_id, digest, summary)
-             select * from unnest($1::text[], $2::text[], $3::text[])
-             on conflict do nothing returning message_id",
-        )
-        .bind(first.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
-        .bind(
-            first
-                .iter()
-                .map(|c| commands[c.index].digest())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            first
-                .iter()
-                .map(|c| commands[c.index].summary())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *self.tx)
-        .await?
-        .into_iter()
-        .collect();
-        let (new, old): (Vec<_>, Vec<_>) = first.into_iter().partition(|c| claimed.contains(&c.id));
-        again.extend(old);
-        again.sort_by_key(|c| c.index);
-        Ok((new, again))
     }
 
     /// Inserts the orders' rows in one statement; returns the ids of those that were not there yet.
@@ -286,140 +236,111 @@ impl Work<'_> {
         Ok(ids.into_iter().collect())
     }
 
-    /// Splits a new order against the stock the batch left so far and records what it changes: the stock
-    /// figures, the demand, the queue, the audit trail; its lines and lost units join `unwritten`.
+    /// Splits a new order against the stock the batch left so far ([`split_new_order`]) and records what it
+    /// changes: the stock figures, the demand, the queue, the audit trail; its lines and lost units join
+    /// `unwritten`.
     fn split(
         &mut self,
         order: &OrderPlaced,
         cause: &str,
-        known: &HashMap<String, SkuRule>,
+        rules: &HashMap<String, SkuRule>,
         unwritten: &mut Unwritten,
     ) {
         let placed_at = placed_at(order, self.now);
         // A new order had no lines before this batch: nothing to read.
-        self.before.insert(order.order_id.clone(), Vec::new());
-        self.causes
+        self.orders
+            .before
+            .insert(order.order_id.clone(), Vec::new());
+        self.orders
+            .causes
             .insert(order.order_id.clone(), cause.to_string());
-        let default = if self.policy.unknown_sku_backorderable {
-            Room::Unlimited
-        } else {
-            Room::Limited(0)
-        };
-        let mut room: HashMap<String, Room> = HashMap::new();
-        let mut available: HashMap<String, i64> = HashMap::new();
-        for line in &order.lines {
-            let limit = match known.get(&line.sku) {
-                None => default,
-                Some(rule) if !rule.backorderable => Room::Limited(0),
-                // The SKU's row is locked for this batch and counts its open backordered units.
-                Some(rule) if rule.max_backorder_quantity > 0 => Room::Limited(
-                    (rule.max_backorder_quantity - self.stock[&line.sku].backordered).max(0),
-                ),
-                Some(_) => Room::Unlimited,
-            };
-            room.insert(line.sku.clone(), limit);
-            available.insert(line.sku.clone(), self.stock[&line.sku].available());
-        }
-        let limits = room.clone();
-        let splits = rules::split_order(
-            order.lines.iter().map(|l| (l.sku.as_str(), l.quantity)),
-            &mut available,
-            &mut room,
+        // The SKUs' rows are locked for this batch; they count what the orders before this one took.
+        let stock = &self.stock;
+        let lines = split_new_order(
+            &order.lines,
+            rules,
+            |sku| SkuNow {
+                available: stock[sku].available(),
+                backordered: stock[sku].backordered,
+            },
+            self.policy.unknown_sku_backorderable,
         );
-
-        let day = placed_at.date_naive();
-        for (line, split) in order.lines.iter().zip(&splits) {
-            let line_no = line.line_no as i32;
-            let rule = known.get(&line.sku);
-            let preorder = rule.is_some_and(|r| r.preorder);
-            let capped = rule.is_some_and(|r| r.backorderable && r.max_backorder_quantity > 0);
-            let stock = self.stock_mut(&line.sku);
-            stock.allocated += split.allocated;
-            stock.backordered += split.backordered;
-            let demand = self.demand.entry((line.sku.clone(), day)).or_default();
-            demand.ordered += line.quantity;
-            demand.backordered += split.backordered;
-            demand.cancelled_short += split.cancelled;
-            if split.backordered > 0 {
-                self.short_skus.insert(line.sku.clone());
-                self.mark_eta(&line.sku, cause, false);
-                self.appended
-                    .entry(line.sku.clone())
-                    .or_default()
-                    .push(super::Appended {
-                        priority: order.priority,
-                        placed_at,
-                        order_id: order.order_id.clone(),
-                        line_no,
-                        units: split.backordered,
-                    });
-            }
-            let waits_as = if preorder { "pre-order" } else { "backorder" };
-            let why_cancelled = match limits.get(&line.sku) {
-                Some(Room::Limited(left)) if capped => {
-                    format!("the SKU's backorder limit left room for {left} units")
-                }
-                Some(Room::Limited(_)) | None => "the SKU takes no backorders".to_string(),
-                Some(Room::Unlimited) => String::new(),
-            };
-            if split.cancelled > 0 {
-                unwritten.lost.push(LostUnits {
-                    order_id: order.order_id.clone(),
-                    line_no,
-                    sku: line.sku.clone(),
-                    units: split.cancelled,
-                    why: if capped {
-                        Lost::OverCap
-                    } else {
-                        Lost::NotBackorderable
-                    },
-                    cause: cause.to_string(),
-                });
-            }
-            for (change, quantity, detail) in [
-                (
-                    "allocated",
-                    split.allocated,
-                    "in stock when the order arrived".to_string(),
-                ),
-                (
-                    "backordered",
-                    split.backordered,
-                    format!("not in stock when the order arrived; queued as a {waits_as}"),
-                ),
-                (
-                    "cancelled",
-                    split.cancelled,
-                    format!("not in stock when the order arrived and {why_cancelled}"),
-                ),
-            ] {
-                self.record(
-                    &order.order_id,
-                    line_no,
-                    &line.sku,
-                    change,
-                    quantity,
-                    cause,
-                    detail,
-                );
-            }
-            let new = &mut unwritten.lines;
-            new.order_id.push(order.order_id.clone());
-            new.line_no.push(line_no);
-            new.sku.push(line.sku.clone());
-            new.priority.push(order.priority);
-            new.placed_at.push(placed_at);
-            new.ordered.push(line.quantity);
-            new.allocated.push(split.allocated);
-            new.backordered.push(split.backordered);
-            new.cancelled.push(split.cancelled);
-            new.preorder.push(preorder);
+        let (mut allocated, mut backordered, mut cancelled) = (0, 0, 0);
+        for line in lines {
+            allocated += line.split.allocated;
+            backordered += line.split.backordered;
+            cancelled += line.split.cancelled;
+            self.record_new_line(order, placed_at, cause, line, unwritten);
         }
-        tracing::info!(
-            allocated = splits.iter().map(|s| s.allocated).sum::<i64>(),
-            backordered = splits.iter().map(|s| s.backordered).sum::<i64>(),
-            cancelled = splits.iter().map(|s| s.cancelled).sum::<i64>(),
-            "order accepted"
+        tracing::info!(allocated, backordered, cancelled, "order accepted");
+    }
+
+    /// Records what a new line changes: its SKU's stock figures, the day's demand, the queue, the audit trail,
+    /// the units lost; the line joins `unwritten`.
+    fn record_new_line(
+        &mut self,
+        order: &OrderPlaced,
+        placed_at: DateTime<Utc>,
+        cause: &str,
+        line: NewLine,
+        unwritten: &mut Unwritten,
+    ) {
+        let split = line.split;
+        let stock = self.stock_mut(&line.sku);
+        stock.allocated += split.allocated;
+        stock.backordered += split.backordered;
+        let day = placed_at.date_naive();
+        let demand = self
+            .records
+            .demand
+            .entry((line.sku.clone(), day))
+            .or_default();
+        demand.ordered += line.ordered;
+        demand.backordered += split.backordered;
+        demand.cancelled_short += split.cancelled;
+        if split.backordered > 0 {
+            self.skus.short.insert(line.sku.clone());
+            self.skus.reproject(&line.sku, cause, false);
+            let appended = Appended {
+                priority: order.priority,
+                placed_at,
+                order_id: order.order_id.clone(),
+                line_no: line.line_no,
+                units: split.backordered,
+            };
+            self.skus
+                .appended
+                .entry(line.sku.clone())
+                .or_default()
+                .push(appended);
+        }
+        if let Some(refused) = line.refused {
+            unwritten.lost.push(LostUnits {
+                order_id: order.order_id.clone(),
+                line_no: line.line_no,
+                sku: line.sku.clone(),
+                units: split.cancelled,
+                why: match refused {
+                    Refused::OverCap => Lost::OverCap,
+                    Refused::NotBackorderable => Lost::NotBackorderable,
+                },
+                cause: cause.to_string(),
+            });
+        }
+        for audit in line.audit {
+            self.record(
+                &order.order_id,
+                line.line_no,
+                &line.sku,
+                audit.change,
+                audit.quantity,
+                cause,
+                audit.detail,
+            );
+        }
+        let (line_no, preorder, ordered) = (line.line_no, line.preorder, line.ordered);
+        unwritten.lines.push(
+            order, placed_at, line_no, line.sku, ordered, split, preorder,
         );
     }
 

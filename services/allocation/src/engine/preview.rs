@@ -16,6 +16,7 @@ use backorder_runtime::time;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use super::lines::LineRow;
 use super::{Applied, Engine, Work, is_retryable};
 use crate::command::Command;
 use crate::eta::Settings;
@@ -200,73 +201,8 @@ impl Work<'_> {
         cause: &str,
         before: &[QueuedAfter],
     ) -> Result<ReceiptPreview, sqlx::Error> {
-        let position = |order_id: &str, line_no: i32| {
-            before
-                .iter()
-                .position(|q| q.order_id == order_id && q.line_no == line_no)
-                .map_or(0, |i| i + 1)
-        };
-        let filled: Vec<(String, i32, i64)> = self
-            .history
-            .iter()
-            .filter(|h| h.change == "filled" && h.sku == sku)
-            .map(|h| (h.order_id.clone(), h.line_no, h.quantity))
-            .collect();
-        let mut order_ids: Vec<String> = Vec::new();
-        for (order_id, _, _) in &filled {
-            if !order_ids.contains(order_id) {
-                order_ids.push(order_id.clone());
-            }
-        }
-        let lines = self.lines_of_orders(&order_ids).await?;
-        let fills = filled
-            .into_iter()
-            .map(|(order_id, line_no, quantity)| PreviewFill {
-                position: position(&order_id, line_no),
-                backordered_after: lines
-                    .iter()
-                    .find(|l| l.order_id == order_id && l.line_no == line_no)
-                    .map_or(0, |l| l.backordered),
-                order_id,
-                line_no,
-                quantity,
-            })
-            .collect();
-
-        let released: Vec<(String, i32, String, i64)> = sqlx::query_as(
-            "select a.order_id, l.line_no, l.sku, l.quantity
-             from allocations a join allocation_lines l using (allocation_id)
-             where a.cause = $1 order by a.order_id, l.line_no",
-        )
-        .bind(cause)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let statuses: Vec<(String, String)> =
-            sqlx::query_as("select order_id, status from orders where order_id = any($1)")
-                .bind(&order_ids)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        let orders = order_ids
-            .iter()
-            .map(|id| OrderAfter {
-                order_id: id.clone(),
-                released: released
-                    .iter()
-                    .filter(|r| &r.0 == id)
-                    .map(|r| (r.1, r.2.clone(), r.3))
-                    .collect(),
-                complete: lines
-                    .iter()
-                    .filter(|l| &l.order_id == id)
-                    .all(|l| l.backordered == 0),
-                status: statuses
-                    .iter()
-                    .find(|s| &s.0 == id)
-                    .and_then(|s| order_status::Status::from_str_name(&s.1))
-                    .unwrap_or(order_status::Status::Unspecified),
-            })
-            .collect();
-
+        let (fills, order_ids, lines) = self.fills(sku, before).await?;
+        let orders = self.orders_after(cause, &order_ids, &lines).await?;
         let supply: Vec<OpenSupply> = sqlx::query_as(
             "select po_id, line_no, expected_at, quantity_open from supply
              where sku = $1 and quantity_open > 0 and not cancelled
@@ -310,5 +246,90 @@ impl Work<'_> {
                 inbound,
             },
         })
+    }
+
+    /// The receipt's fills from its audit rows, with each line's place in the queue `before` it; the orders
+    /// filled, in fill order, and their lines after it.
+    async fn fills(
+        &mut self,
+        sku: &str,
+        before: &[QueuedAfter],
+    ) -> Result<(Vec<PreviewFill>, Vec<String>, Vec<LineRow>), sqlx::Error> {
+        let position = |order_id: &str, line_no: i32| {
+            before
+                .iter()
+                .position(|q| q.order_id == order_id && q.line_no == line_no)
+                .map_or(0, |i| i + 1)
+        };
+        let filled: Vec<(String, i32, i64)> = self
+            .records
+            .history
+            .iter()
+            .filter(|h| h.change == "filled" && h.sku == sku)
+            .map(|h| (h.order_id.clone(), h.line_no, h.quantity))
+            .collect();
+        let mut order_ids: Vec<String> = Vec::new();
+        for (order_id, _, _) in &filled {
+            if !order_ids.contains(order_id) {
+                order_ids.push(order_id.clone());
+            }
+        }
+        let lines = self.lines_of_orders(&order_ids).await?;
+        let fills: Vec<PreviewFill> = filled
+            .into_iter()
+            .map(|(order_id, line_no, quantity)| PreviewFill {
+                position: position(&order_id, line_no),
+                backordered_after: lines
+                    .iter()
+                    .find(|l| l.order_id == order_id && l.line_no == line_no)
+                    .map_or(0, |l| l.backordered),
+                order_id,
+                line_no,
+                quantity,
+            })
+            .collect();
+        Ok((fills, order_ids, lines))
+    }
+
+    /// Per order filled: what it released, whether it is complete, its status.
+    async fn orders_after(
+        &mut self,
+        cause: &str,
+        order_ids: &[String],
+        lines: &[LineRow],
+    ) -> Result<Vec<OrderAfter>, sqlx::Error> {
+        let released: Vec<(String, i32, String, i64)> = sqlx::query_as(
+            "select a.order_id, l.line_no, l.sku, l.quantity
+             from allocations a join allocation_lines l using (allocation_id)
+             where a.cause = $1 order by a.order_id, l.line_no",
+        )
+        .bind(cause)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let statuses: Vec<(String, String)> =
+            sqlx::query_as("select order_id, status from orders where order_id = any($1)")
+                .bind(order_ids)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        Ok(order_ids
+            .iter()
+            .map(|id| OrderAfter {
+                order_id: id.clone(),
+                released: released
+                    .iter()
+                    .filter(|r| &r.0 == id)
+                    .map(|r| (r.1, r.2.clone(), r.3))
+                    .collect(),
+                complete: lines
+                    .iter()
+                    .filter(|l| &l.order_id == id)
+                    .all(|l| l.backordered == 0),
+                status: statuses
+                    .iter()
+                    .find(|s| &s.0 == id)
+                    .and_then(|s| order_status::Status::from_str_name(&s.1))
+                    .unwrap_or(order_status::Status::Unspecified),
+            })
+            .collect())
     }
 }

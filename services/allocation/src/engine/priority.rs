@@ -73,7 +73,7 @@ impl Work<'_> {
                 detail.clone(),
             );
             if line.backordered > 0 {
-                self.mark_eta(&line.sku, cause, true);
+                self.skus.reproject(&line.sku, cause, true);
             }
         }
         metrics::counter!("bo_priority_changes_total").increment(1);

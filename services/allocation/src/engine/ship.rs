@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use backorder_proto::v1::ShipmentConfirmed;
 use chrono::{DateTime, Utc};
 
-use super::{Applied, Delta, Work};
+use super::lines::Delta;
+use super::{Applied, Work};
 use crate::rules::{self, Shippable};
 
 impl Work<'_> {

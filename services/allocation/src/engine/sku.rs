@@ -44,7 +44,7 @@ impl Work<'_> {
             tracing::info!(sequence, "a newer rule for the SKU is already stored");
         } else {
             // A new lead time moves the estimates.
-            self.mark_eta(&sku.sku, cause, true);
+            self.skus.reproject(&sku.sku, cause, true);
             tracing::info!(
                 backorderable = sku.backorderable,
                 max_backorder_quantity = sku.max_backorder_quantity,

@@ -3,7 +3,8 @@
 
 use backorder_proto::v1::{StockAdjusted, StockReceived};
 
-use super::{Applied, Delta, Work};
+use super::lines::Delta;
+use super::{Applied, Work};
 use crate::rules::{self, Queued};
 
 impl Work<'_> {
@@ -24,10 +25,14 @@ impl Work<'_> {
             // Purchased goods no reported PO line expected: they answer the SKU's oldest purchase requests,
             // as a new PO line would.
             if unexpected > 0 {
-                self.answers.entry(receipt.sku.clone()).or_default().added += unexpected;
+                self.skus
+                    .answers
+                    .entry(receipt.sku.clone())
+                    .or_default()
+                    .added += unexpected;
             }
-            self.mark_eta(&receipt.sku, cause, true);
-            self.short_skus.insert(receipt.sku.clone());
+            self.skus.reproject(&receipt.sku, cause, true);
+            self.skus.short.insert(receipt.sku.clone());
         }
         self.fill_backorders(&receipt.sku, cause).await?;
         Ok(Applied::Done)
@@ -191,7 +196,7 @@ impl Work<'_> {
         self.change_lines(&changes, cause).await?;
         let taken: i64 = takes.iter().map(|t| t.quantity).sum();
         self.stock_mut(sku).allocated -= taken;
-        self.short_skus.insert(sku.to_string());
+        self.skus.short.insert(sku.to_string());
         tracing::info!(taken, lines = takes.len(), "allocations taken back");
         Ok(())
     }

@@ -68,7 +68,7 @@ impl Work<'_> {
             Some((sku, _, open)) if *sku == supply.sku => *open,
             _ => 0,
         };
-        let answers = self.answers.entry(supply.sku.clone()).or_default();
+        let answers = self.skus.answers.entry(supply.sku.clone()).or_default();
         if !supply.request_id.is_empty() {
             // Even a cancelled line is purchasing's answer to the request.
             answers.requests.push(supply.request_id.clone());
@@ -82,8 +82,8 @@ impl Work<'_> {
             skus.push(old_sku);
         }
         for sku in skus {
-            self.mark_eta(&sku, cause, true);
-            self.short_skus.insert(sku);
+            self.skus.reproject(&sku, cause, true);
+            self.skus.short.insert(sku);
         }
         Ok(Applied::Done)
     }
