@@ -230,33 +230,8 @@ impl Command {
     pub fn check(&self) -> Result<(), String> {
         let mut c = Check::new();
         match self {
-            Command::AcceptOrder { order: o, .. } => {
-                // order-intake validated it; a publisher that skipped intake is held to the same bounds.
-                c.id("order_id", &o.order_id);
-                if o.lines.is_empty() {
-                    c.fail("lines", "an order needs at least one line");
-                }
-                for (i, l) in o.lines.iter().enumerate() {
-                    if l.line_no == 0 {
-                        c.fail(
-                            format!("lines[{i}].line_no"),
-                            "is 0 (line numbers start at 1)",
-                        );
-                    }
-                    c.id(&format!("lines[{i}].sku"), &l.sku);
-                    c.quantity(&format!("lines[{i}].quantity"), l.quantity, 1);
-                }
-                c.priority("priority", o.priority);
-                c.date("placed_at", o.placed_at.as_ref());
-                if let Some(customer) = &o.customer {
-                    c.optional_id("customer.id", &customer.id);
-                    c.email("customer.email", &customer.email);
-                    c.phone("customer.phone", &customer.phone);
-                    c.locale("customer.locale", &customer.locale);
-                    c.time_zone("customer.time_zone", &customer.time_zone);
-                }
-                c.name("channel", &o.channel);
-            }
+            // order-intake validated it; a publisher that skipped intake is held to the same bounds.
+            Command::AcceptOrder { order, .. } => check_order(&mut c, order),
             Command::ReceiveStock(r) => {
                 c.id("receipt_id", &r.receipt_id);
                 c.id("sku", &r.sku);
@@ -314,22 +289,7 @@ impl Command {
                 c.priority("priority", p.priority);
                 c.text("reason", &p.reason, limits::MAX_TEXT_LEN);
             }
-            Command::UpsertSku { sku, .. } => {
-                c.id("sku", &sku.sku);
-                c.quantity("max_backorder_quantity", sku.max_backorder_quantity, 0);
-                c.optional_id("supplier_id", &sku.supplier_id);
-                c.lead_time_days("lead_time_days", sku.lead_time_days);
-                for (field, value) in [
-                    ("pack_size", sku.pack_size),
-                    ("min_order_quantity", sku.min_order_quantity),
-                    ("min_level", sku.min_level),
-                    ("max_level", sku.max_level),
-                    ("safety_stock", sku.safety_stock),
-                    ("urgent_shortage", sku.urgent_shortage),
-                ] {
-                    c.quantity(field, value, 0);
-                }
-            }
+            Command::UpsertSku { sku, .. } => check_sku(&mut c, sku),
             Command::Refuse { .. } => {}
         }
         c.result()
@@ -459,4 +419,50 @@ fn lines(c: &mut Check, lines: impl Iterator<Item = (u32, i64)>, min: i64) {
 fn position(published: DateTime<Utc>, sequence: u64) -> String {
     let nanos = published.timestamp_nanos_opt().unwrap_or(i64::MAX);
     format!("{nanos}.{sequence}")
+}
+
+/// The bounds order-intake holds an order to.
+fn check_order(c: &mut Check, o: &OrderPlaced) {
+    c.id("order_id", &o.order_id);
+    if o.lines.is_empty() {
+        c.fail("lines", "an order needs at least one line");
+    }
+    for (i, l) in o.lines.iter().enumerate() {
+        if l.line_no == 0 {
+            c.fail(
+                format!("lines[{i}].line_no"),
+                "is 0 (line numbers start at 1)",
+            );
+        }
+        c.id(&format!("lines[{i}].sku"), &l.sku);
+        c.quantity(&format!("lines[{i}].quantity"), l.quantity, 1);
+    }
+    c.priority("priority", o.priority);
+    c.date("placed_at", o.placed_at.as_ref());
+    if let Some(customer) = &o.customer {
+        c.optional_id("customer.id", &customer.id);
+        c.email("customer.email", &customer.email);
+        c.phone("customer.phone", &customer.phone);
+        c.locale("customer.locale", &customer.locale);
+        c.time_zone("customer.time_zone", &customer.time_zone);
+    }
+    c.name("channel", &o.channel);
+}
+
+/// The bounds of a product-master record.
+fn check_sku(c: &mut Check, sku: &SkuUpserted) {
+    c.id("sku", &sku.sku);
+    c.quantity("max_backorder_quantity", sku.max_backorder_quantity, 0);
+    c.optional_id("supplier_id", &sku.supplier_id);
+    c.lead_time_days("lead_time_days", sku.lead_time_days);
+    for (field, value) in [
+        ("pack_size", sku.pack_size),
+        ("min_order_quantity", sku.min_order_quantity),
+        ("min_level", sku.min_level),
+        ("max_level", sku.max_level),
+        ("safety_stock", sku.safety_stock),
+        ("urgent_shortage", sku.urgent_shortage),
+    ] {
+        c.quantity(field, value, 0);
+    }
 }
