@@ -89,7 +89,7 @@ test:
 		$(CARGO) test --workspace --no-fail-fast -- --test-threads $(TEST_THREADS)
 	fi
 
-# The fault tests (tests/tests/faults.rs, ignored in `make test`) run a NATS server and a PostgreSQL instance
+# The fault tests (tests/e2e/tests/faults.rs, ignored in `make test`) run a NATS server and a PostgreSQL instance
 # of their own (nats-server >= 2.10 as the script installs it, initdb/pg_ctl) and kill, stop and restart them
 # and the services. `bug_*` tests show known, reported bugs and fail until they are fixed: `make
 # test-faults-bugs` runs them.
@@ -115,7 +115,7 @@ test-faults test-faults-bugs:
 			--test-threads $(FAULT_THREADS) --nocapture
 	fi
 
-# The end-to-end benchmark (tests/src/bin/backorder-perf.rs, docs/performance.md) on the NATS server and
+# The end-to-end benchmark (tests/demo/src/bin/backorder-perf.rs, docs/performance.md) on the NATS server and
 # PostgreSQL of `make test`, as the admin user when it is our own server; BENCH_ARGS, e.g. --quick or
 # --orders 20000, go to it.
 BENCH_ARGS ?=

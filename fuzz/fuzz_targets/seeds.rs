@@ -1,12 +1,12 @@
 //! Writes the seed corpora, `fuzz/corpus/<target>/seed-<name>`: the messages the end-to-end tests and the
-//! demo send (built with `backorder_e2e::messages`, as the tests build them), framed the way each target
+//! demo send (built with `backorder_test_support::messages`, as the tests build them), framed the way each target
 //! reads its input. Not a fuzz target: a binary of the fuzz build (so it costs no build of its own) that
 //! writes the seeds and exits at start. Run from `fuzz/`: `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none seeds`.
 #![no_main]
 
 use std::path::Path;
 
-use backorder_e2e::messages;
+use backorder_test_support::messages;
 use backorder_fuzz::{frame, now};
 use backorder_proto::v1::{
     ClockAdvanced, CustomerPreferences, DeadLetter, DelayAnswer, OrderAccepted, OrderPriorityChanged,

@@ -1,5 +1,5 @@
 // The console in a real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core), against
-// running services seeded by tests/tests/console.rs, which runs this script and passes:
+// running services seeded by tests/e2e/tests/console.rs, which runs this script and passes:
 //   CONSOLE_URL, CONSOLE_TOKEN, SCREENSHOTS (a directory), BO_ORDER (a backordered order of BO_SKU),
 //   BO_SKU, BO_OTHER_SKU (another backordered SKU), BO_DEAD_LETTER_ID (the message id of a parked message),
 //   BO_REPRIORITISE (an order behind BO_ORDER in BO_SKU's queue, to move to the front),
@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 const env = (name) => {
   const value = process.env[name];
   if (!value) {
-    console.error(`console.test: ${name} is not set (tests/tests/console.rs sets it)`);
+    console.error(`console.test: ${name} is not set (tests/e2e/tests/console.rs sets it)`);
     process.exit(2);
   }
   return value;

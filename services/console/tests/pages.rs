@@ -1,6 +1,6 @@
 //! The console served for real on a free port and asked over HTTP, where the answers do not need the query
 //! API to be up: NATS down gives 503 pages, bad filters 400 ones, actions are refused without the token, and
-//! SIGTERM-like shutdown ends it. (With the services running: `tests/tests/console.rs`.)
+//! SIGTERM-like shutdown ends it. (With the services running: `tests/e2e/tests/console.rs`.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

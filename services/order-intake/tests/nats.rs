@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use backorder_e2e::stream::{message_id, nats_url, role_creds, stored, wait_for_stored};
 use backorder_proto::v1::{Customer, OrderAccepted, OrderLine, OrderPlaced, OrderRejected};
 use backorder_runtime::Subjects;
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
+use backorder_test_support::stream::{message_id, nats_url, role_creds, stored, wait_for_stored};
 use futures::FutureExt as _;
 use prost::Message as _;
 
@@ -23,7 +23,7 @@ impl Env {
     async fn start(vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
         let bus = Bus::connect(
-            &backorder_e2e::stream::nats(),
+            &backorder_test_support::stream::nats(),
             Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
             "order-intake-test",
         )

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use backorder_e2e::stream::{nats_url, role_creds, stored, wait_for_stored};
 use backorder_proto::v1::{ClockAdvanced, DeadLetter, PurchaseRequest, ReorderNeeded};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::{Subjects, time};
+use backorder_test_support::stream::{nats_url, role_creds, stored, wait_for_stored};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::FutureExt as _;
 use prost::Message as _;
@@ -68,7 +68,7 @@ impl Env {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("policies.toml"), POLICIES)?;
         let bus = Bus::connect(
-            &backorder_e2e::stream::nats(),
+            &backorder_test_support::stream::nats(),
             Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
             "replenishment-test",
         )

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use backorder_e2e::Seen;
-use backorder_e2e::stream::{nats_url, role_creds, stored};
 use backorder_proto::v1::customer_event::Kind;
 use backorder_proto::v1::{ClockAdvanced, Customer, CustomerEvent, CustomerEventLine};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
+use backorder_test_support::Seen;
+use backorder_test_support::stream::{nats_url, role_creds, stored};
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 
@@ -85,7 +85,7 @@ impl World {
             .iter()
             .map(|m| {
                 (
-                    backorder_e2e::stream::message_id(m),
+                    backorder_test_support::stream::message_id(m),
                     M::decode(m.payload.clone()).unwrap(),
                 )
             })
@@ -99,7 +99,7 @@ impl World {
         subject: &str,
         count: usize,
     ) -> anyhow::Result<Vec<(String, M)>> {
-        backorder_e2e::stream::wait_for_stored(&self.bus, kind, subject, count).await?;
+        backorder_test_support::stream::wait_for_stored(&self.bus, kind, subject, count).await?;
         self.stored(kind, subject).await
     }
 
@@ -139,7 +139,7 @@ where
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let bus = backorder_e2e::connect(&url, &prefix).await?;
+    let bus = backorder_test_support::connect(&url, &prefix).await?;
     let seen = Seen::subscribe(&bus).await?;
     let mut world = World {
         bus: bus.clone(),
@@ -154,7 +154,7 @@ where
     })
     .catch_unwind()
     .await;
-    let _ = backorder_e2e::delete_streams(&bus).await;
+    let _ = backorder_test_support::delete_streams(&bus).await;
     result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
