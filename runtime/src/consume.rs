@@ -101,58 +101,9 @@ pub struct Worker {
     pub batch_size: usize,
     pub max_deliver: i64,
     pub max_wait: Duration,
-    /// The service's clock, which [`run_service`](Self::run_service) keeps following `<p>.ctl.clock`.
-    pub clock: crate::Clock,
-    /// Where [`run_service`](Self::run_service) serves health and metrics.
-    pub http_addr: std::net::SocketAddr,
 }
 
 impl Worker {
-    /// Connects as `service` and opens the topology's durable consumer `consumer` on `kind`'s stream.
-    pub async fn connect(
-        config: &crate::CommonConfig,
-        service: &'static str,
-        kind: crate::subjects::StreamKind,
-        consumer: &str,
-    ) -> anyhow::Result<(Self, Messages)> {
-        let bus = Bus::for_service(config, service).await?;
-        let spec = crate::topology::consumer_spec(&config.subjects, kind, consumer);
-        let messages = bus.consumer(&spec).await?;
-        let worker = Self {
-            bus,
-            service,
-            batch_size: config.batch_size,
-            max_deliver: config.max_deliver,
-            max_wait: config.max_wait,
-            clock: config.clock.clone(),
-            http_addr: config.http_addr(service),
-        };
-        Ok((worker, messages))
-    }
-
-    /// A whole service with one consumer: [`run`](Self::run), the clock following `<p>.ctl.clock`, and health
-    /// and metrics on `http_addr` (ready while NATS is connected and no consumer of the bus is missing), until
-    /// `shutdown`.
-    pub async fn run_service(
-        &self,
-        messages: impl Into<Messages>,
-        handler: &mut impl Handler,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        use futures::FutureExt;
-        let shutdown = shutdown.shared();
-        let checks = vec![
-            crate::ops::nats_check(self.bus.client.clone()),
-            self.bus.consumers_check(),
-        ];
-        tokio::try_join!(
-            self.run(messages, handler, shutdown.clone()),
-            self.clock.follow(&self.bus, shutdown.clone()),
-            crate::ops::serve(self.http_addr, checks, shutdown),
-        )?;
-        Ok(())
-    }
-
     /// Runs until `shutdown` resolves; the batch in hand is finished and settled first. A consumer deleted on
     /// the server is made again with the configuration it was made with (one from a bare pull stream cannot
     /// be: then this returns an error, as before).

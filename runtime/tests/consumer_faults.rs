@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use backorder_proto::v1::DeadLetter;
+use backorder_runtime::Subjects;
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::jetstream::{Bus, ConsumerSettings};
 use backorder_runtime::subjects::StreamKind;
-use backorder_runtime::{Clock, Subjects};
 use futures::TryStreamExt;
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -53,8 +53,6 @@ fn worker(bus: &Bus, service: &'static str, max_deliver: i64) -> Worker {
         batch_size: 16,
         max_deliver,
         max_wait: Duration::from_secs(600),
-        clock: Clock::wall(),
-        http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
     }
 }
 

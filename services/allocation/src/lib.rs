@@ -20,13 +20,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use backorder_runtime::config::{Source, parse_or};
-use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
-use backorder_runtime::jetstream::Bus;
+use backorder_runtime::consume::{Delivery, Handler, Outcome};
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::topology;
-use backorder_runtime::{CommonConfig, ConfigError, ops};
+use backorder_runtime::{CommonConfig, ConfigError, Service, ops};
 use chrono::Duration;
-use futures::FutureExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::Notify;
@@ -206,19 +204,18 @@ pub async fn connect_database(url: &str, pool_size: u32) -> anyhow::Result<PgPoo
 
 pub struct Application {
     pool: PgPool,
-    bus: Bus,
-    common: CommonConfig,
+    service: Service,
     policy: Policy,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = connect_database(&config.database_url, config.pool_size).await?;
-        let bus = Bus::for_service(&config.common, SERVICE).await?;
+        let mut service = Service::connect(&config.common, SERVICE).await?;
+        service.check(database_check(pool.clone()));
         Ok(Self {
             pool,
-            bus,
-            common: config.common,
+            service,
             policy: config.policy,
         })
     }
@@ -228,47 +225,38 @@ impl Application {
     }
 
     /// Runs until `shutdown`: the two consumers (accepted orders; what the WMS, the OMS, purchasing and the
-    /// product master send), the outbox relay, the timers, the clock follower, the query API and the health
-    /// and metrics server. Each finishes what it holds first.
+    /// product master send), the outbox relay, the timers and the query API, beside the runtime's clock
+    /// follower and health and metrics server. Each finishes what it holds first.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let subjects = &self.common.subjects;
-        let consumer =
-            |stream| topology::consumer_spec(subjects, stream, topology::consumer::ALLOCATION);
-        let orders = self.bus.consumer(&consumer(StreamKind::Internal)).await?;
-        let warehouse = self.bus.consumer(&consumer(StreamKind::Inbound)).await?;
+        let service = &self.service;
+        let consumer = topology::consumer::ALLOCATION;
+        let orders = service.consumer(StreamKind::Internal, consumer).await?;
+        let warehouse = service.consumer(StreamKind::Inbound, consumer).await?;
         let wake = Arc::new(Notify::new());
         let engine = Engine {
             pool: self.pool.clone(),
-            subjects: subjects.clone(),
+            subjects: service.config().subjects.clone(),
             policy: self.policy.clone(),
-            clock: self.common.clock.clone(),
+            clock: service.clock.clone(),
         };
-        let worker = Worker {
-            bus: self.bus.clone(),
-            service: SERVICE,
-            batch_size: self.common.batch_size,
-            max_deliver: self.common.max_deliver,
-            max_wait: self.common.max_wait,
-            clock: self.common.clock.clone(),
-            http_addr: self.common.http_addr(SERVICE),
-        };
+        let worker = service.worker(SERVICE);
         let relay = outbox::Relay {
             pool: self.pool.clone(),
-            bus: self.bus.clone(),
+            bus: service.bus.clone(),
             wake: wake.clone(),
         };
         let timers = timers::Timers {
             engine: engine.clone(),
-            clock: self.common.clock.clone(),
+            clock: service.clock.clone(),
             wake: Arc::new(Notify::new()),
         };
         let api = api::Api {
             pool: self.pool.clone(),
             engine: engine.clone(),
-            bus: self.bus.clone(),
+            bus: service.bus.clone(),
         };
         let mut on_orders = Allocator {
             engine: engine.clone(),
@@ -280,35 +268,33 @@ impl Application {
             relay: wake,
             timers: timers.wake.clone(),
         };
-        let shutdown = shutdown.shared();
-        let pool = self.pool.clone();
-        let database: ops::Check = Arc::new(move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query("select 1")
-                    .execute(&pool)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("the database does not answer: {e}"))
+        service
+            .run(shutdown, |shutdown| async move {
+                tokio::try_join!(
+                    worker.run(orders, &mut on_orders, shutdown.clone()),
+                    worker.run(warehouse, &mut on_warehouse, shutdown.clone()),
+                    relay.run(shutdown.clone()),
+                    timers.run(shutdown.clone()),
+                    api.serve(shutdown),
+                )?;
+                Ok(())
             })
-        });
-        let checks = vec![
-            ops::nats_check(self.bus.client.clone()),
-            self.bus.consumers_check(),
-            database,
-        ];
-        tracing::info!(prefix = subjects.prefix(), clock = ?self.common.clock, "allocation running");
-        tokio::try_join!(
-            worker.run(orders, &mut on_orders, shutdown.clone()),
-            worker.run(warehouse, &mut on_warehouse, shutdown.clone()),
-            relay.run(shutdown.clone()),
-            timers.run(shutdown.clone()),
-            self.common.clock.follow(&self.bus, shutdown.clone()),
-            api.serve(shutdown.clone()),
-            ops::serve(self.common.http_addr(SERVICE), checks, shutdown),
-        )?;
-        Ok(())
+            .await
     }
+}
+
+/// Ready only while the database answers.
+fn database_check(pool: PgPool) -> ops::Check {
+    Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query("select 1")
+                .execute(&pool)
+                .await
+                .map(drop)
+                .map_err(|e| format!("the database does not answer: {e}"))
+        })
+    })
 }
 
 /// Decodes a batch and applies it through the engine.

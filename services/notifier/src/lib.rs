@@ -28,9 +28,10 @@ use std::sync::Arc;
 
 use backorder_proto::v1::CustomerEvent;
 use backorder_proto::v1::customer_event::Kind;
+use backorder_runtime::Service;
 use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
 use backorder_runtime::subjects::StreamKind;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use prost::Message as _;
 use tracing::Instrument;
 
@@ -102,7 +103,7 @@ pub use shared::{SERVICE, Shared, opted_out};
 pub const PREFERENCES_CONSUMER: &str = backorder_runtime::topology::consumer::NOTIFIER_PREFERENCES;
 
 pub struct Application {
-    worker: Worker,
+    service: Service,
     events: backorder_runtime::jetstream::Messages,
     preferences: backorder_runtime::jetstream::Messages,
     smtp: Option<(Worker, backorder_runtime::jetstream::Messages, smtp::Smtp)>,
@@ -114,17 +115,12 @@ impl Application {
         // Templates first: a broken one stops the service before it takes any event.
         let templates = Templates::load(config.templates_dir.as_deref())?;
         let common = &config.common;
-        let (worker, events) =
-            Worker::connect(common, SERVICE, StreamKind::Internal, SERVICE).await?;
-        let preferences = worker
-            .bus
-            .consumer(&backorder_runtime::topology::consumer_spec(
-                &common.subjects,
-                StreamKind::Inbound,
-                PREFERENCES_CONSUMER,
-            ))
+        let service = Service::connect(common, SERVICE).await?;
+        let events = service.consumer(StreamKind::Internal, SERVICE).await?;
+        let preferences = service
+            .consumer(StreamKind::Inbound, PREFERENCES_CONSUMER)
             .await?;
-        let buckets = Buckets::open(&worker.bus).await?;
+        let buckets = Buckets::open(&service.bus).await?;
         let smtp = match &config.smtp {
             None => None,
             Some(smtp_config) => {
@@ -132,16 +128,11 @@ impl Application {
                 // Slow sends: few at a time, so none waits out its ack timer in the batch.
                 let batch_size = common.batch_size.min(4);
                 let messages =
-                    smtp::consumer(&worker.bus, smtp_config.replay_from, batch_size).await?;
+                    smtp::consumer(&service.bus, smtp_config.replay_from, batch_size).await?;
                 // The runtime's loop settles each email (and keeps the batch in hand alive while it is sent).
                 let smtp_worker = Worker {
-                    bus: worker.bus.clone(),
-                    service: smtp::SERVICE,
                     batch_size,
-                    max_deliver: common.max_deliver,
-                    max_wait: common.max_wait,
-                    clock: common.clock.clone(),
-                    http_addr: worker.http_addr,
+                    ..service.worker(smtp::SERVICE)
                 };
                 // Pulled a few at a time (see smtp::consumer): a consumer the loop cannot make again by itself;
                 // a deleted one stops the service, and a restart makes it again.
@@ -149,7 +140,7 @@ impl Application {
             }
         };
         let shared = Arc::new(Shared {
-            bus: worker.bus.clone(),
+            bus: service.bus.clone(),
             buckets,
             templates,
             config,
@@ -158,7 +149,7 @@ impl Application {
             preferences: backorder_runtime::watched::Watched::new(store::PREFERENCES),
         });
         Ok(Self {
-            worker,
+            service,
             events,
             preferences,
             smtp,
@@ -170,15 +161,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let shutdown = shutdown.shared();
         let config = &self.shared.config;
         tracing::info!(
-            prefix = self.worker.bus.subjects.prefix(),
             coalesce_secs = config.coalesce.as_secs(),
             quiet_hours = ?config.quiet_hours,
             smtp = config.smtp.is_some(),
             locales = ?self.shared.templates.locales().collect::<Vec<_>>(),
-            "notifier running"
+            "notifier settings"
         );
         let mut intake = Intake {
             shared: self.shared.clone(),
@@ -186,35 +175,36 @@ impl Application {
         let mut preferences = PreferencesHandler {
             shared: self.shared.clone(),
         };
-        let smtp = async {
-            match self.smtp {
-                Some((worker, messages, mut adapter)) => {
-                    worker.run(messages, &mut adapter, shutdown.clone()).await
-                }
-                None => Ok(()),
-            }
-        };
-        tokio::try_join!(
-            self.worker
-                .run_service(self.events, &mut intake, shutdown.clone()),
-            self.worker
-                .run(self.preferences, &mut preferences, shutdown.clone()),
-            flush::run(
-                self.shared.clone(),
-                self.worker.clock.clone(),
-                shutdown.clone()
-            ),
-            smtp,
-            async {
-                let shared = &self.shared;
-                shared
-                    .preferences
-                    .watch(&shared.buckets.state, shutdown.clone())
-                    .await;
-                anyhow::Ok(())
-            },
-        )?;
-        Ok(())
+        let worker = self.service.worker(SERVICE);
+        let (events, preference_messages) = (self.events, self.preferences);
+        let (shared, smtp, clock) = (self.shared, self.smtp, self.service.clock.clone());
+        self.service
+            .run(shutdown, |shutdown| async move {
+                let smtp = async {
+                    match smtp {
+                        Some((worker, messages, mut adapter)) => {
+                            worker.run(messages, &mut adapter, shutdown.clone()).await
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let watch = async {
+                    shared
+                        .preferences
+                        .watch(&shared.buckets.state, shutdown.clone())
+                        .await;
+                    anyhow::Ok(())
+                };
+                tokio::try_join!(
+                    worker.run(events, &mut intake, shutdown.clone()),
+                    worker.run(preference_messages, &mut preferences, shutdown.clone()),
+                    flush::run(shared.clone(), clock, shutdown.clone()),
+                    smtp,
+                    watch,
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 

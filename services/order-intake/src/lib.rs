@@ -5,11 +5,11 @@ pub mod validate;
 
 use backorder_proto::v1::{FieldError, OrderAccepted, OrderPlaced, OrderRejected};
 use backorder_runtime::config::{ConfigError, Source};
-use backorder_runtime::consume::{Delivery, Handler, Outcome, Worker};
+use backorder_runtime::consume::{Delivery, Handler, Outcome};
 use backorder_runtime::jetstream::Bus;
 use backorder_runtime::subjects::StreamKind;
 use backorder_runtime::vars::Var;
-use backorder_runtime::{CommonConfig, time};
+use backorder_runtime::{CommonConfig, Service, time};
 use prost::Message as _;
 use tracing::Instrument;
 
@@ -46,17 +46,17 @@ impl Config {
 }
 
 pub struct Application {
-    worker: Worker,
+    service: Service,
     messages: backorder_runtime::jetstream::Messages,
     limits: Limits,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let (worker, messages) =
-            Worker::connect(&config.common, SERVICE, StreamKind::Inbound, SERVICE).await?;
+        let service = Service::connect(&config.common, SERVICE).await?;
+        let messages = service.consumer(StreamKind::Inbound, SERVICE).await?;
         Ok(Self {
-            worker,
+            service,
             messages,
             limits: config.limits,
         })
@@ -66,16 +66,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(
-            prefix = self.worker.bus.subjects.prefix(),
-            "order-intake running"
-        );
         let mut intake = Intake {
-            bus: self.worker.bus.clone(),
+            bus: self.service.bus.clone(),
             limits: self.limits,
         };
-        self.worker
-            .run_service(self.messages, &mut intake, shutdown)
+        let worker = self.service.worker(SERVICE);
+        let messages = self.messages;
+        self.service
+            .run(shutdown, |shutdown| {
+                worker.run(messages, &mut intake, shutdown)
+            })
             .await
     }
 }

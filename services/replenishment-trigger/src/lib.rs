@@ -21,12 +21,10 @@ use backorder_runtime::vars::Var;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backorder_runtime::CommonConfig;
 use backorder_runtime::config::{ConfigError, Source, parse_or};
-use backorder_runtime::consume::Worker;
 use backorder_runtime::subjects::StreamKind;
+use backorder_runtime::{CommonConfig, Service};
 use chrono::TimeDelta;
-use futures::FutureExt as _;
 
 use crate::policies::Policies;
 use crate::policy::Policy;
@@ -130,9 +128,8 @@ impl Config {
 }
 
 pub struct Application {
-    worker: Worker,
+    service: Service,
     messages: backorder_runtime::jetstream::Messages,
-    policy_worker: Worker,
     policy_messages: backorder_runtime::jetstream::Messages,
     trigger: trigger::Trigger,
     upserts: policies::Upserts,
@@ -150,22 +147,21 @@ impl Application {
         )?);
         let common = &config.common;
         // Its consumer takes one message at a time, in stream order, across instances (see the topology).
-        let (worker, messages) =
-            Worker::connect(common, SERVICE, StreamKind::Internal, SERVICE).await?;
-        let (policy_worker, policy_messages) = Worker::connect(
-            common,
-            POLICIES_CONSUMER,
-            StreamKind::Inbound,
-            POLICIES_CONSUMER,
-        )
-        .await?;
-        let bucket = worker.bus.key_value(&bucket_spec(&common.subjects)).await?;
+        let service = Service::connect(common, SERVICE).await?;
+        let messages = service.consumer(StreamKind::Internal, SERVICE).await?;
+        let policy_messages = service
+            .consumer(StreamKind::Inbound, POLICIES_CONSUMER)
+            .await?;
+        let bucket = service
+            .bus
+            .key_value(&bucket_spec(&common.subjects))
+            .await?;
         let master = Arc::new(watched::WatchedPolicies::default());
         // Due times, from the handler to the scheduler: unbounded, as the handler must never wait for it
         // (one small message per report).
         let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let trigger = trigger::Trigger {
-            bus: worker.bus.clone(),
+            bus: service.bus.clone(),
             bucket: bucket.clone(),
             policies: policies.clone(),
             clock: common.clock.clone(),
@@ -181,15 +177,14 @@ impl Application {
             builtin: config.builtin_policy(),
         };
         let scheduler = schedule::Scheduler {
-            bus: worker.bus.clone(),
+            bus: service.bus.clone(),
             bucket: bucket.clone(),
             clock: common.clock.clone(),
             changes: changes_rx,
         };
         Ok(Self {
-            worker,
+            service,
             messages,
-            policy_worker,
             policy_messages,
             trigger,
             upserts,
@@ -204,30 +199,29 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(
-            prefix = self.worker.bus.subjects.prefix(),
-            policy_file = ?self.policies.path(),
-            "replenishment-trigger running"
-        );
-        let shutdown = shutdown.shared();
+        tracing::info!(policy_file = ?self.policies.path(), "policies loaded");
+        let worker = self.service.worker(SERVICE);
+        let policy_worker = self.service.worker(POLICIES_CONSUMER);
         let (mut trigger, mut upserts) = (self.trigger, self.upserts);
-        let watch = {
-            let shutdown = shutdown.clone();
-            async move {
-                self.master.watch(&self.bucket, shutdown).await;
-                anyhow::Ok(())
-            }
-        };
-        tokio::try_join!(
-            self.worker
-                .run_service(self.messages, &mut trigger, shutdown.clone()),
-            self.policy_worker
-                .run(self.policy_messages, &mut upserts, shutdown.clone()),
-            self.scheduler.run(shutdown.clone()),
-            self.policies.watch(shutdown),
-            watch,
-        )?;
-        Ok(())
+        let (messages, policy_messages) = (self.messages, self.policy_messages);
+        let (scheduler, policies, master, bucket) =
+            (self.scheduler, self.policies, self.master, self.bucket);
+        self.service
+            .run(shutdown, |shutdown| async move {
+                let watch = async {
+                    master.watch(&bucket, shutdown.clone()).await;
+                    anyhow::Ok(())
+                };
+                tokio::try_join!(
+                    worker.run(messages, &mut trigger, shutdown.clone()),
+                    policy_worker.run(policy_messages, &mut upserts, shutdown.clone()),
+                    scheduler.run(shutdown.clone()),
+                    policies.watch(shutdown.clone()),
+                    watch,
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 
