@@ -210,11 +210,11 @@ async fn visit(
     // The message continues the trace of the (newest) event it tells.
     backorder_runtime::trace::follow(&span, &pending.trace);
     async {
-        if let Some((pending, sending, revision)) =
+        if let Decided::Send(pending, sending, revision) =
             decide(shared, key, &bytes, revision, pending, events).await?
         {
             let channel = pending.channel;
-            deliver(shared, key, channel, &sending, Some((pending, revision))).await?;
+            deliver(shared, key, channel, &sending, Some((*pending, revision))).await?;
         }
         anyhow::Ok(())
     }
@@ -223,9 +223,70 @@ async fn visit(
     Ok(None)
 }
 
-/// Decides the message of a due entry and records it in the entry (compare-and-swap on `revision`) before
-/// anything is published: the entry, its message, and the entry's new revision; `None` when there is nothing to
-/// send (the entry is settled then), or when the entry changed meanwhile (the next pass decides again).
+/// Sends the message of a new entry as its first event is taken, when the entry is due at once (no
+/// coalescing window, and for SMS not inside the customer's quiet hours): the entry is created with its
+/// message decided, then the message is published and the entry settled, as a pass would. Saves a pass's
+/// read of the entry and the separate write of the event into it. False when an entry exists already under
+/// `key` (it takes the event as usual) or the entry is not due yet; should anything fail once the entry is
+/// written, a pass finds the message decided in it and sends it.
+pub(crate) async fn send_at_once(
+    shared: &Shared,
+    key: &str,
+    pending: Pending,
+    event: CustomerEvent,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let config = &shared.config;
+    let customer = event.customer.clone().unwrap_or_default();
+    let due = due_at(
+        &pending,
+        &customer,
+        config.coalesce,
+        config.quiet_hours,
+        config.default_time_zone,
+    );
+    if due > now {
+        return Ok(false);
+    }
+    let span = tracing::info_span!(
+        "notify",
+        order_id = %pending.order_id,
+        channel = pending.channel.name(),
+        message_id = tracing::field::Empty
+    );
+    let bytes = pending.encode();
+    async {
+        match decide(shared, key, &bytes, None, pending, vec![event]).await? {
+            Decided::Changed => Ok(false),
+            Decided::Nothing => Ok(true),
+            Decided::Send(pending, sending, revision) => {
+                let channel = pending.channel;
+                let sent =
+                    deliver(shared, key, channel, &sending, Some((*pending, revision))).await;
+                if sent.is_err() {
+                    // Decided and stored: the next pass sends it.
+                    shared.note_stored(key);
+                }
+                sent.map(|()| true)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// What [`decide`] did with a due entry.
+enum Decided {
+    /// The message is recorded in the entry, under the entry's new revision: publish it.
+    Send(Box<Pending>, Sending, u64),
+    /// Nothing is to be sent; the entry is settled.
+    Nothing,
+    /// The entry changed meanwhile (or, for a new one, exists already): nothing was written.
+    Changed,
+}
+
+/// Decides the message of a due entry and records it in the entry (compare-and-swap on `revision`; `None`
+/// creates it) before anything is published. When the entry changed meanwhile, the next pass decides again.
 async fn decide(
     shared: &Shared,
     key: &str,
@@ -233,7 +294,7 @@ async fn decide(
     revision: Option<u64>,
     mut pending: Pending,
     events: Vec<CustomerEvent>,
-) -> anyhow::Result<Option<(Pending, Sending, u64)>> {
+) -> anyhow::Result<Decided> {
     let channel = pending.channel;
     let buckets = &shared.buckets;
     // Events a previous message told already (a replay, or one settled before its entry was) are not told
@@ -254,8 +315,8 @@ async fn decide(
     let Some(newest) = fresh.last() else {
         tracing::info!("told already (a redelivery or replay), nothing sent");
         outcome("already_sent");
-        remove(shared, key, Some(&handled)).await?;
-        return Ok(None);
+        settle(shared, key, revision, &handled).await?;
+        return Ok(Decided::Nothing);
     };
     let customer_id = newest
         .customer
@@ -265,8 +326,8 @@ async fn decide(
     if opted_out(shared, &customer_id, channel).await? {
         tracing::info!("customer opted out of this channel, nothing sent");
         outcome("opted_out");
-        remove(shared, key, Some(&handled)).await?;
-        return Ok(None);
+        settle(shared, key, revision, &handled).await?;
+        return Ok(Decided::Nothing);
     }
     let Some(notice) = coalesce::coalesce(&fresh) else {
         tracing::info!(
@@ -274,8 +335,8 @@ async fn decide(
             "superseded before it was sent, nothing sent"
         );
         outcome("superseded");
-        remove(shared, key, Some(&handled)).await?;
-        return Ok(None);
+        settle(shared, key, revision, &handled).await?;
+        return Ok(Decided::Nothing);
     };
     let rendered = match channel {
         Channel::Email => crate::render::email(&shared.templates, &notice)
@@ -287,14 +348,14 @@ async fn decide(
         Ok(Some(message)) => message,
         Ok(None) => {
             tracing::info!("no address for this channel any more, nothing sent");
-            remove(shared, key, Some(&handled)).await?;
-            return Ok(None);
+            settle(shared, key, revision, &handled).await?;
+            return Ok(Decided::Nothing);
         }
         Err(error) => {
             park(shared, key, bytes, &error.to_string()).await?;
             outcome("failed");
-            remove(shared, key, Some(&handled)).await?;
-            return Ok(None);
+            settle(shared, key, revision, &handled).await?;
+            return Ok(Decided::Nothing);
         }
     };
     let sending = Sending {
@@ -312,7 +373,7 @@ async fn decide(
             key,
             "entry changed while its message was decided, deciding again"
         );
-        return Ok(None);
+        return Ok(Decided::Changed);
     };
     tracing::info!(
         message_id = sending.message_id,
@@ -321,7 +382,7 @@ async fn decide(
         lines = notice.lines.len(),
         "message decided"
     );
-    Ok(Some((pending, sending, revision)))
+    Ok(Decided::Send(Box::new(pending), sending, revision))
 }
 
 /// Publishes a decided message under its id (again, after a failure or a restart: the stream drops a
@@ -375,6 +436,20 @@ async fn deliver(
         tracing::info!(events = sending.told.len(), "message published");
     }
     remove_from(shared, key, Some(&sending.event_ids), decided).await
+}
+
+/// Removes the events `handled` of an entry stored under `revision`; an entry not stored yet (`None`: one
+/// decided as its event was taken) has nothing to remove.
+async fn settle(
+    shared: &Shared,
+    key: &str,
+    revision: Option<u64>,
+    handled: &[String],
+) -> anyhow::Result<()> {
+    match revision {
+        Some(_) => remove(shared, key, Some(handled)).await,
+        None => Ok(()),
+    }
 }
 
 /// Removes `handled` events from the entry (all of them with `None`), deleting it when none are left.

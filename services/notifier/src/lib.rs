@@ -335,6 +335,16 @@ impl Intake {
         // sent (an opt-out may come during the window): here the event is only stored.
         let buckets = &self.shared.buckets;
         let key = store::pending_key(channel, &event.order_id);
+        // Without a coalescing window a new entry is due as it is made: its message is decided now.
+        if self.shared.config.coalesce.is_zero() {
+            let now = self.shared.config.common.clock.now();
+            let mut pending = Pending::new(&event.order_id, channel, now);
+            pending.add(event);
+            pending.trace = trace.to_vec();
+            if flush::send_at_once(&self.shared, &key, pending, event.clone(), now).await? {
+                return Ok("decided");
+            }
+        }
         // Another instance (or the flusher) may write the same key: compare and swap, and read again on a
         // conflict.
         for _ in 0..10 {
