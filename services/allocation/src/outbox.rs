@@ -54,6 +54,14 @@ impl Row {
     }
 }
 
+/// What became of a chunk of rows sent: the ids published, the rows refused for good (with why), and the
+/// temporary failure that stopped the sending, if any.
+struct Published<'r> {
+    published: Vec<i64>,
+    dead: Vec<(&'r Row, String)>,
+    temporary: Option<anyhow::Error>,
+}
+
 impl Relay {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
@@ -97,11 +105,39 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        let Published {
+            published,
+            dead,
+            temporary,
+        } = self.publish_all(&rows).await;
+        let parked = self.park(&dead).await;
+        let (parked, unparked) = match parked {
+            Ok(()) => (dead, None),
+            // The rows stay in the outbox and are parked on the next attempt.
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        Self::settle(&mut tx, &published, &parked).await?;
+        tx.commit().await?;
+        metrics::counter!("bo_outbox_relayed_total").increment(published.len() as u64);
+        metrics::counter!("bo_outbox_dead_total").increment(parked.len() as u64);
+        tracing::debug!(
+            published = published.len(),
+            dead = parked.len(),
+            "outbox relayed"
+        );
+        match unparked.or(temporary) {
+            Some(error) => Err(error),
+            None => Ok(published.len() + parked.len()),
+        }
+    }
+
+    /// Publishes `rows` in order, all in flight at once, then awaits every ack (a publish is cheap, a round
+    /// trip is not). A temporary failure stops the sending: later rows would overtake the failed one.
+    async fn publish_all<'r>(&self, rows: &'r [Row]) -> Published<'r> {
         let mut temporary: Option<anyhow::Error> = None;
         let mut dead: Vec<(&Row, String)> = Vec::new();
-        // All in flight at once, then every ack awaited: a publish is cheap, a round trip is not.
         let mut acks = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let sent = self
                 .bus
                 .send_traced(
@@ -140,15 +176,22 @@ impl Relay {
                 }
             }
         }
-        let parked = self.park(&dead).await;
-        let (parked, unparked) = match parked {
-            Ok(()) => (dead, None),
-            // The rows stay in the outbox and are parked on the next attempt.
-            Err(error) => (Vec::new(), Some(error)),
-        };
+        Published {
+            published,
+            dead,
+            temporary,
+        }
+    }
+
+    /// Deletes the published rows and moves the parked ones to `outbox_dead`, with their errors.
+    async fn settle(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        published: &[i64],
+        parked: &[(&Row, String)],
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("delete from outbox where id = any($1)")
-            .bind(&published)
-            .execute(&mut *tx)
+            .bind(published)
+            .execute(&mut **tx)
             .await?;
         if !parked.is_empty() {
             sqlx::query(
@@ -161,21 +204,10 @@ impl Relay {
             )
             .bind(parked.iter().map(|(row, _)| row.id).collect::<Vec<_>>())
             .bind(parked.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
-        metrics::counter!("bo_outbox_relayed_total").increment(published.len() as u64);
-        metrics::counter!("bo_outbox_dead_total").increment(parked.len() as u64);
-        tracing::debug!(
-            published = published.len(),
-            dead = parked.len(),
-            "outbox relayed"
-        );
-        match unparked.or(temporary) {
-            Some(error) => Err(error),
-            None => Ok(published.len() + parked.len()),
-        }
+        Ok(())
     }
 
     /// Publishes a dead letter for each row, awaiting every ack.

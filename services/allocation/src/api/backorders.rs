@@ -7,7 +7,7 @@
 //! always that of the moment of the page.
 
 use backorder_proto::v1::{
-    BackorderOrder, BackorderRow, ListBackordersReply, ListBackordersRequest,
+    BackorderOrder, BackorderRow, ListBackordersReply, ListBackordersRequest, QueuePlace,
 };
 use backorder_runtime::limits::{Check, MAX_ID_LEN};
 use backorder_runtime::time::to_proto;
@@ -140,53 +140,13 @@ impl Api {
         request: ListBackordersRequest,
     ) -> Result<ListBackordersReply, ApiError> {
         let now = self.engine.clock.now();
-        let mut check = Check::new();
-        check.optional_id("sku", &request.sku);
-        check.optional_id("customer_id", &request.customer_id);
-        check.text("search", &request.search, MAX_ID_LEN);
-        let order = BackorderOrder::try_from(request.order_by).unwrap_or_else(|_| {
-            check.fail(
-                "order_by",
-                format!("{} is not a BackorderOrder", request.order_by),
-            );
-            BackorderOrder::ByAge
-        });
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE,
-            size if size > MAX_PAGE => {
-                check.fail("page_size", format!("{size} is more than {MAX_PAGE}"));
-                MAX_PAGE
-            }
-            size => size,
-        };
-        let waiting_since = match &request.older_than {
-            None => None,
-            Some(d) => {
-                let age = u32::try_from(d.nanos)
-                    .ok()
-                    .filter(|_| d.seconds >= 0)
-                    .and_then(|nanos| chrono::Duration::new(d.seconds, nanos));
-                if age.is_none() {
-                    check.fail(
-                        "older_than",
-                        format!(
-                            "{}s {}ns is not a duration of 0 or more",
-                            d.seconds, d.nanos
-                        ),
-                    );
-                }
-                age.map(|age| backorder_runtime::limits::sub(now, age))
-            }
-        };
-        let fingerprint = fingerprint(&request);
-        let offset = match offset_of(&request.page_token, &fingerprint) {
-            Ok(offset) => offset,
-            Err(message) => {
-                check.fail("page_token", message);
-                0
-            }
-        };
-        check.result().map_err(ApiError::BadRequest)?;
+        let Checked {
+            order,
+            page_size,
+            waiting_since,
+            fingerprint,
+            offset,
+        } = checked(&request, now).map_err(ApiError::BadRequest)?;
         if !request.sku.is_empty() {
             tracing::Span::current().record("sku", request.sku.as_str());
         }
@@ -239,24 +199,9 @@ impl Api {
         };
         let backorders = rows
             .into_iter()
-            .map(|r| BackorderRow {
-                promise: Some(view::promise(now, true, &r.dates)),
-                queue: places.remove(&(r.order_id.clone(), r.line_no)),
-                age_days: (now - r.backordered_since)
-                    .num_days()
-                    .clamp(0, i32::MAX.into()) as i32,
-                order_status: view::status(&r.status) as i32,
-                order_id: r.order_id,
-                line_no: r.line_no as u32,
-                sku: r.sku,
-                customer_id: r.customer_id,
-                ordered: r.ordered,
-                backordered: r.backordered,
-                allocated: r.allocated,
-                priority: r.priority,
-                placed_at: Some(to_proto(r.placed_at)),
-                backordered_since: Some(to_proto(r.backordered_since)),
-                preorder: r.preorder,
+            .map(|r| {
+                let queue = places.remove(&(r.order_id.clone(), r.line_no));
+                backorder_row(r, queue, now)
             })
             .collect();
         Ok(ListBackordersReply {
@@ -266,6 +211,97 @@ impl Api {
             total_units,
         })
     }
+}
+
+/// A waiting line as the worklist shows it, with its place in its queue.
+fn backorder_row(r: Row, queue: Option<QueuePlace>, now: DateTime<Utc>) -> BackorderRow {
+    BackorderRow {
+        promise: Some(view::promise(now, true, &r.dates)),
+        queue,
+        age_days: (now - r.backordered_since)
+            .num_days()
+            .clamp(0, i32::MAX.into()) as i32,
+        order_status: view::status(&r.status) as i32,
+        order_id: r.order_id,
+        line_no: r.line_no as u32,
+        sku: r.sku,
+        customer_id: r.customer_id,
+        ordered: r.ordered,
+        backordered: r.backordered,
+        allocated: r.allocated,
+        priority: r.priority,
+        placed_at: Some(to_proto(r.placed_at)),
+        backordered_since: Some(to_proto(r.backordered_since)),
+        preorder: r.preorder,
+    }
+}
+
+/// A list request's parameters once checked.
+struct Checked {
+    order: BackorderOrder,
+    page_size: u32,
+    /// Lines waiting since before this (`older_than`).
+    waiting_since: Option<DateTime<Utc>>,
+    fingerprint: String,
+    offset: u64,
+}
+
+/// Checks a list request as of `now`: its parameters, or every reason it is refused. Pure.
+fn checked(request: &ListBackordersRequest, now: DateTime<Utc>) -> Result<Checked, String> {
+    let mut check = Check::new();
+    check.optional_id("sku", &request.sku);
+    check.optional_id("customer_id", &request.customer_id);
+    check.text("search", &request.search, MAX_ID_LEN);
+    let order = BackorderOrder::try_from(request.order_by).unwrap_or_else(|_| {
+        check.fail(
+            "order_by",
+            format!("{} is not a BackorderOrder", request.order_by),
+        );
+        BackorderOrder::ByAge
+    });
+    let page_size = match request.page_size {
+        0 => DEFAULT_PAGE,
+        size if size > MAX_PAGE => {
+            check.fail("page_size", format!("{size} is more than {MAX_PAGE}"));
+            MAX_PAGE
+        }
+        size => size,
+    };
+    let waiting_since = match &request.older_than {
+        None => None,
+        Some(d) => {
+            let age = u32::try_from(d.nanos)
+                .ok()
+                .filter(|_| d.seconds >= 0)
+                .and_then(|nanos| chrono::Duration::new(d.seconds, nanos));
+            if age.is_none() {
+                check.fail(
+                    "older_than",
+                    format!(
+                        "{}s {}ns is not a duration of 0 or more",
+                        d.seconds, d.nanos
+                    ),
+                );
+            }
+            age.map(|age| backorder_runtime::limits::sub(now, age))
+        }
+    };
+    let fingerprint = fingerprint(request);
+    let offset = match offset_of(&request.page_token, &fingerprint) {
+        Ok(offset) => offset,
+        Err(message) => {
+            check.fail("page_token", message);
+            0
+        }
+    };
+    check.result()?;
+    Ok(Checked {
+        order,
+        page_size,
+        waiting_since,
+        fingerprint,
+        offset,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::view::{self, Dates};
 use super::{Api, ApiError};
+use crate::engine::Policy;
+use crate::eta::Settings;
 
 #[derive(sqlx::FromRow)]
 struct StockRow {
@@ -101,25 +103,7 @@ impl Api {
             shipped: s.shipped,
             inbound: 0,
         });
-        let rules = match rules {
-            Some(r) => SkuRules {
-                known: true,
-                backorderable: r.backorderable,
-                max_backorder_quantity: r.max_backorder_quantity,
-                preorder: r.preorder,
-                supplier_id: r.supplier_id,
-                lead_time_days: r.lead_time_days,
-            },
-            // What intake and the projection apply to a SKU the product master never sent.
-            None => SkuRules {
-                known: false,
-                backorderable: policy.unknown_sku_backorderable,
-                max_backorder_quantity: 0,
-                preorder: false,
-                supplier_id: String::new(),
-                lead_time_days: settings.lead_time.num_days() as i32,
-            },
-        };
+        let rules = sku_rules(rules, policy, &settings);
         let entries = queue
             .into_iter()
             .zip(coverage.places)
@@ -144,5 +128,29 @@ impl Api {
             supply: coverage.supply,
             uncovered: coverage.uncovered,
         })
+    }
+}
+
+/// The SKU's rules as intake and the projection apply them: the product master's, or the policy's for a SKU it
+/// never sent.
+fn sku_rules(rules: Option<RulesRow>, policy: &Policy, settings: &Settings) -> SkuRules {
+    match rules {
+        Some(r) => SkuRules {
+            known: true,
+            backorderable: r.backorderable,
+            max_backorder_quantity: r.max_backorder_quantity,
+            preorder: r.preorder,
+            supplier_id: r.supplier_id,
+            lead_time_days: r.lead_time_days,
+        },
+        // What intake and the projection apply to a SKU the product master never sent.
+        None => SkuRules {
+            known: false,
+            backorderable: policy.unknown_sku_backorderable,
+            max_backorder_quantity: 0,
+            preorder: false,
+            supplier_id: String::new(),
+            lead_time_days: settings.lead_time.num_days() as i32,
+        },
     }
 }

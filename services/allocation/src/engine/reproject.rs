@@ -12,6 +12,7 @@ use super::ledger::{Appended, Marked};
 use crate::decide::promises::{self, Dated, Dates};
 use crate::eta::{self, Eta, Settings, Supply, Waiting};
 
+/// A waiting line of a SKU's queue, with its dates.
 #[derive(sqlx::FromRow)]
 struct QueueRow {
     sku: String,
@@ -23,6 +24,37 @@ struct QueueRow {
     eta_late: bool,
     eta_told: Option<DateTime<Utc>>,
     promised_eta: Option<DateTime<Utc>>,
+}
+
+impl QueueRow {
+    fn waiting(&self) -> Waiting {
+        Waiting {
+            units: self.backordered,
+            current: self.eta.map(|at| Eta {
+                at,
+                estimated: self.eta_estimated,
+                late: self.eta_late,
+                source: None,
+            }),
+        }
+    }
+
+    fn dated(&self) -> Option<Dated> {
+        self.eta.map(|at| Dated {
+            at,
+            estimated: self.eta_estimated,
+            late: self.eta_late,
+        })
+    }
+
+    fn dates(&self) -> Dates {
+        Dates {
+            backordered: self.backordered,
+            eta: self.eta,
+            told: self.eta_told,
+            promised: self.promised_eta,
+        }
+    }
 }
 
 /// The last dated line of a SKU's queue and the first and last of its dates; `all_estimated`: the first is an
@@ -249,18 +281,7 @@ impl Work<'_> {
                 open: s.quantity_open,
             })
             .collect();
-        let waiting: Vec<Waiting> = queue
-            .iter()
-            .map(|q| Waiting {
-                units: q.backordered,
-                current: q.eta.map(|at| Eta {
-                    at,
-                    estimated: q.eta_estimated,
-                    late: q.eta_late,
-                    source: None,
-                }),
-            })
-            .collect();
+        let waiting: Vec<Waiting> = queue.iter().map(QueueRow::waiting).collect();
         let etas = eta::project(self.now, &waiting, &supply, settings);
         self.stock_mut(sku).eta_check_at = eta::next_check(self.now, &supply, &etas, settings);
 
@@ -268,23 +289,12 @@ impl Work<'_> {
         let mut changed = Vec::new();
         let mut orders = BTreeSet::new();
         for (row, new) in queue.iter().zip(etas) {
-            let old = row.eta.map(|at| Dated {
-                at,
-                estimated: row.eta_estimated,
-                late: row.eta_late,
-            });
-            let dates = Dates {
-                backordered: row.backordered,
-                eta: row.eta,
-                told: row.eta_told,
-                promised: row.promised_eta,
-            };
             let dated = Dated {
                 at: new.at,
                 estimated: new.estimated,
                 late: new.late,
             };
-            let Some(redated) = promises::redated(old, &dates, dated, &rules) else {
+            let Some(redated) = promises::redated(row.dated(), &row.dates(), dated, &rules) else {
                 continue;
             };
             if redated.owed {
