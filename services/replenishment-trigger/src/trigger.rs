@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::cached::Cached;
 use crate::policies::Policies;
+use crate::policy::{Origin, Policy};
 use crate::schedule::Change;
 use crate::store::{Batch, Position, Sent, SkuState, keys};
 use crate::watched::WatchedPolicies;
@@ -178,9 +179,23 @@ impl Trigger {
         let (policy, origin) = self
             .policies
             .resolve(&event.sku, upserted.value.as_ref().map(|m| &m.policy));
+        self.gather(event, &mut state, &policy, origin).await?;
+        state.mark_applied(&event.event_id, at);
+        let revision = kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
+        self.skus.wrote(&sku_key, state, revision);
+        Ok(())
+    }
+
+    /// Plans the SKU's line of its supplier's request being gathered again from `event`'s figures (it may
+    /// grow, shrink or go) and writes the supplier's batch; `state` learns what is open.
+    async fn gather(
+        &mut self,
+        event: &ReorderNeeded,
+        state: &mut SkuState,
+        policy: &Policy,
+        origin: Origin,
+    ) -> Result<(), String> {
         let now = self.clock.now();
-        // A line of the request still being gathered is planned again from this report's figures (it may grow,
-        // shrink or go), so the request reflects the latest shortage when it is sent.
         let batch_key = keys::batch(&policy.supplier_id);
         // Taken, not copied: the batch holds every line of its supplier; it is written back below.
         let gathering = self.batches.take(&self.bucket, &batch_key).await?;
@@ -189,7 +204,7 @@ impl Trigger {
             .as_ref()
             .map_or(0, |b| state.unanswered(&b.request_id));
         let requested = state.requested().saturating_sub(gathered);
-        match plan::plan(event, requested, &policy, origin, now) {
+        match plan::plan(event, requested, policy, origin, now) {
             None => {
                 tracing::debug!(
                     shortage = event.shortage,
@@ -244,9 +259,6 @@ impl Trigger {
                 self.batches.wrote(&batch_key, batch, revision);
             }
         }
-        state.mark_applied(&event.event_id, at);
-        let revision = kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
-        self.skus.wrote(&sku_key, state, revision);
         Ok(())
     }
 
