@@ -18,7 +18,6 @@ use super::ledger::Appended;
 use super::{Applied, Work};
 use crate::command::Command;
 use crate::decide::new_order::{NewLine, Refused, SkuNow, SkuRule, split_new_order};
-use crate::rules::Split;
 
 /// The new lines split so far, as the columns of one insert.
 #[derive(Default)]
@@ -36,27 +35,17 @@ struct NewLines {
 }
 
 impl NewLines {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        order: &OrderPlaced,
-        placed_at: DateTime<Utc>,
-        line_no: i32,
-        sku: String,
-        ordered: i64,
-        split: Split,
-        preorder: bool,
-    ) {
+    fn push(&mut self, order: &OrderPlaced, placed_at: DateTime<Utc>, line: NewLine) {
         self.order_id.push(order.order_id.clone());
-        self.line_no.push(line_no);
-        self.sku.push(sku);
+        self.line_no.push(line.line_no);
+        self.sku.push(line.sku);
         self.priority.push(order.priority);
         self.placed_at.push(placed_at);
-        self.ordered.push(ordered);
-        self.allocated.push(split.allocated);
-        self.backordered.push(split.backordered);
-        self.cancelled.push(split.cancelled);
-        self.preorder.push(preorder);
+        self.ordered.push(line.ordered);
+        self.allocated.push(line.split.allocated);
+        self.backordered.push(line.split.backordered);
+        self.cancelled.push(line.split.cancelled);
+        self.preorder.push(line.preorder);
     }
 }
 
@@ -282,7 +271,7 @@ impl Work<'_> {
         order: &OrderPlaced,
         placed_at: DateTime<Utc>,
         cause: &str,
-        line: NewLine,
+        mut line: NewLine,
         unwritten: &mut Unwritten,
     ) {
         let split = line.split;
@@ -327,7 +316,7 @@ impl Work<'_> {
                 cause: cause.to_string(),
             });
         }
-        for audit in line.audit {
+        for audit in std::mem::take(&mut line.audit) {
             self.record(
                 &order.order_id,
                 line.line_no,
@@ -338,10 +327,7 @@ impl Work<'_> {
                 audit.detail,
             );
         }
-        let (line_no, preorder, ordered) = (line.line_no, line.preorder, line.ordered);
-        unwritten.lines.push(
-            order, placed_at, line_no, line.sku, ordered, split, preorder,
-        );
+        unwritten.lines.push(order, placed_at, line);
     }
 
     /// Writes the new lines and lost units split so far, one statement each.
