@@ -1,7 +1,13 @@
 //! The allocation rules, as pure functions over plain numbers: no I/O, so they are unit- and property-tested
 //! on their own and the engine only moves their decisions into the database.
 
+mod notice;
+mod shipment;
+
 use std::collections::{BTreeMap, HashMap};
+
+pub use notice::{LineView, Notice, notices};
+pub use shipment::{ShipmentError, Shippable, check_shipment};
 
 /// What a SKU's rules allow for the part of a line that cannot be allocated at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,129 +280,6 @@ pub fn order_status(lines: &[LineUnits], preorders_only: bool) -> Status {
     } else {
         Status::PartiallyAllocated
     }
-}
-
-/// Why a shipment confirmation cannot be booked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ShipmentError {
-    #[error("shipment has no lines")]
-    NoLines,
-    #[error("line {0}: the order has no such line")]
-    UnknownLine(i32),
-    #[error("line {0} appears more than once in the shipment")]
-    DuplicateLine(i32),
-    #[error("line {line}: quantity must be positive, got {quantity}")]
-    NotPositive { line: i32, quantity: i64 },
-    #[error(
-        "line {line}: {quantity} shipped but only {released} released to the warehouse and not yet shipped \
-         ({held} more held for a ship-complete order)"
-    )]
-    MoreThanReleased {
-        line: i32,
-        quantity: i64,
-        released: i64,
-        held: i64,
-    },
-}
-
-/// A line's allocated units, and how many of them the WMS was told to pick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Shippable {
-    pub allocated: i64,
-    pub released: i64,
-}
-
-/// Checks a shipment against the order's lines: every unit shipped must have been released to the WMS and not
-/// yet shipped.
-pub fn check_shipment(
-    lines: &HashMap<i32, Shippable>,
-    shipment: &[(i32, i64)],
-) -> Result<(), ShipmentError> {
-    if shipment.is_empty() {
-        return Err(ShipmentError::NoLines);
-    }
-    let mut seen = std::collections::HashSet::new();
-    for &(line, quantity) in shipment {
-        if !seen.insert(line) {
-            return Err(ShipmentError::DuplicateLine(line));
-        }
-        let units = lines.get(&line).ok_or(ShipmentError::UnknownLine(line))?;
-        if quantity <= 0 {
-            return Err(ShipmentError::NotPositive { line, quantity });
-        }
-        if quantity > units.released {
-            return Err(ShipmentError::MoreThanReleased {
-                line,
-                quantity,
-                released: units.released,
-                held: units.allocated - units.released,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// A line as the customer sees it: its units, how many of the allocated ones are released to the WMS, and
-/// whether it waits as a pre-order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LineView {
-    pub units: LineUnits,
-    pub released: i64,
-    pub preorder: bool,
-}
-
-/// What a customer is told about a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    Cancelled,
-    Backordered,
-    Preordered,
-    ReadyToShip,
-    Shipped,
-    Completed,
-}
-
-/// The notices one change of an order yields, from its lines before and after (same lines, in the same order;
-/// a new order's lines are all zero before), each with the units it is about per line. Units newly released
-/// in a change that also backorders are not announced twice: the backorder notice's line totals show them.
-pub fn notices(before: &[LineView], after: &[LineView]) -> Vec<(Notice, Vec<i64>)> {
-    let rise = |f: &dyn Fn(&LineView) -> i64| -> Vec<i64> {
-        before
-            .iter()
-            .zip(after)
-            .map(|(b, a)| (f(a) - f(b)).max(0))
-            .collect()
-    };
-    let only = |units: &[i64], keep: &dyn Fn(&LineView) -> bool| -> Vec<i64> {
-        units
-            .iter()
-            .zip(after)
-            .map(|(u, a)| if keep(a) { *u } else { 0 })
-            .collect()
-    };
-    let backordered = rise(&|l| l.units.backordered);
-    let mut found = vec![
-        (Notice::Cancelled, rise(&|l| l.units.cancelled)),
-        (Notice::Backordered, only(&backordered, &|l| !l.preorder)),
-        (Notice::Preordered, only(&backordered, &|l| l.preorder)),
-    ];
-    if found[1..]
-        .iter()
-        .all(|(_, units)| units.iter().all(|u| *u == 0))
-    {
-        found.push((Notice::ReadyToShip, rise(&|l| l.released + l.units.shipped)));
-    }
-    let finished = after.iter().all(|l| l.units.is_finished());
-    found.push((
-        if finished {
-            Notice::Completed
-        } else {
-            Notice::Shipped
-        },
-        rise(&|l| l.units.shipped),
-    ));
-    found.retain(|(_, units)| units.iter().any(|u| *u > 0));
-    found
 }
 
 /// How many of each line's allocated units the WMS may pick: all of them, except that a ship-complete order

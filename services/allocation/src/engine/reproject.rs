@@ -95,25 +95,8 @@ impl Work<'_> {
         let skus: Vec<String> = marked.keys().cloned().collect();
         // Locked already wherever the batch changed a SKU; this only guards a path that did not.
         self.lock_skus(skus.clone()).await?;
-        let mut supplies: BTreeMap<String, Vec<SupplyRow>> = BTreeMap::new();
-        let rows: Vec<SupplyRow> = sqlx::query_as(
-            "select sku, po_id, line_no, expected_at, quantity_open from supply
-             where sku = any($1) and quantity_open > 0 and not cancelled
-             order by sku, expected_at, po_id, line_no",
-        )
-        .bind(&skus)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        for row in rows {
-            supplies.entry(row.sku.clone()).or_default().push(row);
-        }
-        let lead_times: HashMap<String, i32> =
-            sqlx::query_as("select sku, lead_time_days from skus where sku = any($1)")
-                .bind(&skus)
-                .fetch_all(&mut *self.tx)
-                .await?
-                .into_iter()
-                .collect();
+        let mut supplies = self.open_supplies(&skus).await?;
+        let lead_times = self.lead_times(&skus).await?;
         let appending: Vec<String> = marked
             .iter()
             .filter(|(sku, m)| !m.full && !supplies.contains_key(*sku))
@@ -138,19 +121,7 @@ impl Work<'_> {
         }
         if !full.is_empty() {
             let skus: Vec<&String> = full.iter().map(|f| &f.0).collect();
-            let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
-            let rows: Vec<QueueRow> = sqlx::query_as(
-                "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told,
-                        promised_eta
-                 from order_lines where sku = any($1) and backordered > 0
-                 order by sku, priority desc, placed_at, order_id, line_no",
-            )
-            .bind(&skus)
-            .fetch_all(&mut *self.tx)
-            .await?;
-            for row in rows {
-                queues.entry(row.sku.clone()).or_default().push(row);
-            }
+            let mut queues = self.waiting_queues(&skus).await?;
             for (sku, cause, settings) in full {
                 let queue = queues.remove(&sku).unwrap_or_default();
                 let supply = supplies.remove(&sku).unwrap_or_default();
@@ -160,21 +131,80 @@ impl Work<'_> {
                 );
             }
         }
-        if !changed.is_empty() {
-            sqlx::query(
-                "update order_lines l set eta = n.eta, eta_estimated = n.estimated, eta_late = n.late
-                 from unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bool[])
-                      as n(order_id, line_no, eta, estimated, late)
-                 where l.order_id = n.order_id and l.line_no = n.line_no",
-            )
-            .bind(changed.iter().map(|c| c.0.clone()).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.1).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.2.at).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.2.estimated).collect::<Vec<_>>())
-            .bind(changed.iter().map(|c| c.2.late).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
+        self.write_etas(&changed).await
+    }
+
+    /// Per SKU, its open purchase-order lines in the order they are expected.
+    async fn open_supplies(
+        &mut self,
+        skus: &[String],
+    ) -> Result<BTreeMap<String, Vec<SupplyRow>>, sqlx::Error> {
+        let mut supplies: BTreeMap<String, Vec<SupplyRow>> = BTreeMap::new();
+        let rows: Vec<SupplyRow> = sqlx::query_as(
+            "select sku, po_id, line_no, expected_at, quantity_open from supply
+             where sku = any($1) and quantity_open > 0 and not cancelled
+             order by sku, expected_at, po_id, line_no",
+        )
+        .bind(skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            supplies.entry(row.sku.clone()).or_default().push(row);
         }
+        Ok(supplies)
+    }
+
+    /// The lead times of the SKUs the product master knows.
+    async fn lead_times(&mut self, skus: &[String]) -> Result<HashMap<String, i32>, sqlx::Error> {
+        Ok(
+            sqlx::query_as("select sku, lead_time_days from skus where sku = any($1)")
+                .bind(skus)
+                .fetch_all(&mut *self.tx)
+                .await?
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// Per SKU, its waiting lines in queue order.
+    async fn waiting_queues(
+        &mut self,
+        skus: &[&String],
+    ) -> Result<BTreeMap<String, Vec<QueueRow>>, sqlx::Error> {
+        let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told,
+                    promised_eta
+             from order_lines where sku = any($1) and backordered > 0
+             order by sku, priority desc, placed_at, order_id, line_no",
+        )
+        .bind(skus)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            queues.entry(row.sku.clone()).or_default().push(row);
+        }
+        Ok(queues)
+    }
+
+    /// Stores the new dates of the lines whose date changed, in one statement.
+    async fn write_etas(&mut self, changed: &[(String, i32, Eta)]) -> Result<(), sqlx::Error> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update order_lines l set eta = n.eta, eta_estimated = n.estimated, eta_late = n.late
+             from unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[], $5::bool[])
+                  as n(order_id, line_no, eta, estimated, late)
+             where l.order_id = n.order_id and l.line_no = n.line_no",
+        )
+        .bind(changed.iter().map(|c| c.0.clone()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(changed.iter().map(|c| c.2.at).collect::<Vec<_>>())
+        .bind(changed.iter().map(|c| c.2.estimated).collect::<Vec<_>>())
+        .bind(changed.iter().map(|c| c.2.late).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
