@@ -8,21 +8,21 @@
 //! still being handled is kept by in-progress acks, so slow work is not delivered a second time meanwhile;
 //! and a durable consumer deleted on the server is made again (`/ready` fails until it is).
 
+mod in_progress;
+mod settle;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_nats::jetstream::{
-    self, AckKind,
-    consumer::pull::{MessagesError, MessagesErrorKind},
-};
+use async_nats::jetstream::{self, consumer::pull::MessagesErrorKind};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use prost::Message as _;
 
 use crate::jetstream::{Bus, Messages};
+use in_progress::{Arriving, Pulled, keep_in_progress, next_from_backlog};
 
 /// One message as a handler sees it.
 pub struct Delivery {
@@ -172,65 +172,15 @@ impl Worker {
             let Some(batch) = batch else {
                 return Some("the consumer's message stream ended".into());
             };
-            // An error that may mean the consumer is gone; asked of the server after the batch.
-            let mut suspect = None;
-            let mut deliveries = Vec::with_capacity(batch.len());
-            for message in batch {
-                let error = match message {
-                    Ok(message) => match Delivery::new(message) {
-                        Ok(delivery) => {
-                            deliveries.push(delivery);
-                            continue;
-                        }
-                        Err(error) => error.to_string(),
-                    },
-                    Err(error) => {
-                        if matches!(
-                            error.kind(),
-                            MessagesErrorKind::ConsumerDeleted
-                                | MessagesErrorKind::NoResponders
-                                | MessagesErrorKind::MissingHeartbeat
-                        ) {
-                            suspect = Some(error.to_string());
-                        }
-                        error.to_string()
-                    }
-                };
-                // Missed heartbeats and the like: the pull stream recovers by itself, and an unacked
-                // message comes again after ack_wait.
-                tracing::warn!(service = self.service, %error, "skipping an unreadable delivery");
-            }
-            // Delivered more often than a failing handler may be: earlier deliveries crashed the process or
-            // hung past the ack wait without settling. Parked before the handler sees it again.
-            let (exhausted, deliveries): (Vec<_>, Vec<_>) = deliveries
-                .into_iter()
-                .partition(|d| d.deliveries > self.max_deliver);
-            for delivery in &exhausted {
-                let why = exhausted_reason(delivery.deliveries, self.max_deliver);
-                self.count(delivery, "exhausted");
-                if let Err(error) = self.park(delivery, why).await {
-                    tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
-                }
-            }
+            let (deliveries, suspect) = self.read(batch);
+            let deliveries = self.park_exhausted(deliveries).await;
             for part in segments(&deliveries) {
-                let part = &deliveries[part];
-                let started = std::time::Instant::now();
-                let outcomes = keep_in_progress(
-                    handler.handle(part),
-                    part,
-                    progress_every,
-                    Arriving {
-                        batches: &mut batches,
-                        backlog: &mut backlog,
-                    },
-                )
-                .await;
-                metrics::histogram!("bo_batch_seconds", "service" => self.service)
-                    .record(started.elapsed().as_secs_f64());
-                debug_assert_eq!(outcomes.len(), part.len());
-                for (delivery, outcome) in part.iter().zip(outcomes) {
-                    self.settle(delivery, outcome).await;
-                }
+                let arriving = Arriving {
+                    batches: &mut batches,
+                    backlog: &mut backlog,
+                };
+                self.handle_and_settle(handler, &deliveries[part], progress_every, arriving)
+                    .await;
             }
             if let Some(error) = suspect {
                 drop(batches);
@@ -239,6 +189,77 @@ impl Worker {
                 }
                 batches = (&mut *messages).ready_chunks(self.batch_size);
             }
+        }
+    }
+
+    /// The readable deliveries of `batch`, the others logged and skipped.
+    fn read(&self, batch: Vec<Pulled>) -> (Vec<Delivery>, Option<String>) {
+        // An error that may mean the consumer is gone; asked of the server after the batch.
+        let mut suspect = None;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for message in batch {
+            let error = match message {
+                Ok(message) => match Delivery::new(message) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        continue;
+                    }
+                    Err(error) => error.to_string(),
+                },
+                Err(error) => {
+                    if matches!(
+                        error.kind(),
+                        MessagesErrorKind::ConsumerDeleted
+                            | MessagesErrorKind::NoResponders
+                            | MessagesErrorKind::MissingHeartbeat
+                    ) {
+                        suspect = Some(error.to_string());
+                    }
+                    error.to_string()
+                }
+            };
+            // Missed heartbeats and the like: the pull stream recovers by itself, and an unacked
+            // message comes again after ack_wait.
+            tracing::warn!(service = self.service, %error, "skipping an unreadable delivery");
+        }
+        (deliveries, suspect)
+    }
+
+    /// Parks the deliveries that must not reach the handler again and returns the rest.
+    async fn park_exhausted(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        // Delivered more often than a failing handler may be: earlier deliveries crashed the process or
+        // hung past the ack wait without settling. Parked before the handler sees it again.
+        let (exhausted, deliveries): (Vec<_>, Vec<_>) = deliveries
+            .into_iter()
+            .partition(|d| d.deliveries > self.max_deliver);
+        for delivery in &exhausted {
+            let why = exhausted_reason(delivery.deliveries, self.max_deliver);
+            self.count(delivery, "exhausted");
+            if let Err(error) = self.park(delivery, why).await {
+                tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
+            }
+        }
+        deliveries
+    }
+
+    /// Hands `part` to the handler, keeping it and what arrives meanwhile in progress, then settles each
+    /// message by its outcome.
+    async fn handle_and_settle<S>(
+        &self,
+        handler: &mut impl Handler,
+        part: &[Delivery],
+        progress_every: Duration,
+        arriving: Arriving<'_, S>,
+    ) where
+        S: futures::Stream<Item = Vec<Pulled>> + Unpin,
+    {
+        let started = std::time::Instant::now();
+        let outcomes = keep_in_progress(handler.handle(part), part, progress_every, arriving).await;
+        metrics::histogram!("bo_batch_seconds", "service" => self.service)
+            .record(started.elapsed().as_secs_f64());
+        debug_assert_eq!(outcomes.len(), part.len());
+        for (delivery, outcome) in part.iter().zip(outcomes) {
+            self.settle(delivery, outcome).await;
         }
     }
 
@@ -272,129 +293,6 @@ impl Worker {
             }
         }
         unreachable!("the attempts never run out")
-    }
-
-    /// The server stopped delivering a message (it reached the consumer's `max_deliver`, set above ours): our
-    /// own parking of it failed. Logged with its stream sequence for an operator, and counted.
-    fn max_deliveries_reached(&self, advisory: &[u8]) {
-        let advisory: serde_json::Value = serde_json::from_slice(advisory).unwrap_or_default();
-        let field = |name: &str| advisory.get(name).cloned().unwrap_or_default();
-        tracing::error!(
-            service = self.service, stream = %field("stream"), consumer = %field("consumer"),
-            stream_sequence = %field("stream_seq"), deliveries = %field("deliveries"),
-            "the server stopped delivering a message that reached max_deliver; it is still in its stream at \
-             that sequence, not in the dead-letter stream"
-        );
-        metrics::counter!("bo_max_deliveries_total", "service" => self.service).increment(1);
-    }
-
-    fn count(&self, delivery: &Delivery, outcome: &'static str) {
-        metrics::counter!(
-            "bo_messages_total",
-            "service" => self.service,
-            "subject" => delivery.subject.clone(),
-            "outcome" => outcome
-        )
-        .increment(1);
-    }
-
-    async fn settle(&self, delivery: &Delivery, outcome: Outcome) {
-        let name = match &outcome {
-            Outcome::Done => "done",
-            Outcome::Reject(_) => "rejected",
-            Outcome::Retry(_) => "retried",
-            Outcome::Wait(_) => "waiting",
-        };
-        self.count(delivery, name);
-        let result = match outcome {
-            Outcome::Done => delivery.message.ack().await,
-            Outcome::Retry(error) if delivery.deliveries < self.max_deliver => {
-                let delay = retry_delay(delivery.deliveries);
-                tracing::warn!(
-                    service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
-                    deliveries = delivery.deliveries, retry_in = ?delay, %error, "handling failed, will retry"
-                );
-                delivery.message.ack_with(AckKind::Nak(Some(delay))).await
-            }
-            Outcome::Wait(reason) if Utc::now() - delivery.published < self.max_wait_chrono() => {
-                let delay = retry_delay(delivery.deliveries);
-                tracing::info!(
-                    service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
-                    deliveries = delivery.deliveries, retry_in = ?delay, %reason, "waiting for what it depends on"
-                );
-                delivery.message.ack_with(AckKind::Nak(Some(delay))).await
-            }
-            Outcome::Wait(reason) => {
-                let waited = format!("{reason}; gave up after waiting {:?}", self.max_wait);
-                self.park(delivery, waited).await
-            }
-            Outcome::Retry(error) | Outcome::Reject(error) => self.park(delivery, error).await,
-        };
-        if let Err(error) = result {
-            // The message comes again after ack_wait; handlers are idempotent, so that costs time, not data.
-            tracing::warn!(service = self.service, id = %delivery.stream_id(), %error, "could not settle a message");
-        }
-    }
-
-    fn max_wait_chrono(&self) -> chrono::TimeDelta {
-        chrono::TimeDelta::from_std(self.max_wait).unwrap_or(chrono::TimeDelta::MAX)
-    }
-
-    /// Stores the message with its error in the dead-letter stream, then acks it.
-    async fn park(&self, delivery: &Delivery, error: String) -> Result<(), async_nats::Error> {
-        tracing::error!(
-            service = self.service, subject = %delivery.subject, id = %delivery.stream_id(),
-            deliveries = delivery.deliveries, %error, "parking message in the dead-letter stream"
-        );
-        // A message near the server's max payload does not fit in a letter with its error around it: the
-        // letter then says where the bytes are (its stream keeps them for its max age) instead of naking
-        // for ever.
-        let room = self
-            .bus
-            .client
-            .server_info()
-            .max_payload
-            .saturating_sub(4096 + error.len());
-        let (payload, error) = if delivery.payload.len() > room {
-            let error = format!(
-                "{error}; payload of {} bytes left out (too large for a dead letter): it is in stream {} at \
-                 sequence {}",
-                delivery.payload.len(),
-                delivery.stream,
-                delivery.stream_sequence
-            );
-            (Vec::new(), error)
-        } else {
-            (delivery.payload.to_vec(), error)
-        };
-        let letter = backorder_proto::v1::DeadLetter {
-            service: self.service.to_string(),
-            subject: delivery.subject.clone(),
-            stream: delivery.stream.clone(),
-            stream_sequence: delivery.stream_sequence,
-            payload,
-            error,
-            deliveries: delivery.deliveries.max(0) as u64,
-            failed_at: Some(crate::time::to_proto(Utc::now())),
-            message_id: delivery.message_id.clone().unwrap_or_default(),
-        };
-        metrics::counter!("bo_dead_letters_total", "service" => self.service).increment(1);
-        let id = format!("{}/{}", self.service, delivery.stream_id());
-        let subject = self.bus.subjects.dead_letter(self.service);
-        match self
-            .bus
-            .publish_bytes(subject, &id, letter.encode_to_vec().into())
-            .await
-        {
-            Ok(()) => delivery.message.ack().await,
-            Err(error) => {
-                tracing::warn!(%error, "dead-letter stream unreachable; the message stays unacked");
-                delivery
-                    .message
-                    .ack_with(AckKind::Nak(Some(retry_delay(delivery.deliveries))))
-                    .await
-            }
-        }
     }
 }
 
@@ -439,77 +337,6 @@ async fn next_advisory(advisories: &mut Option<async_nats::Subscriber>) -> async
     }
     *advisories = None;
     futures::future::pending().await
-}
-
-type Pulled = Result<jetstream::Message, MessagesError>;
-
-/// The messages the pull stream hands out while a batch is being handled. They are taken in as they come
-/// and kept in progress too: left in the client's buffer they would run out their ack wait while the
-/// handler waits (for a database that is down, say), be delivered again and again, and arrive with a
-/// delivery count that makes them look like poison. The consumer's `max_ack_pending` bounds how many.
-struct Arriving<'a, S> {
-    batches: &'a mut S,
-    backlog: &'a mut VecDeque<Vec<Pulled>>,
-}
-
-/// Drives `handling` and meanwhile tells the server every `every` that each of `deliveries`, and each
-/// message arriving meanwhile, is still being worked on: a batch slower than the ack wait is not delivered
-/// again while it is handled, and neither is what waits behind it.
-async fn keep_in_progress<T, S>(
-    handling: impl Future<Output = T>,
-    deliveries: &[Delivery],
-    every: Duration,
-    arriving: Arriving<'_, S>,
-) -> T
-where
-    S: futures::Stream<Item = Vec<Pulled>> + Unpin,
-{
-    let Arriving { batches, backlog } = arriving;
-    tokio::pin!(handling);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut stream_ended = false;
-    loop {
-        let take = !stream_ended;
-        tokio::select! {
-            done = &mut handling => return done,
-            _ = ticks.tick() => {
-                let waiting = backlog.iter().flatten().filter_map(|m| m.as_ref().ok());
-                for message in deliveries.iter().map(|d| &d.message).chain(waiting) {
-                    if let Err(error) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(subject = %message.subject, %error, "could not extend the ack wait");
-                    }
-                }
-            }
-            batch = batches.next(), if take => match batch {
-                Some(batch) => backlog.push_back(batch),
-                // Seen again by the loop when the backlog is empty.
-                None => stream_ended = true,
-            },
-        }
-    }
-}
-
-/// The next batch from what arrived while the last one was handled: its chunks joined in order, up to
-/// `limit` messages. The pull stream hands out whatever is ready, often a message or two at a time; handled
-/// chunk by chunk, a backlog of hundreds would cost a transaction per chunk instead of one per batch.
-fn next_from_backlog<T>(backlog: &mut VecDeque<Vec<T>>, limit: usize) -> Option<Vec<T>> {
-    let limit = limit.max(1);
-    let mut batch = backlog.pop_front()?;
-    if batch.len() > limit {
-        backlog.push_front(batch.split_off(limit));
-        return Some(batch);
-    }
-    while batch.len() < limit {
-        let Some(mut chunk) = backlog.pop_front() else {
-            break;
-        };
-        let room = limit - batch.len();
-        if chunk.len() > room {
-            backlog.push_front(chunk.split_off(room));
-        }
-        batch.append(&mut chunk);
-    }
-    Some(batch)
 }
 
 /// 1 s, 2 s, 4 s ... capped at a minute.
