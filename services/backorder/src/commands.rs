@@ -90,120 +90,162 @@ where
 /// Runs `command` against the API.
 pub async fn run(api: &Api, command: &Command) -> Result<Output, Failure> {
     match command {
-        Command::Backorders(args) => {
-            let reply: ListBackordersReply = pages(
-                api,
-                "backorders.list",
-                args.all,
-                |token| backorders_request(args, token),
-                |r: &ListBackordersReply| &r.next_page_token,
-                |all, page| {
-                    all.backorders.extend(page.backorders);
-                    all.next_page_token = page.next_page_token;
-                    all.total = page.total;
-                    all.total_units = page.total_units;
-                },
-            )
-            .await?;
-            Ok(view::backorders(&reply))
-        }
-        Command::Order { order_id } => {
-            let request = GetOrderRequest {
-                order_id: order_id.clone(),
-            };
-            let reply: GetOrderReply = api.call("order.get", &request).await?;
-            Ok(view::order(&reply))
-        }
-        Command::Sku { sku } => {
-            let request = GetSkuQueueRequest { sku: sku.clone() };
-            let reply: GetSkuQueueReply = api.call("sku.queue", &request).await?;
-            Ok(view::sku(&reply))
-        }
+        Command::Backorders(args) => list_backorders(api, args).await,
+        Command::Order { order_id } => show_order(api, order_id).await,
+        Command::Sku { sku } => show_sku(api, sku).await,
         Command::Preview { sku, quantity, po } => {
-            let request = PreviewReceiptRequest {
-                sku: sku.clone(),
-                quantity: *quantity,
-                po_id: po.clone().unwrap_or_default(),
-            };
-            let reply: PreviewReceiptReply = api.call("receipt.preview", &request).await?;
-            Ok(view::preview(&reply, &request.po_id))
+            preview_receipt(api, sku, *quantity, po.as_deref()).await
         }
-        Command::Kpi(args) => {
-            let request = kpi_request(args);
-            let reply: GetKpisReply = api.call("kpi.get", &request).await?;
-            Ok(view::kpis(&reply, &request.customer_id, &request.sku))
-        }
+        Command::Kpi(args) => show_kpis(api, args).await,
         Command::Priority {
             order_id,
             priority,
             reason,
             operator,
-        } => {
-            let request = ChangePriorityRequest {
-                order_id: order_id.clone(),
-                priority: *priority,
-                reason: reason.clone(),
-                operator: operator.clone(),
-            };
-            let reply: ChangePriorityReply = api.call("order.priority", &request).await?;
-            Ok(view::priority(&reply, order_id, *priority))
-        }
+        } => change_priority(api, order_id, *priority, reason, operator).await,
         Command::Dlq(DlqCommand::List {
             service,
             limit,
             all,
-        }) => {
-            let request = |token: &str| ListDeadLettersRequest {
-                service: service.clone().unwrap_or_default(),
-                sequence: 0,
-                page_size: page_size(*limit, *all, DEAD_LETTERS_PAGE_MAX),
-                page_token: token.into(),
-            };
-            let reply: ListDeadLettersReply = pages(
-                api,
-                "deadletters.list",
-                *all,
-                request,
-                |r: &ListDeadLettersReply| &r.next_page_token,
-                |all, page| {
-                    all.dead_letters.extend(page.dead_letters);
-                    all.next_page_token = page.next_page_token;
-                    all.total = page.total;
-                },
-            )
-            .await?;
-            Ok(view::dead_letters(&reply))
-        }
-        Command::Dlq(DlqCommand::Show { sequence }) => {
-            let request = ListDeadLettersRequest {
-                sequence: *sequence,
-                ..Default::default()
-            };
-            let reply: ListDeadLettersReply = api.call("deadletters.list", &request).await?;
-            let entry = reply
-                .dead_letters
-                .iter()
-                .find(|e| e.sequence == *sequence)
-                .ok_or_else(|| Failure::BadReply {
-                    endpoint: "deadletters.list".into(),
-                    detail: format!("no dead letter at sequence {sequence}"),
-                })?;
-            Ok(view::dead_letter(entry, api.subjects()))
-        }
+        }) => list_dead_letters(api, service.as_deref(), *limit, *all).await,
+        Command::Dlq(DlqCommand::Show { sequence }) => show_dead_letter(api, *sequence).await,
         Command::Dlq(DlqCommand::Replay {
             sequence,
             operator,
             reason,
-        }) => {
-            let request = ReplayDeadLetterRequest {
-                sequence: *sequence,
-                operator: operator.clone(),
-                reason: reason.clone(),
-            };
-            let reply: ReplayDeadLetterReply = api.call("deadletters.replay", &request).await?;
-            Ok(view::replay(&reply, *sequence))
-        }
+        }) => replay_dead_letter(api, *sequence, operator, reason).await,
     }
+}
+
+async fn list_backorders(api: &Api, args: &BackordersArgs) -> Result<Output, Failure> {
+    let reply: ListBackordersReply = pages(
+        api,
+        "backorders.list",
+        args.all,
+        |token| backorders_request(args, token),
+        |r: &ListBackordersReply| &r.next_page_token,
+        |all, page| {
+            all.backorders.extend(page.backorders);
+            all.next_page_token = page.next_page_token;
+            all.total = page.total;
+            all.total_units = page.total_units;
+        },
+    )
+    .await?;
+    Ok(view::backorders(&reply))
+}
+
+async fn show_order(api: &Api, order_id: &str) -> Result<Output, Failure> {
+    let request = GetOrderRequest {
+        order_id: order_id.into(),
+    };
+    let reply: GetOrderReply = api.call("order.get", &request).await?;
+    Ok(view::order(&reply))
+}
+
+async fn show_sku(api: &Api, sku: &str) -> Result<Output, Failure> {
+    let request = GetSkuQueueRequest { sku: sku.into() };
+    let reply: GetSkuQueueReply = api.call("sku.queue", &request).await?;
+    Ok(view::sku(&reply))
+}
+
+async fn preview_receipt(
+    api: &Api,
+    sku: &str,
+    quantity: i64,
+    po: Option<&str>,
+) -> Result<Output, Failure> {
+    let request = PreviewReceiptRequest {
+        sku: sku.into(),
+        quantity,
+        po_id: po.unwrap_or_default().into(),
+    };
+    let reply: PreviewReceiptReply = api.call("receipt.preview", &request).await?;
+    Ok(view::preview(&reply, &request.po_id))
+}
+
+async fn show_kpis(api: &Api, args: &KpiArgs) -> Result<Output, Failure> {
+    let request = kpi_request(args);
+    let reply: GetKpisReply = api.call("kpi.get", &request).await?;
+    Ok(view::kpis(&reply, &request.customer_id, &request.sku))
+}
+
+async fn change_priority(
+    api: &Api,
+    order_id: &str,
+    priority: i32,
+    reason: &str,
+    operator: &str,
+) -> Result<Output, Failure> {
+    let request = ChangePriorityRequest {
+        order_id: order_id.into(),
+        priority,
+        reason: reason.into(),
+        operator: operator.into(),
+    };
+    let reply: ChangePriorityReply = api.call("order.priority", &request).await?;
+    Ok(view::priority(&reply, order_id, priority))
+}
+
+async fn list_dead_letters(
+    api: &Api,
+    service: Option<&str>,
+    limit: Option<u32>,
+    all: bool,
+) -> Result<Output, Failure> {
+    let request = |token: &str| ListDeadLettersRequest {
+        service: service.unwrap_or_default().into(),
+        sequence: 0,
+        page_size: page_size(limit, all, DEAD_LETTERS_PAGE_MAX),
+        page_token: token.into(),
+    };
+    let reply: ListDeadLettersReply = pages(
+        api,
+        "deadletters.list",
+        all,
+        request,
+        |r: &ListDeadLettersReply| &r.next_page_token,
+        |all, page| {
+            all.dead_letters.extend(page.dead_letters);
+            all.next_page_token = page.next_page_token;
+            all.total = page.total;
+        },
+    )
+    .await?;
+    Ok(view::dead_letters(&reply))
+}
+
+/// The dead letter at `sequence`; a reply without it is a bad reply.
+async fn show_dead_letter(api: &Api, sequence: u64) -> Result<Output, Failure> {
+    let request = ListDeadLettersRequest {
+        sequence,
+        ..Default::default()
+    };
+    let reply: ListDeadLettersReply = api.call("deadletters.list", &request).await?;
+    let entry = reply
+        .dead_letters
+        .iter()
+        .find(|e| e.sequence == sequence)
+        .ok_or_else(|| Failure::BadReply {
+            endpoint: "deadletters.list".into(),
+            detail: format!("no dead letter at sequence {sequence}"),
+        })?;
+    Ok(view::dead_letter(entry, api.subjects()))
+}
+
+async fn replay_dead_letter(
+    api: &Api,
+    sequence: u64,
+    operator: &str,
+    reason: &str,
+) -> Result<Output, Failure> {
+    let request = ReplayDeadLetterRequest {
+        sequence,
+        operator: operator.into(),
+        reason: reason.into(),
+    };
+    let reply: ReplayDeadLetterReply = api.call("deadletters.replay", &request).await?;
+    Ok(view::replay(&reply, sequence))
 }
 
 #[cfg(test)]

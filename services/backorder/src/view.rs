@@ -5,18 +5,22 @@
 //! names it), so the JSON output reads like the contract. Timestamps are RFC 3339 in UTC, to the second;
 //! enums by their contract name; unset or empty is null.
 
+mod dead_letters;
+mod kpis;
+mod sku_queue;
+
+pub use dead_letters::{dead_letter, dead_letters, replay};
+pub use kpis::kpis;
+pub use sku_queue::{preview, sku};
+
 use backorder_proto::Timestamp;
 use backorder_proto::v1::{
-    AuditEntry, ChangePriorityReply, DeadLetterEntry, FillRate, GetKpisReply, GetOrderReply,
-    GetSkuQueueReply, ListBackordersReply, ListDeadLettersReply, OrderLineView,
-    PreviewReceiptReply, Promise, QueueEntry, QueuePlace, Replay, ReplayDeadLetterReply,
-    ShipPolicy, StockFigures, order_status::Status,
+    AuditEntry, ChangePriorityReply, GetOrderReply, ListBackordersReply, OrderLineView, Promise,
+    QueuePlace, ShipPolicy, order_status::Status,
 };
-use backorder_runtime::Subjects;
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
-use crate::letters;
 use crate::render::{Body, Output, Table};
 
 /// RFC 3339, or null when unset (or out of range).
@@ -226,300 +230,6 @@ pub fn order(reply: &GetOrderReply) -> Output {
         .section("history", history(&reply.history))
 }
 
-fn stock(stock: Option<&StockFigures>) -> Vec<(&'static str, Value)> {
-    let s = stock.cloned().unwrap_or_default();
-    vec![
-        ("on_hand", json!(s.on_hand)),
-        ("allocated", json!(s.allocated)),
-        ("available", json!(s.available)),
-        ("backordered", json!(s.backordered)),
-        ("inbound", json!(s.inbound)),
-        ("received", json!(s.received)),
-        ("shipped", json!(s.shipped)),
-    ]
-}
-
-/// A queue in fill order; with `before`, the ETA each line had before (a preview).
-fn queue(entries: &[QueueEntry], before: bool) -> Body {
-    let mut names = vec![
-        "position",
-        "order_id",
-        "line_no",
-        "customer_id",
-        "priority",
-        "backordered",
-        "units_ahead",
-    ];
-    if before {
-        names.push("eta_before");
-    }
-    names.extend(PROMISE);
-    names.extend(["po", "po_expected_at", "preorder", "placed_at"]);
-    let mut table = Table::new(&names);
-    for entry in entries {
-        let place = entry.place.clone().unwrap_or_default();
-        let mut cells = vec![
-            json!(place.position),
-            json!(entry.order_id),
-            json!(entry.line_no),
-            text(&entry.customer_id),
-            json!(entry.priority),
-            json!(entry.backordered),
-            json!(place.units_ahead),
-        ];
-        if before {
-            cells.push(ts(entry.eta_before.as_ref()));
-        }
-        cells.extend(promise_cells(entry.promise.as_ref()));
-        cells.extend([
-            po(&place.po_id, place.po_line_no),
-            ts(place.po_expected_at.as_ref()),
-            json!(entry.preorder),
-            ts(entry.placed_at.as_ref()),
-        ]);
-        table.push(cells);
-    }
-    Body::Table(table)
-}
-
-pub fn sku(reply: &GetSkuQueueReply) -> Output {
-    let rules = reply.rules.clone().unwrap_or_default();
-    let mut record = vec![("sku", json!(reply.sku))];
-    record.extend(stock(reply.stock.as_ref()));
-    record.extend([
-        ("uncovered", json!(reply.uncovered)),
-        ("known", json!(rules.known)),
-        ("backorderable", json!(rules.backorderable)),
-        (
-            "max_backorder_quantity",
-            json!(rules.max_backorder_quantity),
-        ),
-        ("preorder", json!(rules.preorder)),
-        ("supplier_id", text(&rules.supplier_id)),
-        ("lead_time_days", json!(rules.lead_time_days)),
-    ]);
-    let mut supply = Table::new(&[
-        "po",
-        "quantity_open",
-        "expected_at",
-        "overdue",
-        "first_position",
-        "last_position",
-        "covers_units",
-    ]);
-    for cover in &reply.supply {
-        let positions = |p: u32| {
-            if cover.first_position == 0 {
-                Value::Null
-            } else {
-                json!(p)
-            }
-        };
-        supply.push(vec![
-            po(&cover.po_id, cover.line_no),
-            json!(cover.quantity_open),
-            ts(cover.expected_at.as_ref()),
-            json!(cover.overdue),
-            positions(cover.first_position),
-            positions(cover.last_position),
-            json!(cover.covers_units),
-        ]);
-    }
-    Output::default()
-        .fields("sku", record)
-        .section("queue", queue(&reply.queue, false))
-        .section("supply", Body::Table(supply))
-}
-
-pub fn preview(reply: &PreviewReceiptReply, po_id: &str) -> Output {
-    let mut fills = Table::new(&[
-        "position",
-        "order_id",
-        "line_no",
-        "quantity",
-        "backordered_after",
-    ]);
-    for fill in &reply.fills {
-        fills.push(vec![
-            json!(fill.position),
-            json!(fill.order_id),
-            json!(fill.line_no),
-            json!(fill.quantity),
-            json!(fill.backordered_after),
-        ]);
-    }
-    let mut orders = Table::new(&[
-        "order_id",
-        "released_units",
-        "released",
-        "complete",
-        "waiting",
-        "status_after",
-    ]);
-    for order in &reply.orders {
-        let released: Vec<String> = order
-            .released
-            .iter()
-            .map(|l| format!("{}:{}={}", l.line_no, l.sku, l.quantity))
-            .collect();
-        orders.push(vec![
-            json!(order.order_id),
-            json!(order.released.iter().map(|l| l.quantity).sum::<i64>()),
-            text(&released.join(" ")),
-            json!(order.complete),
-            json!(order.waiting),
-            status(order.status_after),
-        ]);
-    }
-    Output::default()
-        .fields(
-            "preview",
-            vec![
-                ("sku", json!(reply.sku)),
-                ("quantity", json!(reply.quantity)),
-                ("po_id", text(po_id)),
-                ("as_of", ts(reply.as_of.as_ref())),
-            ],
-        )
-        .section("fills", Body::Table(fills))
-        .section("orders", Body::Table(orders))
-        .section("waiting", queue(&reply.waiting, true))
-        .section(
-            "stock_after",
-            Body::Record(stock(reply.stock_after.as_ref())),
-        )
-}
-
-fn fill_cells(fill: Option<&FillRate>) -> Vec<Value> {
-    let f = fill.cloned().unwrap_or_default();
-    vec![
-        json!(f.lines),
-        json!(f.lines_filled),
-        json!(f.line_fill_rate),
-        json!(f.units),
-        json!(f.units_filled),
-        json!(f.unit_fill_rate),
-    ]
-}
-
-const FILL: [&str; 6] = [
-    "lines",
-    "lines_filled",
-    "line_fill_rate",
-    "units",
-    "units_filled",
-    "unit_fill_rate",
-];
-
-pub fn kpis(reply: &GetKpisReply, customer_id: &str, sku: &str) -> Output {
-    let otif = reply.otif.unwrap_or_default();
-    let aging = reply.aging.clone().unwrap_or_default();
-    let eta = reply.eta_accuracy.clone().unwrap_or_default();
-    let lost = reply.lost_demand.clone().unwrap_or_default();
-    let mut summary = vec![
-        ("from", ts(reply.from.as_ref())),
-        ("to", ts(reply.to.as_ref())),
-        ("as_of", ts(reply.as_of.as_ref())),
-        ("customer_id", text(customer_id)),
-        ("sku", text(sku)),
-    ];
-    summary.extend(FILL.into_iter().zip(fill_cells(reply.fill_rate.as_ref())));
-    summary.extend([
-        ("otif_lines", json!(otif.lines)),
-        ("otif_lines_on_time", json!(otif.lines_on_time)),
-        ("otif_rate", json!(otif.rate)),
-        ("open_lines", json!(aging.open_lines)),
-        ("open_units", json!(aging.open_units)),
-        ("oldest_since", ts(aging.oldest_since.as_ref())),
-        ("oldest_age_days", json!(aging.oldest_age_days)),
-        (
-            "oldest",
-            if aging.oldest_order_id.is_empty() {
-                Value::Null
-            } else {
-                json!(format!(
-                    "{}/{}",
-                    aging.oldest_order_id, aging.oldest_line_no
-                ))
-            },
-        ),
-        ("eta_lines", json!(eta.lines)),
-        ("eta_mean_error_days", json!(eta.mean_error_days)),
-        ("eta_mean_abs_error_days", json!(eta.mean_abs_error_days)),
-        ("eta_p90_abs_error_days", json!(eta.p90_abs_error_days)),
-        ("eta_within_one_day", json!(eta.within_one_day)),
-        ("lost_units", json!(lost.units)),
-        ("lost_lines", json!(lost.lines)),
-    ]);
-
-    let mut daily = Table::new(&columns(&[&["day"], &FILL]));
-    for day in &reply.daily_fill_rate {
-        let mut cells = vec![json!(day.day)];
-        cells.extend(fill_cells(day.fill_rate.as_ref()));
-        daily.push(cells);
-    }
-    let mut buckets = Table::new(&["label", "min_days", "max_days", "lines", "units"]);
-    for bucket in &aging.buckets {
-        buckets.push(vec![
-            json!(bucket.label),
-            json!(bucket.min_days),
-            if bucket.max_days < 0 {
-                Value::Null
-            } else {
-                json!(bucket.max_days)
-            },
-            json!(bucket.lines),
-            json!(bucket.units),
-        ]);
-    }
-    let mut errors = Table::new(&["error_days", "lines"]);
-    for count in &eta.distribution {
-        errors.push(vec![json!(count.error_days), json!(count.lines)]);
-    }
-    let mut lost_rows = Table::new(&["reason", "sku", "units", "lines"]);
-    for row in &lost.rows {
-        lost_rows.push(vec![
-            json!(row.reason),
-            json!(row.sku),
-            json!(row.units),
-            json!(row.lines),
-        ]);
-    }
-    let mut customers = Table::new(&[
-        "customer_id",
-        "otif_lines",
-        "otif_lines_on_time",
-        "otif_rate",
-        "late_lines",
-        "late_units",
-        "open_lines",
-        "line_fill_rate",
-        "unit_fill_rate",
-    ]);
-    for c in &reply.customers {
-        let otif = c.otif.unwrap_or_default();
-        let fill = c.fill_rate.unwrap_or_default();
-        customers.push(vec![
-            json!(c.customer_id),
-            json!(otif.lines),
-            json!(otif.lines_on_time),
-            json!(otif.rate),
-            json!(c.late_lines),
-            json!(c.late_units),
-            json!(c.open_lines),
-            json!(fill.line_fill_rate),
-            json!(fill.unit_fill_rate),
-        ]);
-    }
-    Output::default()
-        .fields("kpis", summary)
-        .section("daily_fill_rate", Body::Table(daily))
-        .section("aging", Body::Table(buckets))
-        .section("eta_errors", Body::Table(errors))
-        .section("lost_demand", Body::Table(lost_rows))
-        .section("customers", Body::Table(customers))
-}
-
 pub fn priority(reply: &ChangePriorityReply, order_id: &str, priority: i32) -> Output {
     let mut output = Output::default().fields(
         "priority",
@@ -539,112 +249,16 @@ pub fn priority(reply: &ChangePriorityReply, order_id: &str, priority: i32) -> O
     output
 }
 
-fn replay_fields(replay: &Replay) -> Vec<(&'static str, Value)> {
-    vec![
-        ("at", ts(replay.at.as_ref())),
-        ("operator", json!(replay.operator)),
-        ("message_id", json!(replay.message_id)),
-        ("subject", json!(replay.subject)),
-        ("stream_sequence", json!(replay.stream_sequence)),
-        ("reason", text(&replay.reason)),
-    ]
-}
-
-pub fn dead_letters(reply: &ListDeadLettersReply) -> Output {
-    let mut table = Table::new(&[
-        "sequence",
-        "service",
-        "subject",
-        "error",
-        "deliveries",
-        "message_id",
-        "parked_at",
-        "replays",
-        "last_replay_at",
-    ]);
-    for entry in &reply.dead_letters {
-        let letter = entry.letter.clone().unwrap_or_default();
-        table.push(vec![
-            json!(entry.sequence),
-            json!(letter.service),
-            json!(letter.subject),
-            json!(letter.error),
-            json!(letter.deliveries),
-            text(&letter.message_id),
-            ts(entry.parked_at.as_ref()),
-            json!(entry.replays.len()),
-            ts(entry.replays.last().and_then(|r| r.at.as_ref())),
-        ]);
-    }
-    let shown = reply.dead_letters.len() as u64;
-    let mut output = Output::default()
-        .section("dead_letters", Body::Table(table))
-        .fields(
-            "summary",
-            vec![("total", json!(reply.total)), ("shown", json!(shown))],
-        );
-    if shown < reply.total {
-        output = output.note(format!(
-            "showing {shown} of {} dead letters: --all for every one",
-            reply.total
-        ));
-    }
-    output
-}
-
-pub fn dead_letter(entry: &DeadLetterEntry, subjects: &Subjects) -> Output {
-    let letter = entry.letter.clone().unwrap_or_default();
-    let decoded = letters::decode(subjects, &letter.subject, &letter.payload);
-    let mut replays = Table::new(&[
-        "at",
-        "operator",
-        "message_id",
-        "subject",
-        "stream_sequence",
-        "reason",
-    ]);
-    for replay in &entry.replays {
-        replays.push(replay_fields(replay).into_iter().map(|(_, v)| v).collect());
-    }
-    Output::default()
-        .fields(
-            "letter",
-            vec![
-                ("sequence", json!(entry.sequence)),
-                ("service", json!(letter.service)),
-                ("subject", json!(letter.subject)),
-                ("stream", json!(letter.stream)),
-                ("stream_sequence", json!(letter.stream_sequence)),
-                ("message_id", text(&letter.message_id)),
-                ("error", json!(letter.error)),
-                ("deliveries", json!(letter.deliveries)),
-                ("failed_at", ts(letter.failed_at.as_ref())),
-                ("parked_at", ts(entry.parked_at.as_ref())),
-                ("payload_bytes", json!(letter.payload.len())),
-                (
-                    "payload_type",
-                    decoded.message.map(Value::String).unwrap_or(json!("hex")),
-                ),
-            ],
-        )
-        .section("payload", Body::Document(decoded.body))
-        .section("replays", Body::Table(replays))
-}
-
-pub fn replay(reply: &ReplayDeadLetterReply, sequence: u64) -> Output {
-    let mut fields = vec![("sequence", json!(sequence))];
-    fields.extend(replay_fields(&reply.replay.clone().unwrap_or_default()));
-    Output::default().fields("replay", fields)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use backorder_proto::Message;
     use backorder_proto::v1::{
-        Aging, AgingBucket, AllocationLine, BackorderRow, DeadLetter, OrderCancelRequested,
-        PreviewFill, PreviewOrder, SupplyCover,
+        Aging, AgingBucket, AllocationLine, BackorderRow, DeadLetter, DeadLetterEntry, FillRate,
+        GetKpisReply, GetSkuQueueReply, ListDeadLettersReply, OrderCancelRequested, PreviewFill,
+        PreviewOrder, PreviewReceiptReply, QueueEntry, Replay, StockFigures, SupplyCover,
     };
+    use backorder_runtime::Subjects;
 
     fn at(seconds: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds, nanos: 0 })
