@@ -129,53 +129,15 @@ async fn decide(
     mut pending: Pending,
     events: Vec<CustomerEvent>,
 ) -> anyhow::Result<Decided> {
-    let channel = pending.channel;
-    let buckets = &shared.buckets;
-    let fresh = untold(shared, channel, events).await?;
     let handled = pending.event_ids.clone();
-    let outcome = |what: &'static str| {
-        metrics::counter!("bo_notifier_messages_total", "channel" => channel.name(), "outcome" => what)
-            .increment(1);
-    };
-    let Some(newest) = fresh.last() else {
-        tracing::info!("told already (a redelivery or replay), nothing sent");
-        outcome("already_sent");
+    let Some(Composed {
+        notice,
+        message_id,
+        payload,
+    }) = compose(shared, key, bytes, pending.channel, events).await?
+    else {
         settle(shared, key, revision, &handled).await?;
         return Ok(Decided::Nothing);
-    };
-    let customer_id = newest
-        .customer
-        .as_ref()
-        .map(|c| c.id.clone())
-        .unwrap_or_default();
-    if opted_out(shared, &customer_id, channel).await? {
-        tracing::info!("customer opted out of this channel, nothing sent");
-        outcome("opted_out");
-        settle(shared, key, revision, &handled).await?;
-        return Ok(Decided::Nothing);
-    }
-    let Some(notice) = coalesce::coalesce(&fresh) else {
-        tracing::info!(
-            events = fresh.len(),
-            "superseded before it was sent, nothing sent"
-        );
-        outcome("superseded");
-        settle(shared, key, revision, &handled).await?;
-        return Ok(Decided::Nothing);
-    };
-    let (message_id, payload) = match render(shared, channel, &notice) {
-        Ok(Some(message)) => message,
-        Ok(None) => {
-            tracing::info!("no address for this channel any more, nothing sent");
-            settle(shared, key, revision, &handled).await?;
-            return Ok(Decided::Nothing);
-        }
-        Err(error) => {
-            park(shared, key, bytes, &error.to_string()).await?;
-            outcome("failed");
-            settle(shared, key, revision, &handled).await?;
-            return Ok(Decided::Nothing);
-        }
     };
     let sending = Sending {
         message_id,
@@ -186,7 +148,8 @@ async fn decide(
         decided_at: shared.config.common.clock.now(),
     };
     pending.sending = Some(sending.clone());
-    let Some(revision) = store::write(&buckets.state, key, pending.encode(), revision).await?
+    let Some(revision) =
+        store::write(&shared.buckets.state, key, pending.encode(), revision).await?
     else {
         tracing::debug!(
             key,
@@ -202,6 +165,68 @@ async fn decide(
         "message decided"
     );
     Ok(Decided::Send(Box::new(pending), sending, revision))
+}
+
+/// The message [`compose`] made of a due entry's events, not yet recorded anywhere.
+struct Composed {
+    notice: coalesce::Notice,
+    message_id: String,
+    payload: Vec<u8>,
+}
+
+/// The message to send of a due entry's events on `channel`; `None` (logged and counted, and parked when it
+/// cannot be rendered) when nothing is to be sent, and the caller settles the entry.
+async fn compose(
+    shared: &Shared,
+    key: &str,
+    bytes: &[u8],
+    channel: Channel,
+    events: Vec<CustomerEvent>,
+) -> anyhow::Result<Option<Composed>> {
+    let fresh = untold(shared, channel, events).await?;
+    let outcome = |what: &'static str| {
+        metrics::counter!("bo_notifier_messages_total", "channel" => channel.name(), "outcome" => what)
+            .increment(1);
+    };
+    let Some(newest) = fresh.last() else {
+        tracing::info!("told already (a redelivery or replay), nothing sent");
+        outcome("already_sent");
+        return Ok(None);
+    };
+    let customer_id = newest
+        .customer
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
+    if opted_out(shared, &customer_id, channel).await? {
+        tracing::info!("customer opted out of this channel, nothing sent");
+        outcome("opted_out");
+        return Ok(None);
+    }
+    let Some(notice) = coalesce::coalesce(&fresh) else {
+        tracing::info!(
+            events = fresh.len(),
+            "superseded before it was sent, nothing sent"
+        );
+        outcome("superseded");
+        return Ok(None);
+    };
+    match render(shared, channel, &notice) {
+        Ok(Some((message_id, payload))) => Ok(Some(Composed {
+            notice,
+            message_id,
+            payload,
+        })),
+        Ok(None) => {
+            tracing::info!("no address for this channel any more, nothing sent");
+            Ok(None)
+        }
+        Err(error) => {
+            park(shared, key, bytes, &error.to_string()).await?;
+            outcome("failed");
+            Ok(None)
+        }
+    }
 }
 
 /// The events no earlier message told (a replay, or one settled before its entry was, is not told again).
