@@ -132,6 +132,7 @@ impl Worker {
                 .consume(&mut messages, handler, &mut advisories, shutdown.as_mut())
                 .await
             else {
+                messages.release().await;
                 return Ok(());
             };
             if !messages.can_reopen() {
@@ -161,7 +162,10 @@ impl Worker {
                 Some(batch) => Some(batch),
                 None => tokio::select! {
                     biased;
-                    _ = &mut shutdown => return None,
+                    _ = &mut shutdown => {
+                        hand_back(&mut batches).await;
+                        return None;
+                    }
                     advisory = next_advisory(advisories) => {
                         self.max_deliveries_reached(&advisory.payload);
                         continue;
@@ -293,6 +297,19 @@ impl Worker {
             }
         }
         unreachable!("the attempts never run out")
+    }
+}
+
+/// On shutdown, what was pulled and not handled yet goes back at once (a nak without delay): the instance
+/// that takes over gets it before anything newer, instead of after its ack wait.
+async fn hand_back(batches: &mut (impl futures::Stream<Item = Vec<Pulled>> + Unpin)) {
+    use futures::FutureExt as _;
+    while let Some(Some(batch)) = batches.next().now_or_never() {
+        for message in batch.into_iter().flatten() {
+            if let Err(error) = message.ack_with(jetstream::AckKind::Nak(None)).await {
+                tracing::debug!(%error, "could not hand a message back; it comes again after its ack wait");
+            }
+        }
     }
 }
 

@@ -67,6 +67,12 @@ pub fn server_max_deliver(max_deliver: i64) -> i64 {
     max_deliver.saturating_add(2)
 }
 
+/// How long a pull of a pinned consumer waits: a quarter of the ack wait, between 1 and 30 seconds, so the
+/// pinned instance pulls again well within the time its pin outlives its silence.
+fn pinned_pull_expiry(ack_wait: Duration) -> Duration {
+    (ack_wait / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
 impl Bus {
     /// Connects (retrying while the server is not up yet) without touching any stream: what a service with
     /// `BO_PROVISION=false` does, with a user that may not create streams.
@@ -189,7 +195,7 @@ impl Bus {
     /// before the services start.
     pub async fn ensure_consumers(&self) -> anyhow::Result<()> {
         for spec in topology::consumers(&self.subjects) {
-            let recipe = self.recipe(spec.stream, spec.name, spec.filters, spec.max_ack_pending);
+            let recipe = self.recipe_of(&spec);
             let stream = self.js.get_stream(&recipe.stream).await?;
             let _: jetstream::consumer::PullConsumer = stream
                 .create_consumer(recipe.config.clone())
@@ -201,35 +207,53 @@ impl Bus {
 
     /// The durable consumer of the topology, opened for pulling.
     pub async fn consumer(&self, spec: &topology::ConsumerSpec) -> anyhow::Result<Messages> {
-        self.durable_consumer_with(
-            spec.stream,
-            spec.name,
-            spec.filters.clone(),
-            spec.max_ack_pending,
-        )
-        .await
+        Messages::open(self.recipe_of(spec)).await
     }
 
-    /// How the durable consumer `name` on `kind`'s stream is made, with this bus's consumer settings.
+    fn recipe_of(&self, spec: &topology::ConsumerSpec) -> Recipe {
+        let filters = spec.filters.clone();
+        self.recipe(
+            spec.stream,
+            spec.name,
+            filters,
+            spec.max_ack_pending,
+            spec.pinned,
+        )
+    }
+
+    /// How the durable consumer `name` on `kind`'s stream is made, with this bus's consumer settings (see
+    /// [`topology::ConsumerSpec`] for `max_ack_pending` and `pinned`).
     fn recipe(
         &self,
         kind: StreamKind,
         name: &str,
         filters: Vec<String>,
         max_ack_pending: i64,
+        pinned: bool,
     ) -> Recipe {
+        let mut config = pull::Config {
+            durable_name: Some(name.to_string()),
+            filter_subjects: filters,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.consumers.ack_wait,
+            max_deliver: server_max_deliver(self.consumers.max_deliver),
+            max_ack_pending,
+            ..Default::default()
+        };
+        if pinned {
+            // The pin stays while its instance keeps pulling (a pull expires every `pinned_pull_expiry`); a
+            // stopping instance gives it up (`Messages::release`); a crashed one's moves after
+            // `priority_timeout`, later than its unsettled messages are due again (the ack wait), so the
+            // next instance gets those first, in order.
+            let expiry = pinned_pull_expiry(self.consumers.ack_wait);
+            config.priority_policy = jetstream::consumer::PriorityPolicy::PinnedClient;
+            config.priority_groups = vec![topology::PINNED_GROUP.to_string()];
+            config.priority_timeout = self.consumers.ack_wait + 2 * expiry;
+        }
         Recipe {
             bus: self.clone(),
             stream: self.subjects.stream(kind),
-            config: pull::Config {
-                durable_name: Some(name.to_string()),
-                filter_subjects: filters,
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: self.consumers.ack_wait,
-                max_deliver: server_max_deliver(self.consumers.max_deliver),
-                max_ack_pending,
-                ..Default::default()
-            },
+            config,
         }
     }
 
@@ -254,7 +278,7 @@ impl Bus {
         filters: Vec<String>,
         max_ack_pending: i64,
     ) -> anyhow::Result<Messages> {
-        Messages::open(self.recipe(kind, name, filters, max_ack_pending)).await
+        Messages::open(self.recipe(kind, name, filters, max_ack_pending, false)).await
     }
 
     /// A `/ready` check that fails while a durable consumer of this bus is missing on the server.

@@ -20,7 +20,13 @@ pub struct ConsumerSpec {
     pub filters: Vec<String>,
     /// At most this many messages out at once across every instance; 1 keeps stream order.
     pub max_ack_pending: i64,
+    /// Delivered to one instance at a time (a pinned-client priority group, [`PINNED_GROUP`]): in stream
+    /// order, many messages in flight, and no other instance handling any of them meanwhile.
+    pub pinned: bool,
 }
+
+/// The priority group a [`ConsumerSpec::pinned`] consumer's instances pull in.
+pub const PINNED_GROUP: &str = "active";
 
 /// The durable consumers' names.
 pub mod consumer {
@@ -44,6 +50,7 @@ pub fn consumers(s: &Subjects) -> Vec<ConsumerSpec> {
         name,
         filters,
         max_ack_pending,
+        pinned: false,
     };
     vec![
         spec(
@@ -76,15 +83,18 @@ pub fn consumers(s: &Subjects) -> Vec<ConsumerSpec> {
             ],
             10_000,
         ),
-        // One message at a time, in stream order, across instances: a SKU's reports and the ticks that send
-        // its requests must not overtake each other.
-        spec(
-            "replenishment-trigger",
-            StreamKind::Internal,
-            REPLENISHMENT_TRIGGER,
-            vec![s.reorder_needed(), s.replenishment_tick()],
-            1,
-        ),
+        // One instance at a time, in stream order: a SKU's reports and the ticks that send its requests must
+        // not overtake each other. The pinned instance takes them in batches.
+        ConsumerSpec {
+            pinned: true,
+            ..spec(
+                "replenishment-trigger",
+                StreamKind::Internal,
+                REPLENISHMENT_TRIGGER,
+                vec![s.reorder_needed(), s.replenishment_tick()],
+                1_024,
+            )
+        },
         spec(
             "replenishment-trigger",
             StreamKind::Inbound,

@@ -27,10 +27,21 @@ impl Recipe {
             .create_consumer(self.config.clone())
             .await
             .with_context(|| format!("creating consumer {name} on {}", self.stream))?;
-        consumer
-            .messages()
-            .await
-            .with_context(|| format!("pulling from consumer {name}"))
+        let pulled = match self.config.priority_policy {
+            // Pulls name the group, and expire well within the time the pin outlives a silent instance.
+            jetstream::consumer::PriorityPolicy::PinnedClient => {
+                let expires = super::pinned_pull_expiry(self.config.ack_wait);
+                consumer
+                    .stream()
+                    .group(crate::topology::PINNED_GROUP)
+                    .expires(expires)
+                    .heartbeat(expires / 2)
+                    .messages()
+                    .await
+            }
+            _ => consumer.messages().await,
+        };
+        pulled.with_context(|| format!("pulling from consumer {name}"))
     }
 }
 
@@ -119,6 +130,35 @@ impl Messages {
             stream.consumer_info(name).await,
             Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound
         )
+    }
+
+    /// Stops pulling and, for a pinned consumer, gives up the pin, so another instance takes over at once
+    /// instead of after the pin's timeout (a stopped instance keeps it otherwise).
+    pub async fn release(self) {
+        let Messages { inner, recipe } = self;
+        // Our pull must be gone before the pin is: the server would pin it again.
+        drop(inner);
+        let Some(recipe) = recipe else { return };
+        if recipe.config.priority_policy != jetstream::consumer::PriorityPolicy::PinnedClient {
+            return;
+        }
+        let name = recipe.config.durable_name.as_deref().unwrap_or_default();
+        let released = async {
+            recipe.bus.client.flush().await?;
+            let stream = recipe.bus.js.get_stream(&recipe.stream).await?;
+            stream
+                .unpin_consumer(name, crate::topology::PINNED_GROUP)
+                .await?;
+            anyhow::Ok(())
+        };
+        match released.await {
+            Ok(()) => tracing::info!(consumer = name, "pin released"),
+            Err(error) => tracing::warn!(
+                consumer = name,
+                error = format!("{error:#}"),
+                "could not release the pin; another instance takes over after its timeout"
+            ),
+        }
     }
 
     /// Creates the consumer again with the configuration it was made with (or updates it, when it is there)

@@ -181,7 +181,8 @@ impl Grants {
     }
 
     /// The durable consumer `name` on `kind`'s stream: create or update it (with any filters when `filter` is
-    /// `None`, else only with that one, which the API subject then names), read its info, pull, ack.
+    /// `None`, else only with that one, which the API subject then names), read its info, pull, give up its
+    /// pin (a pinned consumer, on shutdown), ack.
     fn own_consumer(&mut self, s: &Subjects, kind: StreamKind, name: &str, filter: Option<&str>) {
         let stream = s.stream(kind);
         match filter {
@@ -197,6 +198,7 @@ impl Grants {
         self.publish([
             format!("$JS.API.CONSUMER.INFO.{stream}.{name}"),
             format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"),
+            format!("$JS.API.CONSUMER.UNPIN.{stream}.{name}"),
             format!("$JS.ACK.{stream}.{name}.>"),
         ]);
     }

@@ -1,18 +1,20 @@
 //! The last value and revision this instance read or wrote of keys only the consumer's handler writes
 //! (`sku.*`, `batch.*`), so a report reads its SKU and its supplier's batch from memory instead of the bucket.
-//! A report takes the values out while it changes them and puts back what it wrote or left unchanged: a
-//! supplier's batch holds every line of the supplier, and copying it for each report cost more than the
-//! report's own work.
+//! A report takes the values out while it changes them and puts back what it changed ([`Cached::stage`]) or
+//! left unchanged; the reports handed over together are written once at the end ([`Cached::write_staged`]):
+//! a supplier's batch holds every line of the supplier, and writing it for each report cost more than the
+//! reports' own work.
 //!
 //! Why it is safe: every write still names the revision the value was read at, so a value another instance
-//! changed meanwhile (its consumer hands out one message at a time, so that happens only between two of ours)
-//! fails its compare-and-set; the caller then forgets everything and the message is handled again from fresh
-//! reads. A decision that writes only the SKU relies on a cached batch only for the SKU's own line in it, and
-//! any change to that line also wrote the SKU, whose write would then fail.
+//! changed meanwhile (its consumer delivers to one instance at a time, so that happens only when the pin moves
+//! between two of ours) fails its compare-and-set; the caller then forgets everything and the messages are
+//! handled again from fresh reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_nats::jetstream::kv as js_kv;
+use futures::StreamExt;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::kv::{self, Read};
@@ -20,14 +22,20 @@ use crate::kv::{self, Read};
 /// Entries kept at most: past it the cache starts again empty (a few KB each; the SKUs of a burst fit).
 const CAPACITY: usize = 2048;
 
+/// Compare-and-set writes in flight at once when staged values are written.
+const WRITES_IN_FLIGHT: usize = 64;
+
 pub struct Cached<T> {
     entries: HashMap<String, Read<T>>,
+    /// Keys whose kept value is changed and not written yet; each keeps the revision it was read at.
+    staged: BTreeSet<String>,
 }
 
 impl<T> Default for Cached<T> {
     fn default() -> Self {
         Self {
             entries: HashMap::new(),
+            staged: BTreeSet::new(),
         }
     }
 }
@@ -57,20 +65,68 @@ impl<T: DeserializeOwned> Cached<T> {
         self.keep(key, read);
     }
 
+    /// `value` replaces the one taken at `revision`; it is written by [`write_staged`](Self::write_staged).
+    pub fn stage(&mut self, key: &str, value: T, revision: Option<u64>) {
+        self.keep(
+            key,
+            Read {
+                value: Some(value),
+                revision,
+            },
+        );
+        self.staged.insert(key.to_string());
+    }
+
     /// The key's value as last read or written here, if it is still kept.
     pub fn known(&self, key: &str) -> Option<&Read<T>> {
         self.entries.get(key)
     }
 
+    /// Drops every kept value, staged ones too: what was staged is decided again from fresh reads.
     pub fn forget(&mut self) {
         self.entries.clear();
+        self.staged.clear();
     }
 
     fn keep(&mut self, key: &str, read: Read<T>) {
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(key) {
-            self.entries.clear();
+            let staged = &self.staged;
+            self.entries.retain(|key, _| staged.contains(key));
         }
         self.entries.insert(key.to_string(), read);
+    }
+}
+
+impl<T: Serialize> Cached<T> {
+    /// Writes every staged value against the revision it was read at, many at once; each written one is
+    /// kept at its new revision. The first failure is returned (the caller forgets and handles again).
+    pub async fn write_staged(&mut self, bucket: &js_kv::Store) -> Result<(), String> {
+        let keys = std::mem::take(&mut self.staged);
+        let entries = &self.entries;
+        let written: Vec<(String, Result<u64, String>)> =
+            futures::stream::iter(keys.into_iter().filter_map(|key| {
+                let read = entries.get(&key)?;
+                let value = read.value.as_ref()?;
+                Some(async move {
+                    let result = kv::write(bucket, &key, value, read.revision).await;
+                    (key, result)
+                })
+            }))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut failed = None;
+        for (key, result) in written {
+            match result {
+                Ok(revision) => {
+                    if let Some(read) = self.entries.get_mut(&key) {
+                        read.revision = Some(revision);
+                    }
+                }
+                Err(error) => failed = failed.or(Some(error)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -99,5 +155,24 @@ mod tests {
         cache.wrote("sku.new", 1, 1);
         assert!(cache.known("sku.1").is_none());
         assert!(cache.known("sku.new").is_some());
+    }
+
+    #[test]
+    fn a_staged_value_keeps_its_read_revision_and_survives_a_full_cache() {
+        let mut cache = Cached::<u32>::default();
+        cache.stage("batch.ACME", 5, Some(9));
+        assert!(cache.staged.contains("batch.ACME"));
+        // Taken again before it is written, it still names the revision it was read at.
+        let read = cache.entries.remove("batch.ACME").unwrap();
+        assert_eq!((read.value, read.revision), (Some(5), Some(9)));
+        cache.stage("batch.ACME", 6, read.revision);
+        for i in 0..CAPACITY {
+            cache.wrote(&format!("sku.{i}"), 1, 1);
+        }
+        assert!(cache.known("sku.0").is_none(), "the unchanged values went");
+        let known = cache.known("batch.ACME").unwrap();
+        assert_eq!((known.value, known.revision), (Some(6), Some(9)));
+        cache.forget();
+        assert!(cache.staged.is_empty());
     }
 }

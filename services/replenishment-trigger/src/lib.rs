@@ -146,7 +146,7 @@ impl Application {
             config.policy_file.as_deref(),
         )?);
         let common = &config.common;
-        // Its consumer takes one message at a time, in stream order, across instances (see the topology).
+        // Its consumer delivers in stream order to one instance at a time, in batches (see the topology).
         let service = Service::connect(common, SERVICE).await?;
         let messages = service.consumer(StreamKind::Internal, SERVICE).await?;
         let policy_messages = service

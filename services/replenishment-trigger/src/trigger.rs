@@ -1,14 +1,19 @@
-//! The service's consumer: shortage reports and ticks, one at a time in stream order.
+//! The service's consumer: shortage reports and ticks, in stream order, one instance at a time.
 //!
 //! A report updates its SKU: answers from purchasing close open requests, then whatever the policy asks for
 //! beyond stock, supply and open requests joins the supplier's request being gathered. A tick sends the
 //! gathered requests that are due and re-raises, once, a sent request still unanswered.
 //!
-//! Crash safety: every step is a compare-and-set write whose redelivery finds its own effect. A report writes
-//! the supplier's batch first and its SKU (with the stream position and event id that mark it applied) last, so
-//! a crash in between replays the same decision into the same batch. A tick publishes under the request's own id before
-//! it records the request as sent, so a crash in between publishes again under that id, which the stream's
-//! duplicate window drops.
+//! The reports handed over together up to a tick are applied one after the other in memory and written once
+//! at the end: each supplier's batch that changed, then each SKU that changed. A burst of reports over one
+//! supplier rewrites its batch once instead of once per report.
+//!
+//! Crash safety: every write is a compare-and-set whose redelivery finds its own effect. The batches are written
+//! before the SKUs (with the stream position and event id that mark each report applied), so a crash in between
+//! replays the same decisions into the same batches. A tick publishes under the request's own id before it
+//! records the request as sent, so a crash in between publishes again under that id, which the stream's
+//! duplicate window drops. If a write fails, the reports of the run and everything after them in the batch
+//! are handled again, none of it half-applied.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,27 +106,87 @@ impl Handler for Trigger {
     async fn handle(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
         let tick_subject = self.bus.subjects.replenishment_tick();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let outcome = if delivery.subject == tick_subject {
-                let span = tracing::info_span!("tick", seq = delivery.stream_sequence);
-                self.tick(delivery).instrument(span).await
+        for run in runs(batch, |delivery| delivery.subject == tick_subject) {
+            if let Some(Outcome::Retry(error)) =
+                outcomes.iter().find(|o| matches!(o, Outcome::Retry(_)))
+            {
+                // Nothing overtakes a report that is handled again.
+                let why = format!("an earlier message of its batch is handled again: {error}");
+                outcomes.extend(run.iter().map(|_| Outcome::Retry(why.clone())));
+                continue;
+            }
+            if run[0].subject == tick_subject {
+                let span = tracing::info_span!("tick", seq = run[0].stream_sequence);
+                outcomes.push(self.tick(&run[0]).instrument(span).await);
             } else {
-                let span = tracing::info_span!(
-                    "reorder",
-                    sku = tracing::field::Empty,
-                    event_id = tracing::field::Empty,
-                    seq = delivery.stream_sequence
-                );
-                backorder_runtime::trace::follow(&span, &delivery.trace);
-                self.reorder(delivery).instrument(span).await
-            };
-            outcomes.push(outcome);
+                outcomes.extend(self.reports(run).await);
+            }
         }
         outcomes
     }
 }
 
+/// The batch in order as runs of reports and single ticks: a tick sees every report before it written.
+fn runs<T>(batch: &[T], is_tick: impl Fn(&T) -> bool) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for (i, item) in batch.iter().enumerate() {
+        if is_tick(item) {
+            if start < i {
+                runs.push(&batch[start..i]);
+            }
+            runs.push(&batch[i..=i]);
+            start = i + 1;
+        }
+    }
+    if start < batch.len() {
+        runs.push(&batch[start..]);
+    }
+    runs
+}
+
 impl Trigger {
+    /// Applies a run of reports in order and writes what they changed; each gets its outcome.
+    async fn reports(&mut self, run: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(run.len());
+        let mut failed = None;
+        for delivery in run {
+            let span = tracing::info_span!(
+                "reorder",
+                sku = tracing::field::Empty,
+                event_id = tracing::field::Empty,
+                seq = delivery.stream_sequence
+            );
+            backorder_runtime::trace::follow(&span, &delivery.trace);
+            let outcome = match failed {
+                None => self.reorder(delivery).instrument(span).await,
+                Some(_) => Outcome::Done,
+            };
+            if let Outcome::Retry(error) = &outcome {
+                failed = Some(error.clone());
+            }
+            outcomes.push(outcome);
+        }
+        if failed.is_none() {
+            failed = self.write_staged().await.err();
+        }
+        if let Some(error) = failed {
+            // A lost compare-and-set means another instance wrote: the next attempt reads afresh.
+            self.skus.forget();
+            self.batches.forget();
+            for outcome in outcomes.iter_mut().filter(|o| **o == Outcome::Done) {
+                *outcome = Outcome::Retry(error.clone());
+            }
+        }
+        outcomes
+    }
+
+    /// The batches first, then the SKUs that mark the reports applied (see the module's crash safety).
+    async fn write_staged(&mut self) -> Result<(), String> {
+        self.batches.write_staged(&self.bucket).await?;
+        self.skus.write_staged(&self.bucket).await
+    }
+
     async fn reorder(&mut self, delivery: &Delivery) -> Outcome {
         let event = match read_event(&delivery.payload) {
             Ok(event) => event,
@@ -139,12 +204,7 @@ impl Trigger {
         };
         match self.apply(&event, at).await {
             Ok(()) => Outcome::Done,
-            Err(error) => {
-                // A lost compare-and-set means another instance wrote: the next attempt reads afresh.
-                self.skus.forget();
-                self.batches.forget();
-                Outcome::Retry(error)
-            }
+            Err(error) => Outcome::Retry(error),
         }
     }
 
@@ -181,13 +241,12 @@ impl Trigger {
             .resolve(&event.sku, upserted.value.as_ref().map(|m| &m.policy));
         self.gather(event, &mut state, &policy, origin).await?;
         state.mark_applied(&event.event_id, at);
-        let revision = kv::write(&self.bucket, &sku_key, &state, read.revision).await?;
-        self.skus.wrote(&sku_key, state, revision);
+        self.skus.stage(&sku_key, state, read.revision);
         Ok(())
     }
 
     /// Plans the SKU's line of its supplier's request being gathered again from `event`'s figures (it may
-    /// grow, shrink or go) and writes the supplier's batch; `state` learns what is open.
+    /// grow, shrink or go) and stages the supplier's batch; `state` learns what is open.
     async fn gather(
         &mut self,
         event: &ReorderNeeded,
@@ -197,7 +256,7 @@ impl Trigger {
     ) -> Result<(), String> {
         let now = self.clock.now();
         let batch_key = keys::batch(&policy.supplier_id);
-        // Taken, not copied: the batch holds every line of its supplier; it is written back below.
+        // Taken, not copied: the batch holds every line of its supplier; it is put back below.
         let gathering = self.batches.take(&self.bucket, &batch_key).await?;
         let gathered = gathering
             .value
@@ -214,11 +273,9 @@ impl Trigger {
                 match gathering.value {
                     Some(mut batch) if gathered > 0 => {
                         batch.lines.remove(&event.sku);
-                        let revision =
-                            kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
                         state.set_open(&batch.request_id, &batch.supplier_id, 0, now);
                         tracing::info!(request_id = %batch.request_id, "line dropped: no longer short");
-                        self.batches.wrote(&batch_key, batch, revision);
+                        self.batches.stage(&batch_key, batch, gathering.revision);
                     }
                     value => self.batches.kept(
                         &batch_key,
@@ -240,8 +297,6 @@ impl Trigger {
                     lines: BTreeMap::new(),
                 });
                 plan::merge(&mut batch, &event.sku, &planned, now);
-                let revision =
-                    kv::write(&self.bucket, &batch_key, &batch, gathering.revision).await?;
                 state.set_open(&batch.request_id, &batch.supplier_id, planned.quantity, now);
                 tracing::info!(
                     request_id = %batch.request_id,
@@ -256,7 +311,7 @@ impl Trigger {
                 );
                 // A send error means the scheduler stopped with the service; its next start reads the bucket.
                 let _ = self.changes.send(Change::Due(batch.due_at));
-                self.batches.wrote(&batch_key, batch, revision);
+                self.batches.stage(&batch_key, batch, gathering.revision);
             }
         }
         Ok(())
@@ -466,6 +521,20 @@ mod tests {
                 .unwrap_err()
                 .contains("outside the years 2000..=2199")
         );
+    }
+
+    #[test]
+    fn a_batch_runs_as_reports_between_ticks() {
+        let runs = |batch: &[char]| -> Vec<String> {
+            runs(batch, |c| *c == 'T')
+                .into_iter()
+                .map(|run| run.iter().collect())
+                .collect()
+        };
+        assert_eq!(runs(&['r', 'r', 'T', 'r']), ["rr", "T", "r"]);
+        assert_eq!(runs(&['T', 'T', 'r', 'r', 'r']), ["T", "T", "rrr"]);
+        assert_eq!(runs(&['r', 'T']), ["r", "T"]);
+        assert!(runs(&[]).is_empty());
     }
 
     #[test]

@@ -759,3 +759,42 @@ async fn a_policy_upserted_after_a_report_applies_to_the_next_report_of_its_sku(
     })
     .await
 }
+
+#[tokio::test]
+async fn a_burst_of_reports_over_one_supplier_writes_its_batch_a_few_times_not_once_per_report()
+-> anyhow::Result<()> {
+    with_env(async |env| {
+        let bucket = env
+            .bus
+            .js
+            .get_key_value(env.bus.subjects.replenishment_bucket())
+            .await?;
+        let key = "batch.unassigned";
+        let mut writes = bucket.watch(key).await?;
+        // Stored before the service starts, so they are there to be taken together.
+        let burst: Vec<ReorderNeeded> = (0..40)
+            .map(|n| shortage(&format!("ev-{n}"), &format!("SKU-X{n}"), 3))
+            .collect();
+        env.report(&burst).await?;
+        let (stop, running) = env.start().await?;
+        env.handled("marker-burst").await?;
+
+        let stored = bucket.get(key).await?.expect("the batch is gathered");
+        let batch: replenishment_trigger::store::Batch =
+            replenishment_trigger::store::decode(&stored, key).map_err(anyhow::Error::msg)?;
+        assert_eq!(batch.lines.len(), 40, "every report has its line");
+        let mut count = 0;
+        while let Some(Some(write)) = futures::StreamExt::next(&mut writes).now_or_never() {
+            write?;
+            count += 1;
+        }
+        assert!(
+            (1..=4).contains(&count),
+            "{count} writes of the batch for 40 reports"
+        );
+
+        let _ = stop.send(());
+        running.await?
+    })
+    .await
+}
