@@ -70,6 +70,48 @@ async fn run(
     skus: usize,
     suppliers: usize,
 ) -> anyhow::Result<()> {
+    let (stop, running) = start_trigger(url, prefix, file).await?;
+
+    let started = Instant::now();
+    publish_reports(bus, reports, skus).await?;
+    let published = started.elapsed();
+    wait_until_handled(bus).await?;
+    let handled = started.elapsed();
+
+    let sending = Instant::now();
+    let requests = close_window(bus, suppliers.min(skus)).await?;
+    let sent = sending.elapsed();
+    let lines: usize = requests
+        .iter()
+        .map(|b| PurchaseRequest::decode(b.as_slice()).map_or(0, |r| r.lines.len()))
+        .sum();
+
+    println!(
+        "{reports} reports over {skus} SKUs: published in {:.2} s, handled in {:.2} s ({:.0} reports/s)",
+        published.as_secs_f64(),
+        handled.as_secs_f64(),
+        reports as f64 / handled.as_secs_f64()
+    );
+    println!(
+        "window closed: {} requests with {lines} lines sent in {:.2} s",
+        requests.len(),
+        sent.as_secs_f64()
+    );
+    let _ = stop.send(());
+    running.await??;
+    Ok(())
+}
+
+/// The service in this process on the simulated clock, with the generated policies; send on the returned
+/// sender to stop it, then await the handle for how it ended.
+async fn start_trigger(
+    url: &str,
+    prefix: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
     let file = file.to_string_lossy();
     let source = std::collections::HashMap::from([
         ("NATS_URL", url),
@@ -84,9 +126,13 @@ async fn run(
     let running = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
+    Ok((stop, running))
+}
 
+/// Publishes `reports` shortage reports round-robin over `skus` SKUs, each SKU's shortage growing; waits for
+/// the stream's acks 256 at a time, so publishing is not one round trip per report.
+async fn publish_reports(bus: &Bus, reports: usize, skus: usize) -> anyhow::Result<()> {
     let subject = bus.subjects.reorder_needed();
-    let started = Instant::now();
     let mut acks = Vec::with_capacity(256);
     for n in 0..reports {
         let sku = n % skus;
@@ -116,7 +162,11 @@ async fn run(
     for ack in acks.drain(..) {
         ack.await?;
     }
-    let published = started.elapsed();
+    Ok(())
+}
+
+/// Returns once the service has handled every report published so far.
+async fn wait_until_handled(bus: &Bus) -> anyhow::Result<()> {
     // A bad report last: once it is parked, every report before it was handled.
     let marker = ReorderNeeded {
         sku: "S0".into(),
@@ -124,7 +174,8 @@ async fn run(
         event_id: "marker".into(),
         ..Default::default()
     };
-    bus.publish(subject, "marker", &marker).await?;
+    bus.publish(bus.subjects.reorder_needed(), "marker", &marker)
+        .await?;
     wait_for(
         bus,
         StreamKind::DeadLetter,
@@ -137,43 +188,26 @@ async fn run(
         },
     )
     .await?;
-    let handled = started.elapsed();
+    Ok(())
+}
 
-    let sending = Instant::now();
+/// Moves the simulated clock past the gathering window and waits for the `expected` purchase requests it
+/// sends; returns their payloads.
+async fn close_window(bus: &Bus, expected: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     let to = chrono::DateTime::parse_from_rfc3339(START)?.to_utc() + chrono::TimeDelta::minutes(6);
     let advanced = ClockAdvanced {
         to: Some(time::to_proto(to)),
     };
     bus.publish(bus.subjects.clock(), "clock/bench", &advanced)
         .await?;
-    let requests = wait_for(
+    wait_for(
         bus,
         StreamKind::Outbound,
         &bus.subjects.purchase_request(),
-        suppliers.min(skus),
+        expected,
         |b| PurchaseRequest::decode(b).is_ok(),
     )
-    .await?;
-    let sent = sending.elapsed();
-    let lines: usize = requests
-        .iter()
-        .map(|b| PurchaseRequest::decode(b.as_slice()).map_or(0, |r| r.lines.len()))
-        .sum();
-
-    println!(
-        "{reports} reports over {skus} SKUs: published in {:.2} s, handled in {:.2} s ({:.0} reports/s)",
-        published.as_secs_f64(),
-        handled.as_secs_f64(),
-        reports as f64 / handled.as_secs_f64()
-    );
-    println!(
-        "window closed: {} requests with {lines} lines sent in {:.2} s",
-        requests.len(),
-        sent.as_secs_f64()
-    );
-    let _ = stop.send(());
-    running.await??;
-    Ok(())
+    .await
 }
 
 /// Waits (up to 10 minutes) until `count` messages on `subject` satisfy `matches`; returns their payloads.

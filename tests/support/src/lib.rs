@@ -244,6 +244,78 @@ fn stream_replicas(env: &HashMap<&str, &str>) -> anyhow::Result<usize> {
     })
 }
 
+/// Creates `database` on the server of `admin` and opens a small pool on it (the test's own checks are few).
+async fn create_database(admin: &PgConnectOptions, database: &str) -> anyhow::Result<PgPool> {
+    let mut conn = admin.connect().await.context("connecting to Postgres")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create database \"{database}\""
+    )))
+    .execute(&mut conn)
+    .await?;
+    let db_options = admin.clone().database(database);
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(db_options)
+        .await?)
+}
+
+/// Connects the test to `prefix` as the admin (`admin.creds` in `creds_dir`, if given), provisioning its
+/// streams with the replicas `extra_env` asks for: the services may not create them.
+async fn connect_admin(
+    nats_url: &str,
+    creds_dir: Option<&std::path::Path>,
+    prefix: &str,
+    extra_env: &HashMap<&str, &str>,
+) -> anyhow::Result<Bus> {
+    let mut options = stream::nats().with_url(nats_url);
+    if let Some(dir) = creds_dir {
+        options.creds = Some(dir.join("admin.creds"));
+    }
+    Bus::connect_replicated(
+        &options,
+        Subjects::new(prefix).map_err(anyhow::Error::msg)?,
+        "backorder-client",
+        stream_replicas(extra_env)?,
+    )
+    .await
+}
+
+/// The environment every service process of a system gets: this system's prefix and database, settings that
+/// keep tests fast and side by side, then `extra_env` (which overrides them).
+fn service_env(
+    nats_url: &str,
+    database_url: String,
+    prefix: String,
+    extra_env: &HashMap<&str, &str>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("NATS_URL".into(), nats_url.to_string()),
+        // The test provisioned the prefix (as the admin user); each service connects as its own role
+        // ([`System::launch_with`]), which may not create streams.
+        ("BO_PROVISION".into(), "false".into()),
+        ("DATABASE_URL".into(), database_url),
+        ("BO_PREFIX".into(), prefix),
+        // Health and metrics on a port the system picks, so systems side by side do not collide.
+        ("BO_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        // Each customer event is told as soon as it arrives, at any hour (tests that want coalescing or
+        // quiet hours set them in `extra_env`).
+        ("BO_NOTIFY_COALESCE_SECS".into(), "0".into()),
+        ("BO_SMS_QUIET_HOURS".into(), "off".into()),
+        (
+            "RUST_LOG".into(),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+        // A purchase request goes out as soon as a shortage is known: tests do not wait for a window.
+        ("BO_REORDER_WINDOW_SECS".into(), "0".into()),
+    ];
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
+}
+
 /// The four services as processes, under a prefix and database of their own.
 pub struct System {
     pub bus: Bus,
@@ -310,7 +382,6 @@ impl System {
         database_url: &str,
         extra_env: &HashMap<&str, &str>,
     ) -> anyhow::Result<Self> {
-        let nats_url = nats_url.to_string();
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let prefix = format!(
             "e2e-{now}-{}",
@@ -322,61 +393,17 @@ impl System {
             .parse::<PgConnectOptions>()?
             .database("postgres");
         remove_stale_databases(&admin, now).await?;
-        let mut conn = admin.connect().await.context("connecting to Postgres")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "create database \"{database}\""
-        )))
-        .execute(&mut conn)
-        .await?;
-        let db_options = admin.clone().database(&database);
-        let db = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(db_options)
-            .await?;
+        let db = create_database(&admin, &database).await?;
         let service_database_url = admin.clone().database(&database).to_url_lossy().to_string();
 
-        let mut options = stream::nats().with_url(&nats_url);
-        if let Some(dir) = &creds_dir {
-            options.creds = Some(dir.join("admin.creds"));
-        }
-        let bus = Bus::connect_replicated(
-            &options,
-            Subjects::new(&prefix).map_err(anyhow::Error::msg)?,
-            "backorder-client",
-            stream_replicas(extra_env)?,
-        )
-        .await?;
+        let bus = connect_admin(nats_url, creds_dir.as_deref(), &prefix, extra_env).await?;
         remove_stale_streams(&bus, now).await?;
         let seen = Seen::subscribe(&bus).await?;
 
         let bin_dir = binaries_dir()?;
         let logs = bin_dir.join("e2e-logs").join(&prefix);
         std::fs::create_dir_all(&logs)?;
-        let mut env: Vec<(String, String)> = vec![
-            ("NATS_URL".into(), nats_url),
-            // The test provisioned the prefix (as the admin user); each service connects as its own role
-            // ([`launch_with`](Self::launch_with)), which may not create streams.
-            ("BO_PROVISION".into(), "false".into()),
-            ("DATABASE_URL".into(), service_database_url),
-            ("BO_PREFIX".into(), prefix),
-            // Health and metrics on a port the system picks, so systems side by side do not collide.
-            ("BO_HTTP_ADDR".into(), "127.0.0.1:0".into()),
-            // Each customer event is told as soon as it arrives, at any hour (tests that want coalescing or
-            // quiet hours set them in `extra_env`).
-            ("BO_NOTIFY_COALESCE_SECS".into(), "0".into()),
-            ("BO_SMS_QUIET_HOURS".into(), "off".into()),
-            (
-                "RUST_LOG".into(),
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            ),
-            // A purchase request goes out as soon as a shortage is known: tests do not wait for a window.
-            ("BO_REORDER_WINDOW_SECS".into(), "0".into()),
-        ];
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let env = service_env(nats_url, service_database_url, prefix, extra_env);
         let mut system = Self {
             bus,
             seen,

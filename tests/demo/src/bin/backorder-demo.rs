@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use backorder_proto::v1::{
     AllocationCancelled, AllocationCreated, ClockAdvanced, CustomerEvent, DeadLetter, EmailMessage,
-    OrderRejected, OrderStatus, PurchaseRequest, RequestRefused, SmsMessage, customer_event::Kind,
+    GetOrderReply, GetOrderRequest, OrderPriorityChanged, OrderRejected, OrderStatus,
+    PreviewReceiptReply, PreviewReceiptRequest, PurchaseRequest, RequestRefused, SmsMessage,
+    customer_event::Kind,
 };
 use backorder_runtime::Subjects;
 use backorder_runtime::query;
@@ -40,18 +42,37 @@ async fn main() -> anyhow::Result<()> {
         "== backorder demo: prefix {prefix}, NATS {} ==\n",
         backorder_runtime::secret::mask_url(&nats_url)
     );
+    let so1001 = first_orders(&bus, &db, &demo).await?;
+    bad_input(&bus, &demo, &so1001).await?;
+    shipments_and_receipt(&bus, &demo).await?;
+    ship_complete_and_cancellation(&bus, &db, &demo).await?;
+    late_supplier(&bus, &db, &demo).await?;
+    purchasing(&bus, &demo).await?;
+    desk(&bus, &demo).await?;
+    summary(&demo);
+    Ok(())
+}
+
+/// Initial stock, an order partly allocated and one wholly backordered, and (on a simulated clock) the
+/// purchase request their shortage gathers into. Returns SO-1001 as placed, for [`bad_input`] to send again.
+async fn first_orders(
+    bus: &backorder_runtime::jetstream::Bus,
+    db: &sqlx::PgPool,
+    demo: &Demo<'_>,
+) -> anyhow::Result<backorder_proto::v1::OrderPlaced> {
+    let s = demo.s;
     let acme = messages::customer("C-ACME", "purchasing@acme.example", "+4915112345678", "en");
     let bistro = messages::customer("C-BISTRO", "owner@bistro.example", "", "de");
 
     println!("[WMS] initial stock: WIDGET-RED 70, GADGET-BLUE 500");
     for (sku, quantity) in [("WIDGET-RED", 70), ("GADGET-BLUE", 500)] {
-        load_stock(&bus, &db, sku, quantity).await?;
+        load_stock(bus, db, sku, quantity).await?;
     }
 
     println!("\n[OMS] Acme Wholesale orders SO-1001: 100 x WIDGET-RED, 20 x GADGET-BLUE");
     let so1001 = demo.placed(messages::order(
         "SO-1001",
-        acme.clone(),
+        acme,
         &[("WIDGET-RED", 100), ("GADGET-BLUE", 20)],
     ));
     bus.publish(s.order_placed(), "SO-1001", &so1001).await?;
@@ -76,23 +97,31 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "\n[CLOCK] five minutes pass: what was gathered for each supplier goes out as one request"
         );
-        demo.advance_clock(&bus, start + chrono::Duration::minutes(6))
+        demo.advance_clock(bus, start + chrono::Duration::minutes(6))
             .await?;
         demo.purchase_request("WIDGET-RED", 1).await?;
     }
+    Ok(so1001)
+}
 
+/// What the OMS gets wrong: a retry of `so1001` (the same message, so deduplicated), an order that fails
+/// validation, and bytes that are no order at all.
+async fn bad_input(
+    bus: &backorder_runtime::jetstream::Bus,
+    demo: &Demo<'_>,
+    so1001: &backorder_proto::v1::OrderPlaced,
+) -> anyhow::Result<()> {
+    let s = demo.s;
     println!("\n[OMS] sends SO-1001 again (a retry): nothing new happens");
-    bus.publish(s.order_placed(), "SO-1001-retry", &so1001)
+    bus.publish(s.order_placed(), "SO-1001-retry", so1001)
         .await?;
     println!("[OMS] sends SO-1003 with a zero quantity and a repeated line number");
-    let mut bad = messages::order(
-        "SO-1003",
-        acme.clone(),
-        &[("WIDGET-RED", 0), ("GADGET-BLUE", 1)],
-    );
+    let acme = messages::customer("C-ACME", "purchasing@acme.example", "+4915112345678", "en");
+    let mut bad = messages::order("SO-1003", acme, &[("WIDGET-RED", 0), ("GADGET-BLUE", 1)]);
     bad.lines[1].line_no = 1;
     bus.publish(s.order_placed(), "SO-1003", &bad).await?;
-    let rejected = seen
+    let rejected = demo
+        .seen
         .wait_for::<OrderRejected>(&s.order_rejected(), |r| r.order_id == "SO-1003")
         .await?;
     for error in &rejected.errors {
@@ -108,13 +137,22 @@ async fn main() -> anyhow::Result<()> {
         bytes::Bytes::from_static(b"{\"order\":1}"),
     )
     .await?;
-    let letter = seen
+    let letter = demo
+        .seen
         .wait_for::<DeadLetter>(&s.dead_letter("order-intake"), |d| {
             d.message_id == "garbage-1"
         })
         .await?;
     println!("  -> DLQ    parked by {}: {}", letter.service, letter.error);
+    Ok(())
+}
 
+/// SO-1001 shipped in two parts around a receipt that fills the backorders first come, first served.
+async fn shipments_and_receipt(
+    bus: &backorder_runtime::jetstream::Bus,
+    demo: &Demo<'_>,
+) -> anyhow::Result<()> {
+    let s = demo.s;
     println!("\n[WMS] ships what was allocated to SO-1001 (70 + 20)");
     bus.publish(
         s.shipment_confirmed(),
@@ -148,12 +186,12 @@ async fn main() -> anyhow::Result<()> {
     demo.status("SO-1001", 4).await?;
     demo.email("SO-1001", Kind::Completed).await?;
     demo.sms("SO-1001", Kind::Completed).await?;
+    Ok(())
+}
 
-    ship_complete_and_cancellation(&bus, &db, &demo).await?;
-    late_supplier(&bus, &db, &demo).await?;
-    purchasing(&bus, &demo).await?;
-    desk(&bus, &demo).await?;
-
+/// Each order's lines as its latest status has them, and how many messages went where.
+fn summary(demo: &Demo<'_>) {
+    let (s, seen) = (demo.s, demo.seen);
     println!("\n== summary ==");
     let mut latest: BTreeMap<String, OrderStatus> = BTreeMap::new();
     for status in seen.all::<OrderStatus>(&s.order_status()) {
@@ -197,7 +235,6 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!("{name:<28} {}", seen.count(&subject));
     }
-    Ok(())
 }
 
 /// A ship-complete order held until its last line arrives, a cancellation whose units go to the next order in
@@ -288,20 +325,9 @@ async fn late_supplier(
         "\n[PURCHASING] PO-8100: 60 x CHAIR-OAK, expected {}",
         date(day(5))
     );
-    let po = |expected: chrono::DateTime<chrono::Utc>, revision: u32| {
-        let update = backorder_proto::v1::SupplyUpdated {
-            po_id: "PO-8100".into(),
-            line_no: 1,
-            sku: "CHAIR-OAK".into(),
-            quantity_open: 60,
-            expected_at: Some(backorder_runtime::time::to_proto(expected)),
-            cancelled: false,
-            request_id: String::new(),
-        };
-        (format!("PO-8100/1/{revision}"), update)
-    };
-    let (id, update) = po(day(5), 1);
+    let (id, update) = chair_po(day(5), 1);
     bus.publish(s.supply_updated(), &id, &update).await?;
+    // Booked before the orders come, so they are promised its date.
     backorder_test_support::wait_for_value(
         db,
         "select count(*) from supply where po_id = $1",
@@ -309,6 +335,64 @@ async fn late_supplier(
         1,
     )
     .await?;
+    place_chair_orders(bus, demo).await?;
+
+    println!(
+        "\n[CLOCK] six days pass; {} went by and PO-8100 has not arrived",
+        date(day(5))
+    );
+    demo.advance_clock(bus, day(6)).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::EtaChanged, 1).await?;
+    }
+    demo.email("SO-1101", Kind::EtaChanged).await?;
+
+    println!(
+        "\n[PURCHASING] the supplier confirms a new date: {}",
+        date(day(9))
+    );
+    let (id, update) = chair_po(day(9), 2);
+    bus.publish(s.supply_updated(), &id, &update).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::EtaChanged, 2).await?;
+    }
+
+    println!(
+        "\n[CLOCK] two more days; [WMS] the 60 chairs arrive on {}, a day early",
+        date(day(8))
+    );
+    demo.advance_clock(bus, day(8)).await?;
+    let receipt = messages::receipt("RC-8100", "CHAIR-OAK", 60, "PO-8100");
+    bus.publish(s.stock_received(), "RC-8100", &receipt).await?;
+    for order_id in orders {
+        demo.event(order_id, Kind::ReadyToShip, 1).await?;
+    }
+    print_customer_messages(demo, &orders);
+    Ok(())
+}
+
+/// Revision `revision` of PO-8100's one line (60 x CHAIR-OAK expected at `expected`), with its message id.
+fn chair_po(
+    expected: chrono::DateTime<chrono::Utc>,
+    revision: u32,
+) -> (String, backorder_proto::v1::SupplyUpdated) {
+    let update = backorder_proto::v1::SupplyUpdated {
+        po_id: "PO-8100".into(),
+        line_no: 1,
+        sku: "CHAIR-OAK".into(),
+        quantity_open: 60,
+        expected_at: Some(backorder_runtime::time::to_proto(expected)),
+        cancelled: false,
+        request_id: String::new(),
+    };
+    (format!("PO-8100/1/{revision}"), update)
+}
+
+/// SO-1101 and SO-1102, both waiting on PO-8100 since no chair is in stock.
+async fn place_chair_orders(
+    bus: &backorder_runtime::jetstream::Bus,
+    demo: &Demo<'_>,
+) -> anyhow::Result<()> {
     for (order_id, name, quantity) in [
         ("SO-1101", "Nordic Lofts", 20),
         ("SO-1102", "Atelier Brun", 25),
@@ -325,53 +409,25 @@ async fn late_supplier(
             customer,
             &[("CHAIR-OAK", quantity)],
         ));
-        bus.publish(s.order_placed(), order_id, &order).await?;
+        bus.publish(demo.s.order_placed(), order_id, &order).await?;
         demo.event(order_id, Kind::Backordered, 1).await?;
     }
+    Ok(())
+}
 
-    println!(
-        "\n[CLOCK] six days pass; {} went by and PO-8100 has not arrived",
-        date(day(5))
-    );
-    demo.advance_clock(bus, day(6)).await?;
-    for order_id in orders {
-        demo.event(order_id, Kind::EtaChanged, 1).await?;
-    }
-    demo.email("SO-1101", Kind::EtaChanged).await?;
-
-    println!(
-        "\n[PURCHASING] the supplier confirms a new date: {}",
-        date(day(9))
-    );
-    let (id, update) = po(day(9), 2);
-    bus.publish(s.supply_updated(), &id, &update).await?;
-    for order_id in orders {
-        demo.event(order_id, Kind::EtaChanged, 2).await?;
-    }
-
-    println!(
-        "\n[CLOCK] two more days; [WMS] the 60 chairs arrive on {}, a day early",
-        date(day(8))
-    );
-    demo.advance_clock(bus, day(8)).await?;
-    let receipt = messages::receipt("RC-8100", "CHAIR-OAK", 60, "PO-8100");
-    bus.publish(s.stock_received(), "RC-8100", &receipt).await?;
-    for order_id in orders {
-        demo.event(order_id, Kind::ReadyToShip, 1).await?;
-    }
-
+/// The kinds of customer event each of `orders` got, in order.
+fn print_customer_messages(demo: &Demo<'_>, orders: &[&str]) {
     println!("\ncustomer messages per order in this scenario (each by email):");
-    for order_id in orders {
+    for &order_id in orders {
         let kinds: Vec<String> = demo
             .seen
-            .all::<CustomerEvent>(&s.customer_event())
+            .all::<CustomerEvent>(&demo.s.customer_event())
             .iter()
             .filter(|e| e.order_id == order_id)
             .map(|e| e.kind().as_str_name().to_string())
             .collect();
         println!("  {order_id}: {} ({})", kinds.len(), kinds.join(", "));
     }
-    Ok(())
 }
 
 /// Shortages of several SKUs gathered into one purchase request per supplier, a SKU nobody configured flagged
@@ -448,10 +504,6 @@ async fn purchasing(
 /// The backorder desk at work, through the query API (`<p>.api.*`): a what-if receipt, and a retailer-contract
 /// order moved to the front of its queue by an `OrderPriorityChanged`.
 async fn desk(bus: &backorder_runtime::jetstream::Bus, demo: &Demo<'_>) -> anyhow::Result<()> {
-    use backorder_proto::v1::{
-        GetOrderReply, GetOrderRequest, OrderPriorityChanged, PreviewReceiptReply,
-        PreviewReceiptRequest,
-    };
     let s = &bus.subjects;
     let museum = messages::customer("C-MUSEUM", "shop@museum.example", "", "en");
     println!(
@@ -460,46 +512,87 @@ async fn desk(bus: &backorder_runtime::jetstream::Bus, demo: &Demo<'_>) -> anyho
     let order = demo.placed(messages::order("SO-1301", museum, &[("VASE-CLAY", 6)]));
     bus.publish(s.order_placed(), "SO-1301", &order).await?;
 
-    let place = |order: &GetOrderReply| {
-        let line = &order.lines[0];
-        let queue = line.queue.clone().unwrap_or_default();
-        let promise = line.promise.unwrap_or_default();
-        let eta = promise
-            .eta
-            .as_ref()
-            .and_then(backorder_runtime::time::from_proto)
-            .map_or("no date".to_string(), |at| {
-                at.format("%a %b %-d").to_string()
-            });
-        format!(
-            "position {} ({} units ahead), ETA {eta}{}",
-            queue.position,
-            queue.units_ahead,
-            if promise.eta_estimated {
-                " (estimate)"
-            } else {
-                ""
-            }
-        )
+    let before = so1301_backordered(bus).await?;
+    println!("  -> DESK   SO-1301 line 1: {}", queue_place(&before));
+
+    preview_vase_receipt(bus).await?;
+
+    println!("[OMS] SO-1301 falls under a retailer contract: priority 10 (in.order.priority)");
+    let change = OrderPriorityChanged {
+        request_id: "PRIO-1301".into(),
+        order_id: "SO-1301".into(),
+        priority: 10,
+        reason: "retailer contract".into(),
     };
-    let get = || async {
-        let request = GetOrderRequest {
-            order_id: "SO-1301".into(),
-        };
-        api::<_, GetOrderReply>(bus, "order.get", &request).await
-    };
+    bus.publish(s.order_priority(), "PRIO-1301", &change)
+        .await?;
+    // After ten seconds the place is shown anyway: it then shows that the change did not land.
     let mut waited = 0;
-    let before = loop {
-        match get().await {
-            Ok(order) if order.lines.first().is_some_and(|l| l.backordered > 0) => break order,
+    let after = loop {
+        let order = get_so1301(bus).await?;
+        if order.priority == 10 || waited == 100 {
+            break order;
+        }
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!("  -> DESK   SO-1301 line 1: {}", queue_place(&after));
+    Ok(())
+}
+
+/// SO-1301 through the query API.
+async fn get_so1301(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<GetOrderReply> {
+    let request = GetOrderRequest {
+        order_id: "SO-1301".into(),
+    };
+    api::<_, GetOrderReply>(bus, "order.get", &request).await
+}
+
+/// SO-1301 once allocation has queued it for VASE-CLAY; the query API may not know it yet, so errors are
+/// retried for ten seconds.
+async fn so1301_backordered(
+    bus: &backorder_runtime::jetstream::Bus,
+) -> anyhow::Result<GetOrderReply> {
+    let mut waited = 0;
+    loop {
+        match get_so1301(bus).await {
+            Ok(order) if order.lines.first().is_some_and(|l| l.backordered > 0) => {
+                return Ok(order);
+            }
             _ if waited < 100 => waited += 1,
             Err(error) => return Err(error),
             Ok(_) => anyhow::bail!("SO-1301 does not wait for VASE-CLAY"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    println!("  -> DESK   SO-1301 line 1: {}", place(&before));
+    }
+}
 
+/// An order's first line's place in its queue and its promised date, as the desk reads them.
+fn queue_place(order: &GetOrderReply) -> String {
+    let line = &order.lines[0];
+    let queue = line.queue.clone().unwrap_or_default();
+    let promise = line.promise.unwrap_or_default();
+    let eta = promise
+        .eta
+        .as_ref()
+        .and_then(backorder_runtime::time::from_proto)
+        .map_or("no date".to_string(), |at| {
+            at.format("%a %b %-d").to_string()
+        });
+    format!(
+        "position {} ({} units ahead), ETA {eta}{}",
+        queue.position,
+        queue.units_ahead,
+        if promise.eta_estimated {
+            " (estimate)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Which backorders a receipt of 12 x VASE-CLAY would fill, asked without receiving anything.
+async fn preview_vase_receipt(bus: &backorder_runtime::jetstream::Bus) -> anyhow::Result<()> {
     let preview: PreviewReceiptReply = api(
         bus,
         "receipt.preview",
@@ -517,26 +610,6 @@ async fn desk(bus: &backorder_runtime::jetstream::Bus, demo: &Demo<'_>) -> anyho
             fill.order_id, fill.line_no, fill.quantity, fill.position, fill.backordered_after
         );
     }
-
-    println!("[OMS] SO-1301 falls under a retailer contract: priority 10 (in.order.priority)");
-    let change = OrderPriorityChanged {
-        request_id: "PRIO-1301".into(),
-        order_id: "SO-1301".into(),
-        priority: 10,
-        reason: "retailer contract".into(),
-    };
-    bus.publish(s.order_priority(), "PRIO-1301", &change)
-        .await?;
-    let mut waited = 0;
-    let after = loop {
-        let order = get().await?;
-        if order.priority == 10 || waited == 100 {
-            break order;
-        }
-        waited += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    println!("  -> DESK   SO-1301 line 1: {}", place(&after));
     Ok(())
 }
 
