@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Make a NATS server with JetStream (version >= 2.10) available and print the
+# Make a NATS server with JetStream (version >= 2.11) available and print the
 # URL to use on the last line of stdout. Everything else goes to stderr.
 #
 # Decision order:
 #   1. NATS_URL set by the caller: check that it answers, print it unchanged
-#      (a warning, not a failure, if it is older than 2.10 or lacks JetStream);
+#      (a warning, not a failure, if it is older than 2.11 or lacks JetStream);
 #      the caller gives NATS_CREDS too if that server wants them.
 #   2. Otherwise our own secured server on 127.0.0.1:$BO_NATS_PORT (default
 #      4333); any other server (Debian's on 4222) is left alone. Its users, one
@@ -27,7 +27,7 @@ BO_SCRIPT=ensure-nats
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MIN_VERSION=2.10.0
+MIN_VERSION=2.11.0
 NATS_PKG_VERSION=2.15.1
 DEFAULT_PORT=4222
 OWN_PORT="${BO_NATS_PORT:-4333}"
@@ -44,7 +44,7 @@ SERVER_CONF="$CREDS_DIR/server.conf"
 
 [[ $OWN_PORT =~ ^[0-9]+$ ]] || die "BO_NATS_PORT must be a port number, got '$OWN_PORT'"
 
-# suitable HOST PORT: the server there answers with JetStream and >= 2.10.
+# suitable HOST PORT: the server there answers with JetStream and >= 2.11.
 # Sets INFO_VERSION for messages.
 INFO_VERSION=""
 suitable() {
