@@ -13,6 +13,7 @@ pub mod policies;
 pub mod policy;
 pub mod policy_file;
 pub mod schedule;
+pub mod tick;
 pub mod store;
 pub mod trigger;
 pub mod watched;
