@@ -10,8 +10,22 @@
 //! A receipt preview runs the first three and rolls back (`preview.rs`).
 
 use super::Work;
-use super::ledger::SkuLedger;
+use super::ledger::{HistoryRow, SkuLedger};
+use crate::events::Outgoing;
 use super::work::Stock;
+
+/// Audit and outbox rows per statement. A receipt filling 10,000 lines writes about 30,000 outbox rows; in one
+/// statement they would be held twice more while encoded and sent, which was most of the service's peak memory.
+const ROWS_PER_STATEMENT: usize = 2_000;
+
+/// `rows` moved out in chunks of [`ROWS_PER_STATEMENT`], in order.
+fn chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    let mut rows = rows.into_iter();
+    std::iter::from_fn(move || {
+        let chunk: Vec<T> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    })
+}
 
 impl Work<'_> {
     /// Decides what the batch leads to, writes it and commits.
@@ -69,7 +83,13 @@ impl Work<'_> {
         if self.records.history.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.records.history);
+        for rows in chunks(std::mem::take(&mut self.records.history)) {
+            self.write_history_rows(rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_history_rows(&mut self, rows: Vec<HistoryRow>) -> Result<(), sqlx::Error> {
         let n = rows.len();
         let (mut orders, mut lines, mut skus) = (
             Vec::with_capacity(n),
@@ -135,8 +155,15 @@ impl Work<'_> {
         if self.records.outbox.is_empty() {
             return Ok(());
         }
-        // Moved into the columns, not copied: a big batch's payloads are most of its memory.
-        let rows = std::mem::take(&mut self.records.outbox);
+        // Moved into the columns, not copied: a big batch's payloads are most of its memory. The chunks are
+        // written in order, so the outbox ids keep the emit order, which is the publish order.
+        for rows in chunks(std::mem::take(&mut self.records.outbox)) {
+            self.write_outbox_rows(rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_outbox_rows(&mut self, rows: Vec<Outgoing>) -> Result<(), sqlx::Error> {
         let n = rows.len();
         let (mut ids, mut subjects) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut payloads, mut traceparents) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -161,5 +188,19 @@ impl Work<'_> {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_written_in_order_in_chunks_of_at_most_the_limit() {
+        let rows: Vec<usize> = (0..2 * ROWS_PER_STATEMENT + 1).collect();
+        let sizes: Vec<usize> = chunks(rows.clone()).map(|c| c.len()).collect();
+        assert_eq!(sizes, [ROWS_PER_STATEMENT, ROWS_PER_STATEMENT, 1]);
+        assert_eq!(chunks(rows.clone()).flatten().collect::<Vec<_>>(), rows);
+        assert_eq!(chunks(Vec::<usize>::new()).count(), 0);
     }
 }
