@@ -77,10 +77,21 @@ async fn an_order_keeps_its_trace_from_the_oms_to_the_email_and_every_service_re
                 "{service} {path}"
             );
         }
-        let (status, metrics) = http_get(addr, "/metrics").await?;
+        // A message is counted as it is settled, which may come after what it caused downstream was seen.
+        let counted = |metrics: &str| {
+            metrics.contains("bo_messages_total") && metrics.contains("outcome=\"done\"")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (status, metrics) = loop {
+            let (status, metrics) = http_get(addr, "/metrics").await?;
+            if status != 200 || counted(&metrics) || std::time::Instant::now() > deadline {
+                break (status, metrics);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         assert_eq!(status, 200, "{service} /metrics");
         assert!(
-            metrics.contains("bo_messages_total") && metrics.contains("outcome=\"done\""),
+            counted(&metrics),
             "{service} counts the messages it handled:\n{metrics}"
         );
     }
