@@ -10,6 +10,7 @@ use backorder_runtime::subjects::StreamKind;
 use prost::Message;
 use sqlx::PgPool;
 
+use super::cpu::{self, CpuUse};
 use super::watch::{Seen, Watch};
 use backorder_test_support::stream::unsettled;
 use backorder_test_support::{System, messages};
@@ -88,6 +89,8 @@ pub struct FlatOut {
     pub elapsed: Duration,
     /// When that was.
     pub last: Instant,
+    /// Where the cores went meanwhile (`None`: /proc could not be read).
+    pub cpu: Option<CpuUse>,
 }
 
 impl FlatOut {
@@ -99,6 +102,7 @@ impl FlatOut {
 /// Phase 3: `orders` orders as fast as JetStream takes them, until every one's first status is out.
 pub async fn flat_out(system: &System, watch: &Watch, orders: usize) -> anyhow::Result<FlatOut> {
     seed_stock(system, "F-", orders).await?;
+    let cpu = cpu::snapshot(&system.pids()).ok();
     let start = Instant::now();
     let load = (0..orders).map(|i| {
         let id = format!("FO-{i:07}");
@@ -110,11 +114,13 @@ pub async fn flat_out(system: &System, watch: &Watch, orders: usize) -> anyhow::
     let last = watch
         .wait_for(Seen::Status, "FO-", orders, PATIENCE)
         .await?;
+    let cpu = cpu.and_then(|at| Some(at.until(&cpu::snapshot(&system.pids()).ok()?)));
     Ok(FlatOut {
         orders,
         published,
         elapsed: last - start,
         last,
+        cpu,
     })
 }
 
@@ -231,6 +237,8 @@ pub struct Receipt {
     /// From the receipt's publish to the last `AllocationCreated`, and to the last ALLOCATED status.
     pub allocations: Duration,
     pub statuses: Duration,
+    /// Where the cores went meanwhile (`None`: /proc could not be read).
+    pub cpu: Option<CpuUse>,
 }
 
 impl Receipt {
@@ -263,6 +271,7 @@ pub async fn receipt(system: &System, watch: &Watch, lines: usize) -> anyhow::Re
     // The notices and shortage reports of the backorders are not part of what the receipt costs.
     drain(system, Instant::now()).await?;
     let s = system.subjects();
+    let cpu = cpu::snapshot(&system.pids()).ok();
     let start = Instant::now();
     let receipt = messages::receipt("RCPT-1", RECEIPT_SKU, lines as i64, "");
     system
@@ -274,10 +283,12 @@ pub async fn receipt(system: &System, watch: &Watch, lines: usize) -> anyhow::Re
     let statuses = watch
         .wait_for(Seen::Allocated, "RC-", lines, PATIENCE)
         .await?;
+    let cpu = cpu.and_then(|at| Some(at.until(&cpu::snapshot(&system.pids()).ok()?)));
     Ok(Receipt {
         lines,
         allocations: allocated - start,
         statuses: statuses - start,
+        cpu,
     })
 }
 

@@ -3,6 +3,7 @@
 //! `backorder-eta-bench`).
 
 pub mod baseline;
+pub mod cpu;
 pub mod eta;
 pub mod flow;
 pub mod report;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::baseline;
+use super::cpu::CpuUse;
 use super::eta;
 use super::flow::{Drained, FlatOut, LINES_PER_ORDER, Latency, Receipt, SKUS};
 use super::ms;
@@ -117,6 +118,7 @@ impl Run {
                     "   {:>9} order lines/s = {ratio} the 16-client baseline tx/s (target >= {E2E_RATIO}x)",
                     thousands(f.lines_per_sec())
                 );
+                print_cpu(f.cpu.as_ref());
             }
             Err(e) => println!("   not measured: {e}"),
         }
@@ -184,6 +186,7 @@ impl Run {
                     "   {:>9} lines/s = {ratio} the 16-client baseline tx/s (target >= {RECEIPT_RATIO}x)",
                     thousands(r.lines_per_sec())
                 );
+                print_cpu(r.cpu.as_ref());
             }
             Err(e) => println!("   not measured: {e}"),
         }
@@ -290,6 +293,14 @@ impl Run {
                 None => println!("   {what:<38} {:<28} not measured", ""),
             }
         }
+    }
+}
+
+/// Where the cores went during a phase, as one line under its figures.
+fn print_cpu(cpu: Option<&CpuUse>) {
+    match cpu {
+        Some(cpu) => println!("   CPU meanwhile: {}", cpu.line()),
+        None => println!("   CPU meanwhile: not measured (/proc unreadable)"),
     }
 }
 
