@@ -122,14 +122,16 @@ impl Work<'_> {
         if !full.is_empty() {
             let skus: Vec<&String> = full.iter().map(|f| &f.0).collect();
             let mut queues = self.waiting_queues(&skus).await?;
+            // The orders each SKU's new dates concern, locked and read once for every SKU.
+            let mut concerned: Vec<(String, String)> = Vec::new();
             for (sku, cause, settings) in full {
                 let queue = queues.remove(&sku).unwrap_or_default();
                 let supply = supplies.remove(&sku).unwrap_or_default();
-                changed.extend(
-                    self.project(&sku, &cause, queue, &supply, &settings)
-                        .await?,
-                );
+                let (dated, orders) = self.project(&sku, &cause, queue, &supply, &settings);
+                changed.extend(dated);
+                concerned.extend(orders.into_iter().map(|order| (order, cause.clone())));
             }
+            self.touch_each(&concerned).await?;
         }
         self.write_etas(&changed).await
     }
@@ -294,15 +296,15 @@ impl Work<'_> {
         Some(dated)
     }
 
-    /// Projects one SKU; returns its lines whose date changed, and remembers which orders must hear of it.
-    async fn project(
+    /// Projects one SKU; returns its lines whose date changed and the orders that must hear of it.
+    fn project(
         &mut self,
         sku: &str,
         cause: &str,
         queue: Vec<QueueRow>,
         supply: &[SupplyRow],
         settings: &Settings,
-    ) -> Result<Vec<(String, i32, Eta)>, sqlx::Error> {
+    ) -> (Vec<(String, i32, Eta)>, BTreeSet<String>) {
         let supply: Vec<Supply> = supply
             .iter()
             .map(|s| Supply {
@@ -351,9 +353,7 @@ impl Work<'_> {
         if !changed.is_empty() {
             tracing::debug!(sku, lines = changed.len(), "ETAs re-projected");
         }
-        let orders: Vec<String> = orders.into_iter().collect();
-        self.touch(&orders, cause).await?;
-        Ok(changed)
+        (changed, orders)
     }
 }
 

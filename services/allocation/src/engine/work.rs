@@ -213,10 +213,26 @@ impl Work<'_> {
         order_ids: &[String],
         cause: &str,
     ) -> Result<(), sqlx::Error> {
-        let new: Vec<String> = order_ids
+        let each: Vec<(String, String)> = order_ids
             .iter()
+            .map(|id| (id.clone(), cause.to_string()))
+            .collect();
+        self.touch_each(&each).await
+    }
+
+    /// [`touch`](Self::touch) with a cause per order (a later one for the same order wins), in one lock and
+    /// one read for all of them.
+    pub(super) async fn touch_each(
+        &mut self,
+        orders: &[(String, String)],
+    ) -> Result<(), sqlx::Error> {
+        let new: Vec<String> = orders
+            .iter()
+            .map(|(id, _)| id)
             .filter(|id| !self.orders.before.contains_key(*id))
             .cloned()
+            .collect::<BTreeSet<String>>()
+            .into_iter()
             .collect();
         if !new.is_empty() {
             sqlx::query(
@@ -237,8 +253,8 @@ impl Work<'_> {
                     .push(row);
             }
         }
-        for id in order_ids {
-            self.orders.causes.insert(id.clone(), cause.to_string());
+        for (id, cause) in orders {
+            self.orders.causes.insert(id.clone(), cause.clone());
         }
         Ok(())
     }
