@@ -34,6 +34,8 @@ pub struct Service {
 impl Service {
     /// Connects as `name` (the connection's name, and the service's health and metrics port).
     pub async fn connect(config: &CommonConfig, name: &'static str) -> anyhow::Result<Self> {
+        // The recorder first: a message handled before `/metrics` is served must still be counted.
+        ops::metrics();
         let bus = Bus::for_service(config, name).await?;
         let checks = vec![ops::nats_check(bus.client.clone()), bus.consumers_check()];
         Ok(Self {
