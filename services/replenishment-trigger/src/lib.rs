@@ -13,8 +13,8 @@ pub mod policies;
 pub mod policy;
 pub mod policy_file;
 pub mod schedule;
-pub mod tick;
 pub mod store;
+pub mod tick;
 pub mod trigger;
 pub mod watched;
 

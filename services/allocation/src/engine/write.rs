@@ -11,8 +11,8 @@
 
 use super::Work;
 use super::ledger::{HistoryRow, SkuLedger};
-use crate::events::Outgoing;
 use super::work::Stock;
+use crate::events::Outgoing;
 
 /// Audit and outbox rows per statement. A receipt filling 10,000 lines writes about 30,000 outbox rows; in one
 /// statement they would be held twice more while encoded and sent, which was most of the service's peak memory.
