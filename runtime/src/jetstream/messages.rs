@@ -18,15 +18,25 @@ pub(super) struct Recipe {
 }
 
 impl Recipe {
-    /// Creates the consumer, or updates it to `config` when it exists (same durable name), and pulls from it.
-    async fn open(&self) -> anyhow::Result<pull::Stream> {
+    /// Creates the consumer, or updates it to `config` when it exists (same durable name).
+    async fn update(&self) -> anyhow::Result<()> {
+        self.create().await.map(|_| ())
+    }
+
+    async fn create(&self) -> anyhow::Result<jetstream::consumer::PullConsumer> {
         let name = self.config.durable_name.as_deref().unwrap_or_default();
         let stream = self.bus.js.get_stream(&self.stream).await?;
         // Create or update: a new release may consume more subjects through the same durable consumer.
-        let consumer: jetstream::consumer::PullConsumer = stream
+        stream
             .create_consumer(self.config.clone())
             .await
-            .with_context(|| format!("creating consumer {name} on {}", self.stream))?;
+            .with_context(|| format!("creating consumer {name} on {}", self.stream))
+    }
+
+    /// [`create`](Self::create)s the consumer and pulls from it.
+    async fn open(&self) -> anyhow::Result<pull::Stream> {
+        let name = self.config.durable_name.as_deref().unwrap_or_default();
+        let consumer = self.create().await?;
         let pulled = match self.config.priority_policy {
             // Pulls name the group, and expire well within the time the pin outlives a silent instance.
             jetstream::consumer::PriorityPolicy::PinnedClient => {
@@ -105,13 +115,13 @@ impl Messages {
         self.recipe.is_some()
     }
 
-    /// Sets the server's redelivery limit of the consumer, updating it on the server when it differs.
+    /// Sets the server's redelivery limit of the consumer, updating it on the server when it differs. The
+    /// pull goes on as it is: a new one would lose what is in flight to this one, and a pinned consumer's pin.
     pub async fn set_server_max_deliver(&mut self, max_deliver: i64) -> anyhow::Result<()> {
         match &mut self.recipe {
             Some(recipe) if recipe.config.max_deliver != max_deliver => {
                 recipe.config.max_deliver = max_deliver;
-                self.inner = recipe.open().await?;
-                Ok(())
+                recipe.update().await
             }
             _ => Ok(()),
         }
