@@ -241,6 +241,7 @@ impl Application {
             subjects: service.config().subjects.clone(),
             policy: self.policy.clone(),
             clock: service.clock.clone(),
+            queues: Default::default(),
         };
         let worker = service.worker(SERVICE);
         let relay = outbox::Relay {

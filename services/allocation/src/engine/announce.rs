@@ -218,18 +218,22 @@ impl Work<'_> {
         if promises.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "update order_lines l set eta_told = p.told, promised_eta = p.promised
-             from unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[])
-                  as p(order_id, line_no, told, promised)
-             where l.order_id = p.order_id and l.line_no = p.line_no",
+        let written: Vec<String> = sqlx::query_scalar(
+            "with written as (
+                 update order_lines l set eta_told = p.told, promised_eta = p.promised
+                 from unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[])
+                      as p(order_id, line_no, told, promised)
+                 where l.order_id = p.order_id and l.line_no = p.line_no
+                 returning l.sku)
+             select distinct sku from written",
         )
         .bind(promises.iter().map(|p| p.0.clone()).collect::<Vec<_>>())
         .bind(promises.iter().map(|p| p.1).collect::<Vec<_>>())
         .bind(promises.iter().map(|p| p.2).collect::<Vec<_>>())
         .bind(promises.iter().map(|p| p.3).collect::<Vec<_>>())
-        .execute(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await?;
+        self.lines_written(written);
         Ok(())
     }
 

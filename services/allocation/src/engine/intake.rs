@@ -334,6 +334,7 @@ impl Work<'_> {
     async fn write_new(&mut self, unwritten: &mut Unwritten) -> Result<(), sqlx::Error> {
         let Unwritten { lines, lost } = std::mem::take(unwritten);
         if !lines.order_id.is_empty() {
+            self.lines_written(lines.sku.iter().cloned());
             sqlx::query(
                 "insert into order_lines (order_id, line_no, sku, priority, placed_at, ordered, allocated,
                                           backordered, cancelled, preorder, allocated_at, placed_allocated,

@@ -188,6 +188,7 @@ impl Work<'_> {
         .bind(self.now)
         .fetch_all(&mut *self.tx)
         .await?;
+        self.lines_written(rows.iter().map(|row| row.sku.clone()));
         // `returning` comes in no particular order: pair each row with its change by key.
         let waiting: HashMap<(&str, i32), i64> = changes
             .iter()

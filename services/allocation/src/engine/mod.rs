@@ -21,6 +21,7 @@ mod lines;
 mod preview;
 mod priority;
 mod promise;
+mod queues;
 mod release;
 mod reorder;
 mod reproject;
@@ -42,6 +43,7 @@ use backorder_runtime::Subjects;
 use work::Work;
 
 pub use preview::{OpenSupply, OrderAfter, PreviewFill, QueuedAfter, ReceiptPreview, StockAfter};
+pub use queues::QueueCache;
 
 /// What became of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,8 @@ pub struct Engine {
     pub subjects: Subjects,
     pub policy: Policy,
     pub clock: Clock,
+    /// Waiting queues kept across batches ([`queues`]); clones share them.
+    pub queues: QueueCache,
 }
 
 impl Engine {
@@ -136,6 +140,7 @@ impl Engine {
             subjects,
             policy: Policy::default(),
             clock: Clock::wall(),
+            queues: QueueCache::default(),
         }
     }
 
@@ -172,7 +177,7 @@ impl Engine {
     }
 
     async fn work(&self, now: DateTime<Utc>) -> Result<Work<'_>, sqlx::Error> {
-        Work::begin(&self.pool, &self.subjects, &self.policy, now).await
+        Work::begin(&self.pool, &self.subjects, &self.policy, &self.queues, now).await
     }
 
     /// Applies `commands` in one transaction, retrying it when Postgres picked it as a deadlock or

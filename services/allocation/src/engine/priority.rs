@@ -49,11 +49,14 @@ impl Work<'_> {
             .execute(&mut *self.tx)
             .await?;
         // The queue index is on the line's own priority.
-        sqlx::query("update order_lines set priority = $2 where order_id = $1")
-            .bind(order_id)
-            .bind(new)
-            .execute(&mut *self.tx)
-            .await?;
+        let written: Vec<String> = sqlx::query_scalar(
+            "update order_lines set priority = $2 where order_id = $1 returning sku",
+        )
+        .bind(order_id)
+        .bind(new)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        self.lines_written(written);
         let reason = change.reason.trim();
         let detail = if reason.is_empty() {
             format!("priority {old} -> {new}")

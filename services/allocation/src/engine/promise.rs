@@ -135,13 +135,14 @@ impl Work<'_> {
                 detail,
             );
         }
-        sqlx::query(
+        let written: Vec<String> = sqlx::query_scalar(
             "update order_lines set promised_eta = eta, eta_told = eta
-             where order_id = $1 and backordered > 0",
+             where order_id = $1 and backordered > 0 returning sku",
         )
         .bind(order_id)
-        .execute(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await?;
+        self.lines_written(written);
         self.orders.consent_settled.insert(order_id.to_string());
         Ok(())
     }

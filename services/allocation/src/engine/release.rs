@@ -116,16 +116,20 @@ impl Work<'_> {
         to_wms: ToWms,
     ) -> Result<(), sqlx::Error> {
         if !releases.is_empty() {
-            sqlx::query(
-                "update order_lines l set released = r.released
-                 from unnest($1::text[], $2::int[], $3::bigint[]) as r(order_id, line_no, released)
-                 where l.order_id = r.order_id and l.line_no = r.line_no",
+            let written: Vec<String> = sqlx::query_scalar(
+                "with written as (
+                     update order_lines l set released = r.released
+                     from unnest($1::text[], $2::int[], $3::bigint[]) as r(order_id, line_no, released)
+                     where l.order_id = r.order_id and l.line_no = r.line_no
+                     returning l.sku)
+                 select distinct sku from written",
             )
             .bind(releases.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
             .bind(releases.iter().map(|r| r.1).collect::<Vec<_>>())
             .bind(releases.iter().map(|r| r.2).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
+            .fetch_all(&mut *self.tx)
             .await?;
+            self.lines_written(written);
         }
         let ToWms {
             allocations,

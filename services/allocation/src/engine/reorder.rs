@@ -47,18 +47,7 @@ impl Work<'_> {
         .await?
         .into_iter()
         .collect();
-        // Who waits, and the earliest date promised on units no purchase order covers (dated by estimate).
-        let waiting: HashMap<String, (i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "select sku, count(distinct order_id)::bigint,
-                    min(coalesce(promised_eta, eta)) filter (where eta_estimated)
-             from order_lines where sku = any($1) and backordered > 0 group by sku",
-        )
-        .bind(&skus)
-        .fetch_all(&mut *self.tx)
-        .await?
-        .into_iter()
-        .map(|(sku, orders, promised)| (sku, (orders, promised)))
-        .collect();
+        let waiting = self.waiting(&skus).await?;
         for sku in skus {
             let stock = self.stock[&sku];
             let figures = StockFigures {
@@ -87,5 +76,56 @@ impl Work<'_> {
             );
         }
         Ok(())
+    }
+
+    /// Per SKU, who waits and the earliest date promised on units no purchase order covers (dated by estimate):
+    /// from the queue in hand where the batch read it and wrote none of its lines, else from the database.
+    async fn waiting(
+        &mut self,
+        skus: &[String],
+    ) -> Result<HashMap<String, (i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+        let mut waiting = HashMap::new();
+        let mut unread = Vec::new();
+        for sku in skus {
+            match self.read.get(sku) {
+                Some((_, queue)) if !self.written.contains(sku) => {
+                    waiting.insert(sku.clone(), queue.figures());
+                }
+                _ => unread.push(sku.clone()),
+            }
+        }
+        if cfg!(debug_assertions) {
+            let in_hand: Vec<String> = waiting.keys().cloned().collect();
+            let stored = self.stored_waiting(&in_hand).await?;
+            for (sku, figures) in &waiting {
+                let stored = stored.get(sku).copied().unwrap_or((0, None));
+                assert_eq!(
+                    *figures, stored,
+                    "the waiting figures of {sku} from its queue in hand"
+                );
+            }
+        }
+        waiting.extend(self.stored_waiting(&unread).await?);
+        Ok(waiting)
+    }
+
+    async fn stored_waiting(
+        &mut self,
+        skus: &[String],
+    ) -> Result<HashMap<String, (i64, Option<DateTime<Utc>>)>, sqlx::Error> {
+        if skus.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(sqlx::query_as(
+            "select sku, count(distinct order_id)::bigint,
+                    min(coalesce(promised_eta, eta)) filter (where eta_estimated)
+             from order_lines where sku = any($1) and backordered > 0 group by sku",
+        )
+        .bind(skus)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .into_iter()
+        .map(|(sku, orders, promised)| (sku, (orders, promised)))
+        .collect())
     }
 }

@@ -9,52 +9,16 @@ use chrono::{DateTime, Utc};
 
 use super::Work;
 use super::ledger::{Appended, Marked};
-use crate::decide::promises::{self, Dated, Dates};
+use super::queues::{Lines, Queue, QueueRow};
+use crate::decide::promises::{self, Dated};
 use crate::eta::{self, Eta, Settings, Supply, Waiting};
 
-/// A waiting line of a SKU's queue, with its dates.
+/// A waiting line as the queues of several SKUs are read together.
 #[derive(sqlx::FromRow)]
-struct QueueRow {
+struct QueueRead {
     sku: String,
-    order_id: String,
-    line_no: i32,
-    backordered: i64,
-    eta: Option<DateTime<Utc>>,
-    eta_estimated: bool,
-    eta_late: bool,
-    eta_told: Option<DateTime<Utc>>,
-    promised_eta: Option<DateTime<Utc>>,
-}
-
-impl QueueRow {
-    fn waiting(&self) -> Waiting {
-        Waiting {
-            units: self.backordered,
-            current: self.eta.map(|at| Eta {
-                at,
-                estimated: self.eta_estimated,
-                late: self.eta_late,
-                source: None,
-            }),
-        }
-    }
-
-    fn dated(&self) -> Option<Dated> {
-        self.eta.map(|at| Dated {
-            at,
-            estimated: self.eta_estimated,
-            late: self.eta_late,
-        })
-    }
-
-    fn dates(&self) -> Dates {
-        Dates {
-            backordered: self.backordered,
-            eta: self.eta,
-            told: self.eta_told,
-            promised: self.promised_eta,
-        }
-    }
+    #[sqlx(flatten)]
+    row: QueueRow,
 }
 
 /// The last dated line of a SKU's queue and the first and last of its dates; `all_estimated`: the first is an
@@ -113,6 +77,7 @@ impl Work<'_> {
                 if let Some(dated) =
                     self.append_estimates(&sku, &marked.cause, tails.get(&sku), new, &settings)
                 {
+                    self.lines_written([sku.clone()]);
                     changed.extend(dated);
                     continue;
                 }
@@ -127,7 +92,10 @@ impl Work<'_> {
             for (sku, cause, settings) in full {
                 let queue = queues.remove(&sku).unwrap_or_default();
                 let supply = supplies.remove(&sku).unwrap_or_default();
-                let (dated, orders) = self.project(&sku, &cause, queue, &supply, &settings);
+                let (dated, orders) = self.project(&sku, &cause, &queue, &supply, &settings);
+                if !dated.is_empty() {
+                    self.lines_written([sku.clone()]);
+                }
                 changed.extend(dated);
                 concerned.extend(orders.into_iter().map(|order| (order, cause.clone())));
             }
@@ -168,13 +136,62 @@ impl Work<'_> {
         )
     }
 
-    /// Per SKU, its waiting lines in queue order.
+    /// Per SKU, its waiting lines in queue order: kept from an earlier batch where the SKU's stock row is still
+    /// at the version they were read at ([`queues`](super::queues)), read in one query for the others. Each is
+    /// remembered for the end of the batch, which keeps those the batch did not write.
     async fn waiting_queues(
         &mut self,
         skus: &[&String],
-    ) -> Result<BTreeMap<String, Vec<QueueRow>>, sqlx::Error> {
-        let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
-        let rows: Vec<QueueRow> = sqlx::query_as(
+    ) -> Result<BTreeMap<String, Queue>, sqlx::Error> {
+        let mut queues: BTreeMap<String, Queue> = BTreeMap::new();
+        let mut missing: Vec<&String> = Vec::new();
+        for sku in skus {
+            // What is kept is the stored queue at the version the row was locked at: not what this batch
+            // wrote since.
+            let kept = if self.written.contains(*sku) {
+                None
+            } else {
+                self.cache.get(sku, self.stock[*sku].queue_version)
+            };
+            match kept {
+                Some(queue) => {
+                    queues.insert(sku.to_string(), queue);
+                }
+                None => missing.push(sku),
+            }
+        }
+        if cfg!(debug_assertions) {
+            let kept: Vec<&String> = queues.keys().collect();
+            let read = self.read_queues(&kept).await?;
+            for (sku, queue) in &queues {
+                let stored = read.get(sku).map_or(&[][..], |q| &q[..]);
+                assert_eq!(
+                    &queue[..],
+                    stored,
+                    "the kept queue of {sku} differs from the stored one at the same version"
+                );
+            }
+        }
+        let read = self.read_queues(&missing).await?;
+        for sku in missing {
+            queues.insert(sku.clone(), read.get(sku).cloned().unwrap_or_default());
+        }
+        for (sku, queue) in &queues {
+            let version = self.stock[sku].queue_version;
+            self.read.insert(sku.clone(), (version, queue.clone()));
+        }
+        Ok(queues)
+    }
+
+    /// The stored waiting lines of `skus`, per SKU in queue order; a SKU nobody waits on is absent.
+    async fn read_queues(
+        &mut self,
+        skus: &[&String],
+    ) -> Result<BTreeMap<String, Queue>, sqlx::Error> {
+        if skus.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let rows: Vec<QueueRead> = sqlx::query_as(
             "select sku, order_id, line_no, backordered, eta, eta_estimated, eta_late, eta_told,
                     promised_eta
              from order_lines where sku = any($1) and backordered > 0
@@ -183,10 +200,14 @@ impl Work<'_> {
         .bind(skus)
         .fetch_all(&mut *self.tx)
         .await?;
-        for row in rows {
-            queues.entry(row.sku.clone()).or_default().push(row);
+        let mut queues: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
+        for QueueRead { sku, row } in rows {
+            queues.entry(sku).or_default().push(row);
         }
-        Ok(queues)
+        Ok(queues
+            .into_iter()
+            .map(|(sku, rows)| (sku, Lines::new(rows)))
+            .collect())
     }
 
     /// Stores the new dates of the lines whose date changed, in one statement.
@@ -301,7 +322,7 @@ impl Work<'_> {
         &mut self,
         sku: &str,
         cause: &str,
-        queue: Vec<QueueRow>,
+        queue: &[QueueRow],
         supply: &[SupplyRow],
         settings: &Settings,
     ) -> (Vec<(String, i32, Eta)>, BTreeSet<String>) {

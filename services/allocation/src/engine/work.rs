@@ -2,7 +2,7 @@
 //! end of the batch reads (see [`ledger`](super::ledger)), and the helpers every command shares (locks,
 //! touching an order, recording, emitting).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::claim::Claim;
 use super::ledger::{HistoryRow, OrderLedger, Records, SkuLedger};
 use super::lines::LineRow;
+use super::queues::{Queue, QueueCache};
 use super::{Applied, Policy};
 use crate::command::Command;
 use crate::events::Outgoing;
@@ -27,6 +28,8 @@ pub(super) struct Stock {
     pub backordered: i64,
     /// When the SKU's projection changes by itself.
     pub eta_check_at: Option<DateTime<Utc>>,
+    /// The version of the SKU's waiting lines ([`queues`](super::queues)), as locked.
+    pub queue_version: i64,
 }
 
 impl Stock {
@@ -46,6 +49,11 @@ pub(super) struct Work<'a> {
     pub skus: SkuLedger,
     pub orders: OrderLedger,
     pub records: Records,
+    /// SKUs whose lines the batch wrote: their stock rows get a new `queue_version`.
+    pub written: BTreeSet<String>,
+    /// The queues the batch read or took from `cache`, with the version they are at.
+    pub read: BTreeMap<String, (i64, Queue)>,
+    pub cache: &'a QueueCache,
 }
 
 impl<'a> Work<'a> {
@@ -54,6 +62,7 @@ impl<'a> Work<'a> {
         pool: &PgPool,
         subjects: &'a Subjects,
         policy: &'a Policy,
+        cache: &'a QueueCache,
         now: DateTime<Utc>,
     ) -> Result<Self, sqlx::Error> {
         Ok(Work {
@@ -65,6 +74,9 @@ impl<'a> Work<'a> {
             skus: SkuLedger::default(),
             orders: OrderLedger::default(),
             records: Records::default(),
+            written: BTreeSet::new(),
+            read: BTreeMap::new(),
+            cache,
         })
     }
 }
@@ -113,16 +125,36 @@ impl Work<'_> {
         .bind(&skus)
         .execute(&mut *self.tx)
         .await?;
-        type Row = (String, i64, i64, i64, i64, i64, i64, Option<DateTime<Utc>>);
+        type Row = (
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<DateTime<Utc>>,
+            i64,
+        );
         let rows: Vec<Row> = sqlx::query_as(
-            "select sku, on_hand, allocated, received, adjusted, shipped, backordered, eta_check_at from stock
-             where sku = any($1) order by sku for update",
+            "select sku, on_hand, allocated, received, adjusted, shipped, backordered, eta_check_at,
+                    queue_version
+             from stock where sku = any($1) order by sku for update",
         )
         .bind(&skus)
         .fetch_all(&mut *self.tx)
         .await?;
-        for (sku, on_hand, allocated, received, adjusted, shipped, backordered, eta_check_at) in
-            rows
+        for (
+            sku,
+            on_hand,
+            allocated,
+            received,
+            adjusted,
+            shipped,
+            backordered,
+            eta_check_at,
+            queue_version,
+        ) in rows
         {
             let row = Stock {
                 on_hand,
@@ -132,6 +164,7 @@ impl Work<'_> {
                 shipped,
                 backordered,
                 eta_check_at,
+                queue_version,
             };
             self.stock.insert(sku, row);
         }
@@ -193,6 +226,12 @@ impl Work<'_> {
             Applied::Done | Applied::Duplicate => {}
         }
         Ok(applied)
+    }
+
+    /// Notes that the batch writes lines of `skus` (every statement that writes `order_lines` says so): their
+    /// kept queues are no longer what is stored.
+    pub(super) fn lines_written(&mut self, skus: impl IntoIterator<Item = String>) {
+        self.written.extend(skus);
     }
 
     pub(super) fn stock_mut(&mut self, sku: &str) -> &mut Stock {

@@ -5,18 +5,37 @@
 //! 2. **announce** per order the batch touched ([`OrderLedger`](super::ledger::OrderLedger), `announce.rs`): released units to the WMS,
 //!    customer events, kept promises, the order's status;
 //! 3. **reorder**: one `ReorderNeeded` per SKU short or answered (`SkuLedger::short` and `answers`);
-//! 4. **write** the stock rows, the audit trail, the demand and the outbox, and commit.
+//! 4. **write** the stock rows (a new queue version for each SKU whose lines the batch wrote), the audit trail,
+//!    the demand and the outbox, and commit;
+//! 5. **keep** the queues the batch read and did not write, for the batches after it ([`queues`](super::queues)).
 //!
 //! A receipt preview runs the first three and rolls back (`preview.rs`).
 
 use super::Work;
 use super::ledger::{HistoryRow, SkuLedger};
+use super::queues::{Queue, QueueCache};
 use super::work::Stock;
 use crate::events::Outgoing;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Audit and outbox rows per statement. A receipt filling 10,000 lines writes about 30,000 outbox rows; in one
 /// statement they would be held twice more while encoded and sent, which was most of the service's peak memory.
 const ROWS_PER_STATEMENT: usize = 2_000;
+
+/// After the commit: the queues the batch read and did not write are kept at the version they were read at;
+/// those it wrote are dropped.
+fn keep_queues(
+    cache: &QueueCache,
+    written: &BTreeSet<String>,
+    read: BTreeMap<String, (i64, Queue)>,
+) {
+    cache.forget(written);
+    for (sku, (version, queue)) in read {
+        if !written.contains(&sku) {
+            cache.keep(&sku, version, queue);
+        }
+    }
+}
 
 /// `rows` moved out in chunks of [`ROWS_PER_STATEMENT`], in order.
 fn chunks<T>(rows: Vec<T>) -> impl Iterator<Item = Vec<T>> {
@@ -31,11 +50,16 @@ impl Work<'_> {
     /// Decides what the batch leads to, writes it and commits.
     pub(super) async fn finish(mut self) -> Result<(), sqlx::Error> {
         self.decide().await?;
+        if cfg!(debug_assertions) {
+            self.check_written().await?;
+        }
         self.write_stock().await?;
         self.write_history().await?;
         self.write_demand().await?;
         self.write_outbox().await?;
-        self.tx.commit().await
+        self.tx.commit().await?;
+        keep_queues(self.cache, &self.written, self.read);
+        Ok(())
     }
 
     /// Phases 1 to 3: the new ETAs, and what the WMS, the customers, the OMS and purchasing are told (the
@@ -52,7 +76,35 @@ impl Work<'_> {
         self.emit_reorders(short, answers).await
     }
 
+    /// Debug builds: every line this transaction wrote (a row version it created) is on a SKU the batch noted
+    /// as written, so no kept queue outlives a change. Reads every line: fine for tests, not for production.
+    async fn check_written(&mut self) -> Result<(), sqlx::Error> {
+        let skus: Vec<String> =
+            sqlx::query_scalar("select distinct sku from order_lines where age(xmin) = 0")
+                .fetch_all(&mut *self.tx)
+                .await?;
+        let unnoted: Vec<&String> = skus
+            .iter()
+            .filter(|sku| !self.written.contains(*sku))
+            .collect();
+        assert!(
+            unnoted.is_empty(),
+            "lines of {unnoted:?} were written without Work::lines_written"
+        );
+        Ok(())
+    }
+
+    /// Writes every locked stock row back; those of SKUs whose lines the batch wrote get a new queue version.
     async fn write_stock(&mut self) -> Result<(), sqlx::Error> {
+        // Lines are written under their SKU's lock, so these are locked already; this only guards a path
+        // that did not lock.
+        let unlocked: Vec<String> = self
+            .written
+            .iter()
+            .filter(|sku| !self.stock.contains_key(*sku))
+            .cloned()
+            .collect();
+        self.lock_skus(unlocked).await?;
         if self.stock.is_empty() {
             return Ok(());
         }
@@ -60,10 +112,12 @@ impl Work<'_> {
         sqlx::query(
             "update stock s set on_hand = n.on_hand, allocated = n.allocated, received = n.received,
                                 adjusted = n.adjusted, shipped = n.shipped, eta_check_at = n.eta_check_at,
-                                backordered = n.backordered
+                                backordered = n.backordered,
+                                queue_version = case when n.written then nextval('stock_queue_version')
+                                                     else s.queue_version end
              from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                         $7::timestamptz[], $8::bigint[])
-                  as n(sku, on_hand, allocated, received, adjusted, shipped, eta_check_at, backordered)
+                         $7::timestamptz[], $8::bigint[], $9::bool[])
+                  as n(sku, on_hand, allocated, received, adjusted, shipped, eta_check_at, backordered, written)
              where s.sku = n.sku",
         )
         .bind(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
@@ -74,6 +128,11 @@ impl Work<'_> {
         .bind(rows.iter().map(|r| r.1.shipped).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.eta_check_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.backordered).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| self.written.contains(r.0))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *self.tx)
         .await?;
         Ok(())
