@@ -28,6 +28,10 @@ pub(super) struct OrderRow {
     pub consent_due: Option<DateTime<Utc>>,
 }
 
+/// Orders announced together. A receipt filling 10,000 lines announces 10,000 orders, each with an allocation,
+/// a customer event and a status: in rounds, their lines and events are not all held at once.
+const ORDERS_PER_ROUND: usize = 1_000;
+
 /// A line's new promise: the date last told and the date first promised.
 type Promise = (String, i32, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -58,24 +62,32 @@ impl OrderRow {
 }
 
 impl Work<'_> {
+    /// Announces every order the batch changed, [`ORDERS_PER_ROUND`] at a time in order-id order, each round's
+    /// events written to the outbox before the next round reads its orders. (The audit rows stay for the end:
+    /// a receipt preview reads them after this phase.)
     pub(super) async fn announce(&mut self) -> Result<(), sqlx::Error> {
-        if self.orders.before.is_empty() {
-            return Ok(());
-        }
         let order_ids: Vec<String> = self.orders.before.keys().cloned().collect();
+        for round in order_ids.chunks(ORDERS_PER_ROUND) {
+            self.announce_orders(round).await?;
+            self.write_outbox().await?;
+        }
+        Ok(())
+    }
+
+    async fn announce_orders(&mut self, order_ids: &[String]) -> Result<(), sqlx::Error> {
         // Order rows are the last locks taken, in order-id order (see the module comment).
         let mut orders: Vec<OrderRow> = sqlx::query_as(
             "select order_id, customer_id, email, phone, locale, time_zone, ship_policy, eta_notify_due, eta_notified_at,
                     consent_due
              from orders where order_id = any($1) order by order_id for update",
         )
-        .bind(&order_ids)
+        .bind(order_ids)
         .fetch_all(&mut *self.tx)
         .await?;
         // A line of these orders on a SKU this batch did not lock may be changing in another transaction (two
         // instances filling two SKUs of one ship-complete order). That transaction gets here only after this one
         // commits, since the order rows are locked first, and then reads both changes and announces the rest.
-        let rows = self.lines_of_orders(&order_ids).await?;
+        let rows = self.lines_of_orders(order_ids).await?;
         let mut after: BTreeMap<String, Vec<LineRow>> = BTreeMap::new();
         for row in rows {
             after.entry(row.order_id.clone()).or_default().push(row);

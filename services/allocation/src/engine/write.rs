@@ -3,7 +3,8 @@
 //! 1. **re-project** the SKUs the commands marked ([`SkuLedger::reproject`](super::ledger::SkuLedger::reproject), `promise.rs`): new dates, and the
 //!    orders whose dates moved join the order ledger;
 //! 2. **announce** per order the batch touched ([`OrderLedger`](super::ledger::OrderLedger), `announce.rs`): released units to the WMS,
-//!    customer events, kept promises, the order's status;
+//!    customer events, kept promises, the order's status; 1,000 orders a round, each round's events written to
+//!    the outbox (after those emitted before them) before the next;
 //! 3. **reorder**: one `ReorderNeeded` per SKU short or answered (`SkuLedger::short` and `answers`);
 //! 4. **write** the stock rows (a new queue version for each SKU whose lines the batch wrote), the audit trail,
 //!    the demand and the outbox, and commit;
@@ -210,7 +211,8 @@ impl Work<'_> {
         Ok(())
     }
 
-    async fn write_outbox(&mut self) -> Result<(), sqlx::Error> {
+    /// Writes the events emitted so far, in emit order (also in the middle of a batch: see `announce`).
+    pub(super) async fn write_outbox(&mut self) -> Result<(), sqlx::Error> {
         if self.records.outbox.is_empty() {
             return Ok(());
         }
